@@ -1,0 +1,37 @@
+# Every target installs what it needs first, so each works on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench lint compose-up compose-down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[sim,test]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/flame-sim run algorithms/descriptive_statistics.py --nodes 3 --seed 7
+	$(VENV)/bin/flame-sim run algorithms/logistic_regression.py --nodes 3 --seed 7
+
+bench: install
+	$(PY) -m benchmarks
+
+lint: install
+	$(VENV)/bin/ruff check flame_sdk flame tests algorithms benchmarks
+
+compose-up:
+	docker compose -f docker/compose.yml --env-file docker/compose.env up --build --abort-on-container-exit
+
+compose-down:
+	docker compose -f docker/compose.yml --env-file docker/compose.env down --volumes
+
+clean:
+	rm -rf $(VENV) .pytest_cache results

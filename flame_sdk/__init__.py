@@ -1,0 +1,25 @@
+"""flame_sdk: the Python SDK a federated analysis imports on a FLAME node."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flame_sdk.clients.messages import Message
+    from flame_sdk.core import FlameCoreSDK
+
+__all__ = ["FlameCoreSDK", "Message"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Imported lazily so that light modules (templates, simulator) load without the SDK core.
+    if name == "FlameCoreSDK":
+        from flame_sdk.core import FlameCoreSDK
+
+        return FlameCoreSDK
+    if name == "Message":
+        from flame_sdk.clients.messages import Message
+
+        return Message
+    raise AttributeError(f"module 'flame_sdk' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Async clients of the node services, one module per service."""

@@ -1,0 +1,143 @@
+"""HTTP access to one node service: a shared aiohttp session, auth headers and tenacity retries.
+
+Only transient failures are retried (connection errors, timeouts, HTTP 429 and 5xx), with
+exponential backoff and full jitter, bounded by a total deadline. Everything else raises at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from flame_sdk.errors import ServiceHTTPError, ServiceUnavailableError, TokenExpiredError
+from flame_sdk.tokens import TokenHolder
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff settings: waits grow from ``initial_wait`` up to ``max_wait``; all attempts end by ``deadline``."""
+
+    deadline: float = 60.0
+    initial_wait: float = 0.05
+    max_wait: float = 5.0
+    request_timeout: float | None = 300.0
+
+
+class _TransientError(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, (_TransientError, aiohttp.ClientConnectionError, asyncio.TimeoutError))
+
+
+class ServiceClient:
+    """Requests against one service prefix of the node gateway (e.g. ``/message-broker``)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        service: str,
+        token: TokenHolder | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.service = service
+        self.token = token
+        self.headers = dict(headers or {})
+        self.retry = retry
+
+    def url(self, path: str) -> str:
+        return self.base_url + (path if path.startswith("/") else "/" + path)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: float | None = None,
+        data_factory: Callable[[], Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> aiohttp.ClientResponse:
+        url = self.url(path)
+        policy = self.retry
+        req_timeout = aiohttp.ClientTimeout(total=timeout if timeout is not None else policy.request_timeout)
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(deadline if deadline is not None else policy.deadline),
+            wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
+            retry=retry_if_exception(_is_transient),
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    token_version = self.token.version if self.token else 0
+                    all_headers = {**self.headers, **(self.token.bearer() if self.token else {}), **(headers or {})}
+                    if data_factory is not None:
+                        kwargs["data"] = data_factory()
+                    resp = await self.session.request(method, url, headers=all_headers, timeout=req_timeout, **kwargs)
+                    if resp.status in TRANSIENT_STATUSES:
+                        detail = f"HTTP {resp.status}: {(await resp.text())[:300]}"
+                        resp.release()
+                        raise _TransientError(detail)
+                    if resp.status == 401 and self.token is not None and self.token.version != token_version:
+                        resp.release()  # the token was refreshed while this request was in flight
+                        raise _TransientError("HTTP 401 with a token that was just replaced")
+                    return resp
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise ServiceUnavailableError(self.service, url, last or "retry deadline exceeded") from last
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _checked(self, method: str, path: str, ok: tuple[int, ...], **kwargs: Any) -> aiohttp.ClientResponse:
+        resp = await self._send(method, path, **kwargs)
+        if resp.status not in ok:
+            reason = (await resp.text())[:500]
+            resp.release()
+            error = TokenExpiredError if resp.status == 401 else ServiceHTTPError
+            raise error(self.service, method, self.url(path), resp.status, reason)
+        return resp
+
+    async def json(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any) -> Any:
+        """Send a request and decode the JSON answer (None for an empty body)."""
+        resp = await self._checked(method, path, ok, **kwargs)
+        async with resp:
+            body = await resp.read()
+        return json.loads(body) if body else None
+
+    async def read(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> bytes:
+        resp = await self._checked(method, path, ok, **kwargs)
+        async with resp:
+            return await resp.read()
+
+    async def send(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 202, 204), **kwargs: Any) -> int:
+        """Send a request whose answer body is not needed; return the status."""
+        resp = await self._checked(method, path, ok, **kwargs)
+        resp.release()
+        return resp.status
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Open a response for streaming reads (``resp.content.iter_chunked``)."""
+        resp = await self._checked(method, path, ok, **kwargs)
+        try:
+            yield resp
+        finally:
+            resp.release()

@@ -1,0 +1,135 @@
+"""flame_log: console output, hub streaming with levels, halt/append, run status and progress."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from flame_sdk.constants import LOG_LEVELS, TERMINAL_STATUSES, AnalysisStatus
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One log line as streamed to the PO service."""
+
+    log: str
+    log_type: str
+    status: str
+    progress: int
+
+
+LogSink = Callable[[LogRecord], None]
+
+
+def format_message(msg: str | bytes | Iterable[Any], sep: str = "", end: str = "") -> str:
+    """Turn ``msg`` (str, bytes, or an iterable joined with ``sep``) into one log text ending with ``end``."""
+    if isinstance(msg, bytes):
+        text = msg.decode("utf-8", errors="replace")
+    elif isinstance(msg, str):
+        text = msg
+    elif isinstance(msg, Iterable):
+        text = sep.join(str(part) for part in msg)
+    else:
+        raise TypeError(f"flame_log accepts str, bytes or an iterable of parts, not {type(msg).__name__}")
+    return text + end
+
+
+class FlameLogger:
+    """Prints logs and hands those at or above ``stream_level`` to a sink (the PO client).
+
+    Records produced before a sink is attached are queued and flushed on ``attach_sink``.
+    """
+
+    def __init__(self, silent: bool = False, stream_level: int = 20, label: str = "", out: TextIO | None = None):
+        self.silent = silent
+        self.stream_level = stream_level
+        self.label = label
+        self._out = out
+        self._lock = threading.RLock()
+        self._sink: LogSink | None = None
+        self._pending: list[LogRecord] = []
+        self._held = ""
+        self.status: AnalysisStatus = AnalysisStatus.STARTING
+        self.progress = 0
+        self.history: list[LogRecord] = []
+
+    # -- output ---------------------------------------------------------------------------------
+    def attach_sink(self, sink: LogSink) -> None:
+        with self._lock:
+            self._sink = sink
+            pending, self._pending = self._pending, []
+        for record in pending:
+            sink(record)
+
+    def log(
+        self,
+        msg: str | bytes | Iterable[Any],
+        log_type: str = "info",
+        sep: str = "",
+        end: str = "",
+        append: bool = False,
+        halt_submission: bool = False,
+    ) -> str:
+        """Print and (if its level is high enough) stream one log; return the submitted text."""
+        if log_type not in LOG_LEVELS:
+            raise ValueError(f"unknown log_type {log_type!r}; use one of {', '.join(LOG_LEVELS)}")
+        text = format_message(msg, sep, end)
+        with self._lock:
+            self._print(text, log_type, continued=append and bool(self._held), newline=not halt_submission)
+            if halt_submission:
+                self._held += text
+                return text
+            if append:
+                text, self._held = self._held + text, ""
+            record = LogRecord(text, log_type, self.status.value, self.progress)
+            self.history.append(record)
+            if LOG_LEVELS[log_type] < self.stream_level:
+                return text
+            if self._sink is None:
+                self._pending.append(record)
+                return text
+            sink = self._sink
+        sink(record)
+        return text
+
+    def _print(self, text: str, log_type: str, continued: bool, newline: bool) -> None:
+        if self.silent:
+            return
+        out = self._out or sys.stdout
+        if continued:
+            line = text
+        else:
+            prefix = f"[{self.label}] " if self.label else ""
+            level = "" if log_type == "info" else f"{log_type.upper()}: "
+            line = prefix + level + text
+        out.write(line + ("\n" if newline else ""))
+        out.flush()
+
+    # -- status and progress ------------------------------------------------------------------------
+    def set_status(self, status: AnalysisStatus | str) -> bool:
+        """Move to ``status`` unless a terminal status was already reached; return whether it changed."""
+        try:
+            new = AnalysisStatus(status)
+        except ValueError:
+            new = AnalysisStatus.FAILED
+        with self._lock:
+            if self.status in TERMINAL_STATUSES or self.status == new:
+                return False
+            self.status = new
+            return True
+
+    def set_progress(self, progress: int | float) -> None:
+        """Accept only increasing values in [0, 100]; warn otherwise."""
+        if isinstance(progress, bool) or not isinstance(progress, (int, float)):
+            self.log(f"progress must be a number between 0 and 100, got {progress!r}", "warn")
+            return
+        value = int(progress)
+        if not 0 <= value <= 100:
+            self.log(f"progress {progress} is outside 0..100 and was ignored", "warn")
+        elif value <= self.progress:
+            self.log(f"progress only increases: {value} <= current {self.progress}, ignored", "warn")
+        else:
+            self.progress = value

@@ -1,0 +1,1 @@
+"""A simulator of the FLAME hub and node services, speaking the real node HTTP protocols."""

@@ -1,0 +1,46 @@
+"""Plain data describing a simulated platform: nodes, analyses and their deployments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class NodeSpec:
+    """One simulated node (a hospital). ``data_sources`` are raw specs read by the data service."""
+
+    name: str
+    node_id: str
+    data_sources: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Deployment:
+    """One analysis deployed on one node: what nginx-<deployment_name> serves on a real node."""
+
+    analysis_id: str
+    project_id: str
+    node_id: str
+    role: str  # "aggregator" | "default"
+    deployment_name: str
+    keycloak_token: str
+    data_source_token: str
+    analysis_api_url: str  # where the gateway forwards /analysis/* (the embedded analysis API)
+    gateway_url: str = ""  # filled in once the gateway listens
+
+    def analysis_env(self) -> dict[str, str]:
+        """The environment a node gives the analysis container, plus the local-run overrides."""
+        from urllib.parse import urlsplit
+
+        api = urlsplit(self.analysis_api_url)
+        return {
+            "ANALYSIS_ID": self.analysis_id,
+            "PROJECT_ID": self.project_id,
+            "KEYCLOAK_TOKEN": self.keycloak_token,
+            "DATA_SOURCE_TOKEN": self.data_source_token,
+            "DEPLOYMENT_NAME": self.deployment_name,
+            "FLAME_NODE_BASE_URL": self.gateway_url,
+            "FLAME_API_HOST": api.hostname or "127.0.0.1",
+            "FLAME_API_PORT": str(api.port or 8000),
+        }
