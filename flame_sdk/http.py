@@ -32,6 +32,9 @@ class RetryPolicy:
     request_timeout: float | None = 300.0
 
 
+DEFAULT_RETRY = RetryPolicy()
+
+
 class _TransientError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -52,7 +55,7 @@ class ServiceClient:
         service: str,
         token: TokenHolder | None = None,
         headers: Mapping[str, str] | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")

@@ -12,3 +12,8 @@ if TYPE_CHECKING:
 
 def add_hub_storage_routes(app: web.Application, hub: Hub) -> None:
     """Register the hub's storage routes on ``app``."""
+
+
+def final_results(hub: Hub, analysis_id: str) -> list[tuple[str, bytes]]:
+    """Final result files stored for an analysis: (filename, content)."""
+    return []

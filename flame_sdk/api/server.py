@@ -1,0 +1,99 @@
+"""aiohttp server for ``/healthz``, ``/webhook``, ``/token_refresh`` and ``/partner_status``.
+
+Every malformed body gets HTTP 400 with a JSON ``{"error": reason}``; no input crashes the server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from flame_sdk.api.run_state import RunState
+from flame_sdk.clients.messages import validate_incoming
+from flame_sdk.tokens import TokenHolder
+
+STATUSES = ("starting", "started", "stuck", "stopping", "stopped", "executing", "executed", "failed")
+
+
+def _bad_request(reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=400)
+
+
+async def _json_body(request: web.Request) -> tuple[Any, str | None]:
+    raw = await request.read()
+    try:
+        return json.loads(raw), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"body is not valid JSON ({exc})"
+
+
+class AnalysisAPI:
+    """Routes of the embedded API; ``on_message`` receives validated broker messages."""
+
+    def __init__(self, state: RunState, tokens: TokenHolder, on_message: Callable[[dict[str, Any]], None] | None):
+        self.state = state
+        self.tokens = tokens
+        self.on_message = on_message
+        self.runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_post("/webhook", self.webhook)
+        app.router.add_post("/token_refresh", self.token_refresh)
+        app.router.add_post("/partner_status", self.partner_status)
+        return app
+
+    async def start(self, host: str, port: int) -> None:
+        self.runner = web.AppRunner(self.app(), access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, host, port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        status = self.state.health_status()
+        if status in ("executed", "stopped", "failed"):
+            self.state.reported.set()
+        return web.json_response({"status": status, "token_remaining_time": self.tokens.remaining_seconds()})
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        body, error = await _json_body(request)
+        error = error or validate_incoming(body)
+        if error:
+            return _bad_request(f"not a message broker message: {error}")
+        if self.on_message is None:
+            return web.json_response({"error": "the message broker client is not connected"}, status=503)
+        self.on_message(body)
+        return web.json_response({"status": "received"})
+
+    async def token_refresh(self, request: web.Request) -> web.Response:
+        body, error = await _json_body(request)
+        if error:
+            return _bad_request(error)
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token.strip():
+            return _bad_request('expected {"token": "<new keycloak token>"}')
+        self.tokens.set(token.strip())
+        self.state.logger.log("keycloak token refreshed", "debug")
+        return web.json_response({"message": "Token refreshed successfully"})
+
+    async def partner_status(self, request: web.Request) -> web.Response:
+        body, error = await _json_body(request)
+        if error:
+            return _bad_request(error)
+        statuses = body.get("partner_status") if isinstance(body, dict) else None
+        if not isinstance(statuses, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in statuses.items()
+        ):
+            return _bad_request('expected {"partner_status": {"<node id>": "<status>", ...}}')
+        unknown = sorted({v for v in statuses.values() if v not in STATUSES})
+        if unknown:
+            return _bad_request(f"unknown status value(s) {unknown}; known: {list(STATUSES)}")
+        self.state.apply_partner_statuses(statuses)
+        return web.json_response({"status": self.state.health_status()})

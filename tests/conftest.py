@@ -1,0 +1,40 @@
+"""Shared fixtures: a simulator on loopback ports and SDK objects connected to it over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from flame_sdk import FlameCoreSDK
+from flame_sdk.sim.simulation import SimAnalysis, SimConfig, Simulation
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulation]:
+    """A hub and three nodes (node-0 aggregator, node-1/2 with data), shared by a test module."""
+    with Simulation(SimConfig(nodes=3, seed=11, status_interval=0.2)) as simulation:
+        yield simulation
+
+
+def connect_all(analysis: SimAnalysis, **kwargs) -> dict[str, FlameCoreSDK]:
+    """One FlameCoreSDK per participant, constructed concurrently as separate containers would be."""
+    kwargs.setdefault("silent", True)
+    with ThreadPoolExecutor(len(analysis.node_ids)) as pool:
+        futures = {n: pool.submit(FlameCoreSDK, env=analysis.env(n), **kwargs) for n in analysis.node_ids}
+        return {n: f.result() for n, f in futures.items()}
+
+
+@pytest.fixture
+def analysis(sim: Simulation) -> SimAnalysis:
+    return sim.create_analysis()
+
+
+@pytest.fixture
+def sdks(analysis: SimAnalysis) -> Iterator[dict[str, FlameCoreSDK]]:
+    """SDK objects for every node of a fresh analysis, keyed by node id; closed afterwards."""
+    objects = connect_all(analysis)
+    yield objects
+    for sdk in objects.values():
+        sdk.close()
