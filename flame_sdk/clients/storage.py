@@ -1,3 +1,0 @@
-class StorageClient:
-    def __init__(self, *a, **k): pass
-    async def connect(self): pass
