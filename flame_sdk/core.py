@@ -110,10 +110,12 @@ class FlameCoreSDK:
             ("Connecting to MessageBroker", self._connect_broker),
             ("Connecting to PO service", self._connect_po),
             ("Connecting to ResultService", self._connect_storage),
+            ("Connecting to DataApi", self._connect_data),
         ]
-        if self.config.node_role != "aggregator" or aggregator_requires_data:
-            steps.append(("Connecting to DataApi", self._connect_data))
         for label, action in steps:
+            if label == "Connecting to DataApi" and self.config.node_role == "aggregator" \
+                    and not aggregator_requires_data:
+                continue  # the role is known once the message broker answered
             if gateway_ok:
                 self._step(label, action)
             else:  # every service sits behind the gateway: do not wait for each one in turn
@@ -253,7 +255,7 @@ class FlameCoreSDK:
                 break
             bound = interval if remaining is None else min(interval, remaining)
             pending = [n for n, ok in ready.items() if not ok]
-            acked, _ = await self._mb.send_message(pending, "ready_check", {}, 1, bound, bound)
+            acked, _ = await self._mb.send_message(pending, "ready_check", {}, 1, bound, bound, warn=False)
             ready.update(dict.fromkeys(acked, True))
         not_ready = [n for n, ok in ready.items() if not ok]
         if not_ready:
