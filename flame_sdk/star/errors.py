@@ -8,11 +8,13 @@ from flame_sdk.errors import FlameError
 class StarRunError(FlameError):
     """A star run stopped before it produced a final result.
 
-    ``node_id`` is the node that caused the stop (may be this node), ``reason`` the short cause.
+    ``node_id`` is the node that caused the stop (may be this node), ``reason`` the short cause;
+    ``relayed`` is True when a partner told this node about it.
     """
 
     def __init__(self, node_id: str | None, reason: str) -> None:
         self.node_id, self.reason = node_id, reason
+        self.relayed = False
         super().__init__(reason)
 
 

@@ -60,32 +60,33 @@ class Exchange:
         """True once the aggregator announced the end of the analysis."""
         return bool(self._messages(FINISHED_CATEGORY))
 
-    def failure(self) -> tuple[str, str] | None:
-        """(node id, error) from the first failure notice a partner sent, if any."""
+    def failure(self) -> StarRunError | None:
+        """The error from the first failure notice a partner sent, if any (marked ``relayed``)."""
         notices = self._messages(FAILED_CATEGORY)
         if not notices:
             return None
-        body = notices[0].body
-        return str(body.get("node", notices[0].sender)), str(body.get("error", "no error text"))
+        body, reporter = notices[0].body, notices[0].sender
+        node, text = str(body.get("node") or reporter), str(body.get("error", "no error text"))
+        error = NodeFailedError(node, text) if node == reporter else \
+            StarRunError(node, f"{text} (reported by node {reporter})")
+        error.relayed = True
+        return error
 
     def raise_partner_failure(self) -> None:
-        notice = self.failure()
-        if notice is not None:
-            raise NodeFailedError(*notice)
+        error = self.failure()
+        if error is not None:
+            raise error
 
     def _stopped(self, doing: str, exc: AnalysisError) -> StarRunError:
-        notice = self.failure()
-        if notice is not None:
-            return NodeFailedError(*notice)
-        return StarRunError(None, f"the run was stopped by the platform while {doing}: {exc}")
+        return self.failure() or StarRunError(None, f"the run was stopped by the platform while {doing}: {exc}")
 
-    def announce_failure(self, error: str) -> None:
-        """Tell every partner that this node failed (best effort, bounded)."""
+    def announce_failure(self, node_id: str, error: str) -> None:
+        """Tell every partner that the run failed because of ``node_id`` (best effort, bounded)."""
         partners = self.flame.get_participant_ids()
         if not partners:
             return
         try:
-            self.flame.send_message(partners, FAILED_CATEGORY, {"node": self.flame.get_id(), "error": error},
+            self.flame.send_message(partners, FAILED_CATEGORY, {"node": node_id, "error": error},
                                     max_attempts=2, timeout=NOTICE_TIMEOUT, attempt_timeout=NOTICE_ATTEMPT_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - the node is failing already; status sync still tells partners
             self.flame.flame_log(f"could not tell partners about the failure: {exc}", log_type="warn")

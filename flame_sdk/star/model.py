@@ -131,17 +131,20 @@ class StarModel:
         self.flame.flame_log("Analysis finished!")
 
     def _fail(self, exc: Exception) -> StarRunError:
-        """Log the failure as this node's error, tell partners if it started here, and return the error."""
+        """Log the failure as this node's error, tell partners unless they told us, and return the error."""
         own_id = self.flame.get_id()
-        if isinstance(exc, StarRunError) and exc.node_id != own_id:
-            error: StarRunError = exc  # caused by a partner, a timeout, or the platform
+        if isinstance(exc, StarRunError) and exc.node_id not in (None, own_id):
+            error: StarRunError = exc  # a partner's failure or silence
+        elif isinstance(exc, StarRunError) and exc.node_id is None:
+            error = exc  # the platform stopped the run; partners know
         else:
             text = str(exc) if isinstance(exc, StarRunError) else \
                 "".join(traceback.format_exception_only(type(exc), exc)).strip()
             self.flame.flame_log("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
                                  log_type="info")
-            self.exchange.announce_failure(text)
             error = NodeFailedError(own_id, text)
+        if error.node_id is not None and not error.relayed:
+            self.exchange.announce_failure(error.node_id, getattr(error, "error", error.reason))
         try:
             self.flame.flame_log(str(error), log_type="error")  # marks the node failed
         except AnalysisError:

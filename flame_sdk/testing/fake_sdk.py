@@ -344,7 +344,7 @@ class FakeFlameSDK:
                 for source in copy.deepcopy(self.s3_data)]
 
     # -- lifecycle (extensions) -----------------------------------------------------------------------
-    def wait_until_reported(self, timeout: float | None = None) -> bool:
+    def wait_until_reported(self, timeout: float | None = 600.0) -> bool:
         return True
 
     def close(self) -> None:
