@@ -25,10 +25,10 @@ class FinalFile:
     filename: str
 
 
-def generated_name(output_type: str, extension: str | None = None) -> str:
+def generated_name(output_type: str) -> str:
     """``result_<4 hex>_<yymmddHHMMSS><ext>``, as the reference SDK names unnamed results."""
     stamp = datetime.now().strftime("%y%m%d%H%M%S")
-    return f"result_{uuid.uuid4().hex[-4:]}_{stamp}{extension or EXTENSIONS[output_type][0]}"
+    return f"result_{uuid.uuid4().hex[-4:]}_{stamp}{EXTENSIONS[output_type][0]}"
 
 
 def indexed_name(filename: str, index: int, output_type: str) -> str:
@@ -51,8 +51,7 @@ def _one_per_result(value: list[Any], count: int, what: str) -> list[Any]:
 
 
 def plan_final_files(
-    result: Any, output_type: str | list[str], multiple_results: bool, filename: str | list[str] | None,
-    default_extension: str | None = None,
+    result: Any, output_type: str | list[str], multiple_results: bool, filename: str | list[str] | None
 ) -> list[FinalFile]:
     """Resolve elements, output types and filenames; raise ValueError naming any mismatch."""
     if not multiple_results:
@@ -61,7 +60,7 @@ def plan_final_files(
         kind = check_output_type(_one_per_result(types, 1, "output_type list")[0])
         name = _one_per_result(names, 1, "filename list")[0]
         return [FinalFile(result, kind, _check_filename(name) if name is not None else
-                          generated_name(kind, default_extension))]
+                          generated_name(kind))]
     if not isinstance(result, (list, tuple)):
         raise ValueError(f"multiple_results=True needs a list or tuple of results, got {type(result).__name__}; "
                          f"pass multiple_results=False to submit it as one file")
@@ -79,5 +78,5 @@ def plan_final_files(
         _check_filename(filename)
         names = [indexed_name(filename, i + 1, kind) for i, kind in enumerate(types)]
     else:
-        names = [generated_name(kind, default_extension) for kind in types]
+        names = [generated_name(kind) for kind in types]
     return [FinalFile(item, kind, name) for item, kind, name in zip(result, types, names, strict=True)]
