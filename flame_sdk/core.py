@@ -102,27 +102,25 @@ class FlameCoreSDK:
 
     def _startup(self, aggregator_requires_data: bool, startup_timeout: float) -> None:
         gateway = self._service("", "nginx", token=False, retry=RetryPolicy(deadline=startup_timeout))
-        self._step("Connecting to nginx", lambda: gateway.read("GET", "/healthz"))
+        gateway_ok = self._step("Connecting to nginx", lambda: gateway.read("GET", "/healthz"))
         # The API must listen before the webhook is subscribed, or early messages would bounce.
         api_ok = self._step("Starting FlameApi", lambda: self._api.start(self.config.api_host, self.config.api_port),
                             quiet=True)
-
-        broker = MessageBrokerClient(self._service("/message-broker", "MessageBroker",
-                                                   headers={"Accept": "application/json"}), self.config, self._logger)
-        broker.on_analysis_finished = self._on_partner_finished
-        broker.run_ended = self._state.interrupted
-        self._state.on_change = lambda: self._loop.call_soon(broker.inbox.wake)
-        if self._step("Connecting to MessageBroker", broker.connect):
-            self._broker = broker
-            self._api.on_message = self._on_webhook_message
-
-        po = POClient(self._service("/po", "PO service"), self.config.analysis_id, self._loop)
-        if self._step("Connecting to PO service", self._start_po(po)):
-            self._po = po
-
-        self._step("Connecting to ResultService", self._connect_storage)
-        if self.config.node_role != "aggregator" or aggregator_requires_data:
-            self._step("Connecting to DataApi", self._connect_data)
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("Connecting to MessageBroker", self._connect_broker),
+            ("Connecting to PO service", self._connect_po),
+            ("Connecting to ResultService", self._connect_storage),
+            ("Connecting to DataApi", self._connect_data),
+        ]
+        for label, action in steps:
+            if label == "Connecting to DataApi" and self.config.node_role == "aggregator" \
+                    and not aggregator_requires_data:
+                continue  # the role is known once the message broker answered
+            if gateway_ok:
+                self._step(label, action)
+            else:  # every service sits behind the gateway: do not wait for each one in turn
+                self._startup_errors[label] = "skipped: the node gateway is unreachable"
+                self._logger.log(f"{label}...failed ({self._startup_errors[label]})", "error")
 
         self._logger.log("Starting FlameApi thread...", halt_submission=True)
         if api_ok:
@@ -138,14 +136,23 @@ class FlameCoreSDK:
             self._state.set_status(AnalysisStatus.EXECUTING)
             self._logger.log("FlameCoreSDK ready")
 
-    def _start_po(self, po: POClient) -> Callable[[], Awaitable[None]]:
-        async def start() -> None:
-            po.start()
-            self._logger.attach_sink(po.submit)
-            if not await po.flush(timeout=30):  # the queued startup logs prove the route works
-                raise po.last_error or TimeoutError("PO service did not take the startup logs within 30 s")
+    async def _connect_broker(self) -> None:
+        broker = MessageBrokerClient(self._service("/message-broker", "MessageBroker",
+                                                   headers={"Accept": "application/json"}), self.config, self._logger)
+        broker.on_analysis_finished = self._on_partner_finished
+        broker.run_ended = self._state.interrupted
+        self._state.on_change = lambda: self._loop.call_soon(broker.inbox.wake)
+        await broker.connect()
+        self._broker = broker
+        self._api.on_message = self._on_webhook_message
 
-        return start
+    async def _connect_po(self) -> None:
+        po = POClient(self._service("/po", "PO service"), self.config.analysis_id, self._loop)
+        po.start()
+        self._logger.attach_sink(po.submit)
+        if not await po.flush(timeout=30):  # the queued startup logs prove the route works
+            raise po.last_error or TimeoutError("PO service did not take the startup logs within 30 s")
+        self._po = po
 
     async def _connect_storage(self) -> None:
         from flame_sdk.clients.storage import StorageClient
@@ -248,7 +255,7 @@ class FlameCoreSDK:
                 break
             bound = interval if remaining is None else min(interval, remaining)
             pending = [n for n, ok in ready.items() if not ok]
-            acked, _ = await self._mb.send_message(pending, "ready_check", {}, 1, bound, bound)
+            acked, _ = await self._mb.send_message(pending, "ready_check", {}, 1, bound, bound, warn=False)
             ready.update(dict.fromkeys(acked, True))
         not_ready = [n for n, ok in ready.items() if not ok]
         if not_ready:

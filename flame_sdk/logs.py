@@ -78,7 +78,8 @@ class FlameLogger:
             raise ValueError(f"unknown log_type {log_type!r}; use one of {', '.join(LOG_LEVELS)}")
         text = format_message(msg, sep, end)
         with self._lock:
-            self._print(text, log_type, continued=append and bool(self._held), newline=not halt_submission)
+            if LOG_LEVELS[log_type] >= self.stream_level:
+                self._print(text, log_type, continued=append and bool(self._held), newline=not halt_submission)
             if halt_submission:
                 self._held += text
                 return text

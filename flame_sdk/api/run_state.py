@@ -29,7 +29,7 @@ class RunState:
         self.logger = logger
         self.status_sync = tuple(status_sync or ())
         self.sync_not_before = time.monotonic() + sync_grace_seconds
-        self.owner = owner or threading.current_thread()
+        self.owner = owner or threading.main_thread()
         self.init_failed = False
         self.finished = False
         self.reported = asyncio.Event()  # set once /healthz served a terminal status

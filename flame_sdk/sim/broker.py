@@ -13,6 +13,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from flame_sdk.constants import MAX_MESSAGE_BYTES
 from flame_sdk.sim.model import Deployment
+from flame_sdk.sim.web import fixed_json
 
 if TYPE_CHECKING:
     from flame_sdk.sim.node import SimNode
@@ -56,7 +57,7 @@ class BrokerService:
     def create_app(self, deployment: Deployment) -> web.Application:
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 64 * 1024)
         base = "/analyses/{analysis_id}"
-        app.router.add_get("/healthz", lambda _: web.json_response({"status": "UP"}))
+        app.router.add_get("/healthz", fixed_json({"status": "UP"}))
         app.router.add_get(base + "/participants", self.participants)
         app.router.add_get(base + "/participants/self", self.participants_self)
         app.router.add_post(base + "/messages/subscriptions", self.subscribe)

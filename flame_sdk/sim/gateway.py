@@ -40,6 +40,10 @@ def _deny(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
+async def _healthy(_: web.Request) -> web.Response:
+    return web.Response(text="healthy")
+
+
 def build_gateway_app(node: SimNode, deployment: Deployment) -> web.Application:
     rules = allowed_paths(deployment)
 
@@ -58,7 +62,7 @@ def build_gateway_app(node: SimNode, deployment: Deployment) -> web.Application:
         return await handler(request)
 
     app = web.Application(middlewares=[guard], client_max_size=1024**3)
-    app.router.add_get("/healthz", lambda _: web.Response(text="healthy"))
+    app.router.add_get("/healthz", _healthy)
     _add_forwarder(app, deployment.analysis_api_url)
     app.add_subapp("/message-broker", node.broker.create_app(deployment))
     app.add_subapp("/po", node.po.create_app(deployment))

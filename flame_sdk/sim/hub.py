@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from flame_sdk.sim.hub_storage import add_hub_storage_routes
+from flame_sdk.sim.web import fixed_json
 
 NODE_HEADER = "X-Node-Id"
 
@@ -52,7 +53,7 @@ class Hub:
 
     def create_app(self) -> web.Application:
         app = web.Application(client_max_size=1024**3, middlewares=[self._node_auth])
-        app.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+        app.router.add_get("/healthz", fixed_json({"status": "ok"}))
         app.router.add_post("/nodes", self.register_node)
         app.router.add_get("/nodes/{node_id}", self.get_node)
         app.router.add_post("/analyses", self.create_analysis)

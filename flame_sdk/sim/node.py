@@ -19,6 +19,7 @@ from flame_sdk.sim.model import Deployment, NodeSpec
 from flame_sdk.sim.po import POService
 from flame_sdk.sim.storage_service import StorageService
 from flame_sdk.sim.tokens import TokenIssuer
+from flame_sdk.sim.web import fixed_json
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -78,7 +79,7 @@ class SimNode:
         self.hub_session = aiohttp.ClientSession(headers={NODE_HEADER: self.node_id})
         inbox = web.Application(client_max_size=64 * 1024 * 1024)
         inbox.router.add_post("/hub/messages", self.broker.from_hub)
-        inbox.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+        inbox.router.add_get("/healthz", fixed_json({"status": "ok"}))
         self.inbox_url = f"http://{self.host}:{await self._serve(inbox, inbox_port)}"
         await self.hub_json("POST", "/nodes", json={"node_id": self.node_id, "name": self.spec.name,
                                                     "public_key": self.public_key_hex(), "inbox_url": self.inbox_url})

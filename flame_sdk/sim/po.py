@@ -16,6 +16,7 @@ from aiohttp import web
 
 from flame_sdk.constants import LOG_LEVELS
 from flame_sdk.sim.model import Deployment
+from flame_sdk.sim.web import fixed_json
 
 if TYPE_CHECKING:
     from flame_sdk.sim.node import SimNode
@@ -45,8 +46,11 @@ class POService:
 
     def create_app(self, deployment: Deployment) -> web.Application:
         app = web.Application()
-        app.router.add_post("/stream_logs", lambda request: self.stream_logs(request, deployment))
-        app.router.add_get("/healthz", lambda _: web.json_response({"status": "ok"}))
+        async def stream_logs(request: web.Request) -> web.Response:
+            return await self.stream_logs(request, deployment)
+
+        app.router.add_post("/stream_logs", stream_logs)
+        app.router.add_get("/healthz", fixed_json({"status": "ok"}))
         return app
 
     async def stream_logs(self, request: web.Request, deployment: Deployment) -> web.Response:
