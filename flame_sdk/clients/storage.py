@@ -8,6 +8,7 @@ when data is unpickled.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +41,10 @@ def _form(content: BytesLike, filename: str, fields: dict[str, str]) -> aiohttp.
     form = aiohttp.FormData()
     for name, value in fields.items():  # fields first, so the service can stream the file through
         form.add_field(name, value)
-    form.add_field("file", content, filename=filename, content_type="application/octet-stream")
+    # BytesIO over bytes shares the buffer and is written in small chunks with flow control, so the
+    # transport never buffers a second full copy of a large payload.
+    body = io.BytesIO(content) if isinstance(content, bytes) else content
+    form.add_field("file", body, filename=filename, content_type="application/octet-stream")
     return form
 
 
