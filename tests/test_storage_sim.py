@@ -136,7 +136,7 @@ def test_third_node_is_refused(nodes):
 
 def test_flipped_bit_on_the_hub_is_detected(sim, nodes):
     agg, first, _ = nodes
-    saved = agg.save_intermediate_data(os.urandom(100_000), "global", remote_node_ids=[first.get_id()])
+    saved = agg.save_intermediate_data(os.urandom(600_000), "global", remote_node_ids=[first.get_id()])
     object_id = saved[first.get_id()]["id"]
     stored = hub_store(sim.hub).objects[object_id]
     envelope = bytearray(stored.path.read_bytes())
@@ -144,6 +144,31 @@ def test_flipped_bit_on_the_hub_is_detected(sim, nodes):
     stored.path.write_bytes(envelope)
     with pytest.raises(TamperedDataError, match="failed authentication"):
         first.get_intermediate_data("global", query=object_id)
+
+
+def test_truncated_envelope_on_the_hub_is_detected(sim, nodes):
+    agg, first, _ = nodes
+    payload = os.urandom(3 * 256 * 1024 + 11)  # four segments
+    saved = agg.save_intermediate_data(payload, "global", remote_node_ids=[first.get_id()])
+    object_id = saved[first.get_id()]["id"]
+    assert first.get_intermediate_data("global", query=object_id) == payload
+    stored = hub_store(sim.hub).objects[object_id]
+    envelope = stored.path.read_bytes()
+    stored.path.write_bytes(envelope[: len(envelope) - 100])
+    with pytest.raises(TamperedDataError, match="failed authentication"):
+        first.get_intermediate_data("global", query=object_id)
+
+
+def test_wrong_explicit_sender_is_refused(nodes):
+    agg, first, second = nodes
+    saved = agg.save_intermediate_data("from the aggregator", "global", remote_node_ids=[first.get_id()])
+    fetch = first._store.get_intermediate_data  # the path await_intermediate_data takes, with a known sender
+    object_id = saved[first.get_id()]["id"]
+    assert first._run(fetch("global", object_id, sender_id=agg.get_id())) == "from the aggregator"
+    with pytest.raises(TamperedDataError, match="cannot be decrypted"):
+        first._run(fetch("global", object_id, sender_id=second.get_id()))
+    with pytest.raises(UnknownNodeError):
+        first._run(fetch("global", object_id, sender_id="stranger"))
 
 
 def test_hub_never_holds_plaintext(sim, nodes):
