@@ -156,7 +156,7 @@ def add_hub_storage_routes(app: web.Application, hub: Hub) -> None:
             return _error(404, f"final result {request.match_info['file_id']} does not exist")
         return web.FileResponse(found[0].path, headers={
             "Content-Type": "application/octet-stream",
-            "Content-Disposition": f'attachment; filename="{found[0].filename}"',
+            "Content-Disposition": 'attachment; filename="{}"'.format(found[0].filename.replace('"', "'")),
         })
 
     async def cleanup(_: web.Application) -> None:
