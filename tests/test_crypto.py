@@ -31,7 +31,7 @@ def open_as_bob(keys, envelope: bytes, analysis: str = "an-1") -> bytes:
 def test_round_trip_sizes(keys, size):
     data = os.urandom(size)
     envelope = seal(keys, data)
-    assert data not in envelope or size == 0
+    assert size < 16 or data not in envelope  # a few random bytes may occur in any ciphertext by chance
     assert open_as_bob(keys, envelope) == data
 
 
