@@ -273,18 +273,23 @@ class StatisticsAggregator(StarAggregator):
         return True
 
 
+def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The StarModel arguments of this analysis (also used by the local tester)."""
+    args = read_arguments(env)
+    return {
+        "analyzer": StatisticsAnalyzer,
+        "aggregator": StatisticsAggregator,
+        "data_type": "fhir",
+        "query": ALGORITHM["query"],
+        "simple_analysis": True,
+        "output_type": "str",
+        "analyzer_kwargs": {"age_bands": args["age_bands"], "latest_only": args["latest_only"]},
+        "aggregator_kwargs": {"min_cell_size": args["min_cell_size"]},
+    }
+
+
 def main() -> None:
-    args = read_arguments()
-    StarModel(
-        analyzer=StatisticsAnalyzer,
-        aggregator=StatisticsAggregator,
-        data_type="fhir",
-        query=ALGORITHM["query"],
-        simple_analysis=True,
-        output_type="str",
-        analyzer_kwargs={"age_bands": args["age_bands"], "latest_only": args["latest_only"]},
-        aggregator_kwargs={"min_cell_size": args["min_cell_size"]},
-    )
+    StarModel(**star_arguments())
 
 
 if __name__ == "__main__":

@@ -169,21 +169,27 @@ class RegressionAggregator(StarAggregator):
         return bool(np.max(np.abs(coefficients(result) - coefficients(last_result))) <= self.tolerance)
 
 
-def main() -> None:
-    args = read_arguments()
+def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The StarModel arguments of this analysis (also used by the local tester)."""
+    args = read_arguments(env)
+    arguments = {
+        "analyzer": RegressionAnalyzer,
+        "aggregator": RegressionAggregator,
+        "data_type": "s3",
+        "query": ALGORITHM["query"],
+        "simple_analysis": False,
+        "output_type": "str",
+        "analyzer_kwargs": {"features": args["features"], "outcome": args["outcome"], "min_rows": args["min_rows"]},
+        "aggregator_kwargs": {"features": args["features"], "tolerance": args["tolerance"]},
+    }
     # max_rounds is a flame_sdk extension; older star templates only know the documented arguments.
-    limits = {"max_rounds": args["max_rounds"]} if "max_rounds" in inspect.signature(StarModel).parameters else {}
-    StarModel(
-        analyzer=RegressionAnalyzer,
-        aggregator=RegressionAggregator,
-        data_type="s3",
-        query=ALGORITHM["query"],
-        simple_analysis=False,
-        output_type="str",
-        analyzer_kwargs={"features": args["features"], "outcome": args["outcome"], "min_rows": args["min_rows"]},
-        aggregator_kwargs={"features": args["features"], "tolerance": args["tolerance"]},
-        **limits,
-    )
+    if "max_rounds" in inspect.signature(StarModel).parameters:
+        arguments["max_rounds"] = args["max_rounds"]
+    return arguments
+
+
+def main() -> None:
+    StarModel(**star_arguments())
 
 
 if __name__ == "__main__":

@@ -181,18 +181,23 @@ class TableAggregator(StarAggregator):
         return True
 
 
+def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The StarModel arguments of this analysis (also used by the local tester)."""
+    args = read_arguments(env)
+    return {
+        "analyzer": TableAnalyzer,
+        "aggregator": TableAggregator,
+        "data_type": "s3",
+        "query": ALGORITHM["query"],
+        "simple_analysis": True,
+        "output_type": "str",
+        "analyzer_kwargs": {"exposure": args["exposure"], "outcome": args["outcome"], "stratify": args["stratify"]},
+        "aggregator_kwargs": {"min_cell_size": args["min_cell_size"]},
+    }
+
+
 def main() -> None:
-    args = read_arguments()
-    StarModel(
-        analyzer=TableAnalyzer,
-        aggregator=TableAggregator,
-        data_type="s3",
-        query=ALGORITHM["query"],
-        simple_analysis=True,
-        output_type="str",
-        analyzer_kwargs={"exposure": args["exposure"], "outcome": args["outcome"], "stratify": args["stratify"]},
-        aggregator_kwargs={"min_cell_size": args["min_cell_size"]},
-    )
+    StarModel(**star_arguments())
 
 
 if __name__ == "__main__":

@@ -62,13 +62,18 @@ class LocalRun:
         raise KeyError(f"no node {name!r}; nodes: {[n.name for n in self.nodes.values()]}")
 
     def failure(self) -> BaseException | None:
-        """The error to report: the one a node raised about itself, else any node's error."""
-        errors = [n for n in self.nodes.values() if n.error is not None]
-        for node in errors:
-            if isinstance(node.error, StarRunError) and node.error.node_id == node.node_id:
-                return node.error
-        named = [n.error for n in errors if isinstance(n.error, StarRunError) and n.error.node_id]
-        return (named or [n.error for n in errors] or [None])[0]
+        """The error to report: the one raised where the failure started, else the most specific one."""
+        errors = [(n.node_id, n.error) for n in self.nodes.values() if n.error is not None]
+
+        def rank(item: tuple[str, BaseException]) -> int:
+            node_id, error = item
+            if not isinstance(error, StarRunError):
+                return 4
+            if error.relayed:
+                return 2
+            return 0 if error.node_id == node_id else 1 if error.node_id else 3
+
+        return min(errors, key=rank)[1] if errors else None
 
 
 def split_specs(data_splits: list[list[dict[str, Any]]], data_type: Literal["fhir", "s3"]) -> list[list[dict]]:
