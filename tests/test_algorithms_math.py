@@ -99,7 +99,7 @@ def run_simple(module: ModuleType, analyzer_cls, aggregator_cls, splits, analyze
     for node_id, split in zip(ids, splits, strict=True):
         flame = FakeFlameSDK("default", node_id=node_id, **{f"{data_type}_data": split})
         analyzer = analyzer_cls(flame, **(analyzer_kwargs or {}))
-        results.append(analyzer.analyze(getattr(flame, f"get_{data_type}_data")()))
+        results.append(analyzer.analyze(split))
     aggregator = aggregator_cls(FakeFlameSDK("aggregator", partner_ids=ids), **(aggregator_kwargs or {}))
     result, converged = aggregator.aggregate(results)
     assert converged
@@ -192,7 +192,7 @@ def iterate(module, splits, tolerance=1e-10, max_rounds=50):
                  for n, s in zip(ids, splits, strict=True)]
     aggregator = module.RegressionAggregator(FakeFlameSDK("aggregator", partner_ids=ids), tolerance=tolerance)
     for _ in range(max_rounds):
-        results = [a.analyze(a.flame.get_s3_data()) for a in analyzers]
+        results = [a.analyze(a.flame.s3_data) for a in analyzers]
         table, converged = aggregator.aggregate(results, simple_analysis=False)
         if converged:
             return table, aggregator.num_iterations
@@ -220,7 +220,7 @@ def test_logistic_regression_rejects_a_tiny_node():
     module = load("logistic_regression")
     analyzer = module.RegressionAnalyzer(FakeFlameSDK("default", s3_data=s3_splits((5,))[0]), min_rows=10)
     with pytest.raises(ValueError, match="fewer than min_rows=10"):
-        analyzer.analyze(analyzer.flame.get_s3_data())
+        analyzer.analyze(analyzer.flame.s3_data)
 
 
 def test_logistic_regression_names_missing_columns():

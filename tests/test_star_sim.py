@@ -44,10 +44,10 @@ class MeanAggregator(StarAggregator):
 
 
 class CountingAnalyzer(StarAnalyzer):
-    """Iterative: returns the aggregator's last value + its local sum."""
+    """Iterative: its local sum plus a quarter of the last aggregate (two nodes: r -> 36 + r/2)."""
 
     def analysis_method(self, data, aggregator_results):
-        return sum(numbers(data)) + (aggregator_results or 0.0) / 2
+        return sum(numbers(data)) + (aggregator_results or 0.0) / 4
 
 
 class HalvingAggregator(StarAggregator):

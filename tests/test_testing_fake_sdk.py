@@ -122,4 +122,6 @@ def test_s3_keys_select_datasets():
     flame = FakeFlameSDK("default", s3_data=[{"a.csv": b"1", "b.csv": b"2"}])
     assert flame.get_s3_data(["b.csv"]) == [{"b.csv": b"2"}]
     assert flame.get_s3_data() == [{"a.csv": b"1", "b.csv": b"2"}]
-    assert FakeFlameSDK("default").get_fhir_data() is None
+    assert flame.get_s3_data(None) is None
+    fhir = FakeFlameSDK("default", fhir_data=[{"Patient?": {"resourceType": "Bundle"}}])
+    assert fhir.get_fhir_data() is None and fhir.get_fhir_data(["Patient?"]) == fhir.fhir_data

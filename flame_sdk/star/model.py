@@ -75,6 +75,9 @@ class StarModel:
         _check_class(aggregator, StarAggregator, "aggregator")
         if data_type not in ("fhir", "s3"):
             raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
+        if data_type == "fhir" and not query:
+            raise ValueError("a FHIR analysis needs query=... (a FHIR search such as 'Patient?_count=1000', or a "
+                             "list of them)")
         if not isinstance(max_rounds, int) or max_rounds < 1:
             raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
         for name, value in (("round_timeout", round_timeout), ("ready_timeout", ready_timeout)):
@@ -208,8 +211,8 @@ class StarModel:
     def _get_data(self) -> list[dict[str, Any]]:
         if self.data_type == "fhir":
             data = self.flame.get_fhir_data(self.query)
-        else:
-            data = self.flame.get_s3_data(self.query)
+        else:  # no keys: every dataset of every S3 source
+            data = self.flame.get_s3_data(self.query or [])
         if data is None:
             raise StarRunError(self.flame.get_id(), f"no {self.data_type} data: the data API is not available on "
                                                     f"this node (see the start-up log)")

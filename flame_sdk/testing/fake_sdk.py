@@ -330,12 +330,18 @@ class FakeFlameSDK:
         return None
 
     def get_fhir_data(self, fhir_queries: list[str] | None = []) -> list[dict[str, Any]] | None:  # noqa: B006
+        """The given FHIR data (whatever the queries); None without queries, as the docs say."""
+        if not fhir_queries:
+            return None
         if self.fhir_data is None:
             self.logger.log("no FHIR data was given to this FakeFlameSDK (fhir_data=...)", "warn")
             return None
         return copy.deepcopy(self.fhir_data)
 
     def get_s3_data(self, s3_keys: list[str] | None = []) -> list[dict[str, bytes]] | None:  # noqa: B006
+        """The given S3 data filtered by key (all for ``[]``); None for None, as the docs say."""
+        if s3_keys is None:
+            return None
         if self.s3_data is None:
             self.logger.log("no S3 data was given to this FakeFlameSDK (s3_data=...)", "warn")
             return None

@@ -20,6 +20,8 @@ from flame_sdk.star.model import StarModel
 
 #: Bound on a whole local run (seconds) unless the caller gives one.
 DEFAULT_RUN_TIMEOUT = 300.0
+#: Bound on waiting for the hub to record the final statuses once every node thread ended (seconds).
+HUB_SETTLE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -185,6 +187,11 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     stuck = [runs[n].name for n, t in zip(analysis.node_ids, threads, strict=True) if t.is_alive()]
+    if not stuck:  # the hub records a node's last status just after the node served it
+        try:
+            analysis.wait_finished(timeout=HUB_SETTLE_TIMEOUT)
+        except TimeoutError:
+            pass  # reported below with whatever status the hub has
 
     run = LocalRun(analysis.analysis_id, {r.name: r for r in runs.values()})
     for node_id, node in runs.items():
