@@ -3,12 +3,13 @@
 Each data node reads its Patients and Observations, keeps (by default) each patient's latest value per
 code, and sends per cell: count, mean, sum of squared deviations (for a numerically stable pooled
 standard deviation) and a fixed-bin histogram (for quantiles). The aggregator pools the cells exactly,
-derives mean, sd and the quartiles, withholds every cell with fewer than ``min_cell_size`` values, and
-submits one CSV table. Run it with ``python descriptive_statistics.py`` on a node (or ``flame-sim run``).
+derives mean, sd and the quartiles, withholds every cell with fewer than ``min_cell_size`` values (and,
+where a shown total would reveal a withheld count, the next smallest cell too), and submits one CSV table. Run it with ``python descriptive_statistics.py`` on a node (or ``flame-sim run``).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from datetime import date
@@ -209,13 +210,41 @@ def hist_quantile(code: str, hist: np.ndarray, q: float) -> float:
     return low + width * (index + share)
 
 
+def withheld_cells(cells: dict[tuple[str, str, str], dict[str, Any]], min_cell_size: int) -> set:
+    """Cells below ``min_cell_size`` plus complementary ones, so no withheld count follows from a margin.
+
+    Whenever a shown total has exactly one withheld part (e.g. 'female, all ages' with only 'female, 80+'
+    withheld), the smallest other part is withheld too; repeated until nothing changes.
+    """
+    withheld = {key for key, cell in cells.items() if cell["n"] < min_cell_size}
+    groups = []
+    for code in {key[0] for key in cells}:
+        sexes = sorted({k[1] for k in cells if k[0] == code and k[1] != ALL})
+        bands = sorted({k[2] for k in cells if k[0] == code and k[2] != ALL})
+        groups += [((code, sex, ALL), [(code, sex, b) for b in bands]) for sex in [*sexes, ALL]]
+        groups += [((code, ALL, band), [(code, x, band) for x in sexes]) for band in [*bands, ALL]]
+    changed = True
+    while changed:
+        changed = False
+        for total, parts in groups:
+            present = [p for p in parts if p in cells]
+            hidden = [p for p in present if p in withheld]
+            if total in cells and total not in withheld and len(hidden) == 1:
+                shown = [p for p in present if p not in withheld]
+                if shown:
+                    withheld.add(min(shown, key=lambda p: cells[p]["n"]))
+                    changed = True
+    return withheld
+
+
 def statistics_table(cells: dict[tuple[str, str, str], dict[str, Any]], min_cell_size: int) -> pd.DataFrame:
     rows = []
+    withheld = withheld_cells(cells, min_cell_size)
     for (code, sex, band) in sorted(cells):
         cell = cells[(code, sex, band)]
         name, unit = CODES[code][:2]
         row: dict[str, Any] = {"loinc": code, "name": name, "unit": unit, "sex": sex, "age_band": band}
-        if cell["n"] < min_cell_size:
+        if (code, sex, band) in withheld:
             row.update(n=None, mean=None, sd=None, q25=None, median=None, q75=None, suppressed=True)
         else:
             sd = math.sqrt(cell["m2"] / (cell["n"] - 1)) if cell["n"] > 1 else None
@@ -273,10 +302,16 @@ class StatisticsAggregator(StarAggregator):
         return True
 
 
+def extensions(**values: Any) -> dict[str, Any]:
+    """flame_sdk's keyword extensions of StarModel, left out where the installed templates lack them."""
+    known = inspect.signature(StarModel).parameters
+    return {key: value for key, value in values.items() if key in known}
+
+
 def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
     """The StarModel arguments of this analysis (also used by the local tester)."""
     args = read_arguments(env)
-    return {
+    arguments = {
         "analyzer": StatisticsAnalyzer,
         "aggregator": StatisticsAggregator,
         "data_type": "fhir",
@@ -286,6 +321,7 @@ def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
         "analyzer_kwargs": {"age_bands": args["age_bands"], "latest_only": args["latest_only"]},
         "aggregator_kwargs": {"min_cell_size": args["min_cell_size"]},
     }
+    return {**arguments, **extensions(result_filename=f"{ALGORITHM['name']}.csv")}
 
 
 def main() -> None:

@@ -169,6 +169,12 @@ class RegressionAggregator(StarAggregator):
         return bool(np.max(np.abs(coefficients(result) - coefficients(last_result))) <= self.tolerance)
 
 
+def extensions(**values: Any) -> dict[str, Any]:
+    """flame_sdk's keyword extensions of StarModel, left out where the installed templates lack them."""
+    known = inspect.signature(StarModel).parameters
+    return {key: value for key, value in values.items() if key in known}
+
+
 def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
     """The StarModel arguments of this analysis (also used by the local tester)."""
     args = read_arguments(env)
@@ -182,10 +188,7 @@ def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
         "analyzer_kwargs": {"features": args["features"], "outcome": args["outcome"], "min_rows": args["min_rows"]},
         "aggregator_kwargs": {"features": args["features"], "tolerance": args["tolerance"]},
     }
-    # max_rounds is a flame_sdk extension; older star templates only know the documented arguments.
-    if "max_rounds" in inspect.signature(StarModel).parameters:
-        arguments["max_rounds"] = args["max_rounds"]
-    return arguments
+    return {**arguments, **extensions(max_rounds=args["max_rounds"], result_filename=f"{ALGORITHM['name']}.csv")}
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ a cell below ``min_cell_size`` are withheld (counts and estimates blank, suppres
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import os
@@ -181,10 +182,16 @@ class TableAggregator(StarAggregator):
         return True
 
 
+def extensions(**values: Any) -> dict[str, Any]:
+    """flame_sdk's keyword extensions of StarModel, left out where the installed templates lack them."""
+    known = inspect.signature(StarModel).parameters
+    return {key: value for key, value in values.items() if key in known}
+
+
 def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
     """The StarModel arguments of this analysis (also used by the local tester)."""
     args = read_arguments(env)
-    return {
+    arguments = {
         "analyzer": TableAnalyzer,
         "aggregator": TableAggregator,
         "data_type": "s3",
@@ -194,6 +201,7 @@ def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
         "analyzer_kwargs": {"exposure": args["exposure"], "outcome": args["outcome"], "stratify": args["stratify"]},
         "aggregator_kwargs": {"min_cell_size": args["min_cell_size"]},
     }
+    return {**arguments, **extensions(result_filename=f"{ALGORITHM['name']}.csv")}
 
 
 def main() -> None:

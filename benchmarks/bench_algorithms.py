@@ -1,19 +1,20 @@
 """Wall time and peak memory of local star runs over the simulator (real HTTP on loopback).
 
 * the 3-node demo: algorithms/descriptive_statistics.py and algorithms/logistic_regression.py, seed 7;
-* a federated mean (one round) on 10 and 50 nodes, with inline S3 data of 1,000 values per node.
+* a federated mean (one round) on 10 and 50 nodes, each data node with 500 FHIR Observations.
 
-Peak memory is the Python heap peak (tracemalloc) of the whole in-process run (hub, nodes and every
-node's SDK), and the process's maximum resident set size for reference.
+Each run happens in a fresh process; peak memory is that process's maximum resident set size (the
+simulator's hub and node services plus every node's SDK, all in one process).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
+import os
 import resource
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -36,10 +37,14 @@ def _algorithm(name: str) -> ModuleType:
     return module
 
 
+MEAN_QUERY = "Observation?code=8480-6&_count=1000"
+VALUES_PER_NODE = 500
+
+
 class MeanAnalyzer(StarAnalyzer):
-    def analysis_method(self, data: list[dict[str, bytes]], aggregator_results: Any) -> dict[str, float]:
-        values = np.frombuffer(data[0]["values.f64"], dtype=np.float64)
-        return {"n": float(values.size), "sum": float(values.sum())}
+    def analysis_method(self, data: list[dict[str, Any]], aggregator_results: Any) -> dict[str, float]:
+        values = [entry["resource"]["valueQuantity"]["value"] for entry in data[0][MEAN_QUERY].get("entry", [])]
+        return {"n": float(len(values)), "sum": float(sum(values))}
 
 
 class MeanAggregator(StarAggregator):
@@ -50,33 +55,69 @@ class MeanAggregator(StarAggregator):
         return True
 
 
-def _measure(label: str, action: Callable[[], Any]) -> Any:
-    tracemalloc.start()
+def _child(job: str, out: Any) -> None:
+    """Run one job in a fresh process; report wall time, peak RSS and rounds."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    sys.stdout = open(os.devnull, "w")  # the node logs; the figures go through ``out``
     start = time.perf_counter()
-    outcome = action()
+    run = JOBS[job]()
     elapsed = time.perf_counter() - start
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    row(label, f"{elapsed:7.2f} s   peak heap {peak / 2**20:7.1f} MiB   max RSS {rss_mb:7.1f} MiB")
-    return outcome
+    out.put((elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, run.rounds))
 
 
-def _mean_splits(nodes: int) -> list[list[dict[str, bytes]]]:
+def _measure(job: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(job, queue))
+    process.start()
+    try:
+        elapsed, rss_mb, rounds = queue.get(timeout=900)
+    except Exception:  # noqa: BLE001 - a failed run is reported, not fatal for the other benchmarks
+        row(job, f"FAILED (exit code {process.exitcode})")
+        return
+    finally:
+        process.join(60)
+    row(job, f"{elapsed:7.2f} s   peak RSS {rss_mb:7.1f} MiB   rounds {rounds}")
+
+
+def _mean_splits(nodes: int) -> list[list[dict[str, Any]]]:
+    """Per data node one FHIR store with VALUES_PER_NODE systolic blood pressure Observations."""
     rng = np.random.default_rng(0)
-    return [[{"values.f64": rng.normal(50, 10, 1000).tobytes()}] for _ in range(nodes - 1)]
+    splits = []
+    for node in range(1, nodes):
+        resources = [{"resourceType": "Observation", "id": f"n{node}-o{i}", "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                      "subject": {"reference": f"Patient/n{node}-p{i}"},
+                      "valueQuantity": {"value": round(float(v), 1), "unit": "mm[Hg]"}}
+                     for i, v in enumerate(rng.normal(128, 15, VALUES_PER_NODE))]
+        bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+        splits.append([{MEAN_QUERY: bundle}])
+    return splits
+
+
+def _demo(name: str) -> Any:
+    return run_local(nodes=3, seed=7, **_algorithm(name).star_arguments({}))
+
+
+def _mean(nodes: int) -> Any:
+    return run_local(MeanAnalyzer, MeanAggregator, "fhir", MEAN_QUERY, data_splits=_mean_splits(nodes),
+                     round_timeout=120, ready_timeout=120, timeout=600)
+
+
+JOBS: dict[str, Callable[[], Any]] = {
+    "3-node demo: descriptive_statistics": lambda: _demo("descriptive_statistics"),
+    "3-node demo: logistic_regression": lambda: _demo("logistic_regression"),
+    "federated mean, 10 nodes": lambda: _mean(10),
+    "federated mean, 50 nodes": lambda: _mean(50),
+}
 
 
 def main() -> None:
-    for name in ("descriptive_statistics", "logistic_regression"):
-        module = _algorithm(name)
-        run = _measure(f"3-node demo: {name}", lambda m=module: run_local(nodes=3, seed=7, **m.star_arguments({})))
-        row("  rounds", str(run.rounds))
-    for nodes in (10, 50):
-        splits = _mean_splits(nodes)
-        _measure(f"federated mean, {nodes} nodes (1 round)",
-                 lambda s=splits, n=nodes: run_local(MeanAnalyzer, MeanAggregator, "s3", data_splits=s,
-                                                     round_timeout=120, ready_timeout=120, timeout=600))
+    """Each job in its own process, so the peak RSS is that run's (simulator and all node SDKs)."""
+    for job in JOBS:
+        _measure(job)
 
 
 if __name__ == "__main__":

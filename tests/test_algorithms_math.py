@@ -161,6 +161,27 @@ def test_descriptive_statistics_suppress_small_cells():
     assert (table.loc[~table["suppressed"], "n"] >= 30).all()
 
 
+def test_descriptive_statistics_withhold_complementary_cells():
+    module = load("descriptive_statistics")
+    code = "8480-6"
+    counts = {("female", "0-39"): 10, ("female", "40-59"): 12, ("female", "80+"): 2,
+              ("male", "0-39"): 9, ("male", "40-59"): 11, ("male", "80+"): 8}
+    cells = {(code, sex, band): {"n": n} for (sex, band), n in counts.items()}
+    for sex in ("female", "male"):
+        cells[(code, sex, "all")] = {"n": sum(n for (x, _), n in counts.items() if x == sex)}
+    for band in ("0-39", "40-59", "80+"):
+        cells[(code, "all", band)] = {"n": sum(n for (_, b), n in counts.items() if b == band)}
+    cells[(code, "all", "all")] = {"n": sum(counts.values())}
+    withheld = module.withheld_cells(cells, 5)
+    assert (code, "female", "80+") in withheld  # primary
+    assert (code, "female", "0-39") in withheld  # else female 80+ = female all - the others
+    assert (code, "male", "80+") in withheld  # else female 80+ = all 80+ - male 80+
+    for total, parts in [("female", ["0-39", "40-59", "80+"]), ("male", ["0-39", "40-59", "80+"])]:
+        assert sum((code, total, p) in withheld for p in parts) != 1
+    for band in ("0-39", "40-59", "80+"):
+        assert sum((code, x, band) in withheld for x in ("female", "male")) != 1
+
+
 def test_descriptive_statistics_follow_next_page_links():
     module = load("descriptive_statistics")
     first = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", "id": "x"}}],
