@@ -110,10 +110,12 @@ class FlameCoreSDK:
             ("Connecting to MessageBroker", self._connect_broker),
             ("Connecting to PO service", self._connect_po),
             ("Connecting to ResultService", self._connect_storage),
+            ("Connecting to DataApi", self._connect_data),
         ]
-        if self.config.node_role != "aggregator" or aggregator_requires_data:
-            steps.append(("Connecting to DataApi", self._connect_data))
         for label, action in steps:
+            if label == "Connecting to DataApi" and self.config.node_role == "aggregator" \
+                    and not aggregator_requires_data:
+                continue  # the role is known once the message broker answered
             if gateway_ok:
                 self._step(label, action)
             else:  # every service sits behind the gateway: do not wait for each one in turn
@@ -171,6 +173,13 @@ class FlameCoreSDK:
     # ============================================ internals ==========================================
     def _run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
         return self._loop.run(coro, timeout)
+
+    def _on_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn`` on the SDK loop, where the inbox is mutated, so no update is lost."""
+        async def call() -> T:
+            return fn(*args)
+
+        return self._run(call())
 
     def _component(self, name: str, value: Any, label: str) -> Any:
         if value is None:
@@ -253,7 +262,7 @@ class FlameCoreSDK:
                 break
             bound = interval if remaining is None else min(interval, remaining)
             pending = [n for n, ok in ready.items() if not ok]
-            acked, _ = await self._mb.send_message(pending, "ready_check", {}, 1, bound, bound)
+            acked, _ = await self._mb.send_message(pending, "ready_check", {}, 1, bound, bound, warn=False)
             ready.update(dict.fromkeys(acked, True))
         not_ready = [n for n, ok in ready.items() if not ok]
         if not_ready:
@@ -307,13 +316,15 @@ class FlameCoreSDK:
     def get_messages(self, status: Literal["unread", "read"] = "unread") -> list[Message]:
         if status not in ("unread", "read"):
             raise ValueError(f"status must be 'unread' or 'read', got {status!r}")
-        return [m for m in self._mb.inbox.messages if m.status == status]
+        return self._on_loop(lambda: [m for m in self._mb.inbox.messages if m.status == status])
 
     def delete_messages(self, message_ids: list[str]) -> int:
-        return self._mb.inbox.delete(message_ids)
+        """Delete received messages by id; return how many were deleted."""
+        return self._on_loop(self._mb.inbox.delete, message_ids)
 
     def clear_messages(self, status: Literal["read", "unread", "all"] = "read", min_age: int | None = None) -> int:
-        return self._mb.inbox.clear(status, min_age)
+        """Delete received messages by status, optionally only those older than ``min_age`` seconds."""
+        return self._on_loop(self._mb.inbox.clear, status, min_age)
 
     def send_message_and_wait_for_responses(self, receivers: list[str], message_category: str,
                                             message: dict[str, Any], max_attempts: int = 1,

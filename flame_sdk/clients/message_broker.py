@@ -81,6 +81,7 @@ class MessageBrokerClient:
         max_attempts: int = 1,
         timeout: float | None = None,
         attempt_timeout: float = 10,
+        warn: bool = True,
     ) -> tuple[list[str], list[str]]:
         """Send and collect acknowledgements; semantics of the docs' ``send_message``."""
         receivers = self.check_nodes(receivers, "receivers")
@@ -112,7 +113,7 @@ class MessageBrokerClient:
             acked = [r for r in receivers if r in self.inbox.acked_by(outgoing.id)]
             self.inbox.forget_acks(outgoing.id)
         not_acked = [r for r in receivers if r not in acked]
-        if not_acked:
+        if not_acked and warn:
             self.logger.log(
                 f"message {outgoing.id} ({message_category}) was not acknowledged by {not_acked}", "warn"
             )
