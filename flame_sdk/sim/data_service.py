@@ -67,7 +67,7 @@ class DataService:
         self.node = node
         self.sources: dict[str, LinkedSource] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._faults: list[int] = []
+        self.pending_faults: list[int] = []  # statuses for the next Kong requests (inject_faults)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -106,7 +106,7 @@ class DataService:
 
     def inject_faults(self, *statuses: int) -> None:
         """Answer the next Kong requests with these HTTP statuses (e.g. 503), one each, to test retries."""
-        self._faults.extend(statuses)
+        self.pending_faults.extend(statuses)
 
     # -- hub adapter ----------------------------------------------------------------------------------
     def create_hub_adapter_app(self, deployment: Deployment) -> web.Application:
@@ -139,8 +139,8 @@ class DataService:
                 return _kong_message(401, "No API key found in request")
             if apikey != deployment.data_source_token:
                 return _kong_message(401, "Invalid authentication credentials")
-            if self._faults:
-                status = self._faults.pop(0)
+            if self.pending_faults:
+                status = self.pending_faults.pop(0)
                 return _kong_message(status, f"injected fault (HTTP {status})")
             if source.store is not None:
                 return self._fhir(request, source.store, tail)
