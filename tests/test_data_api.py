@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -110,6 +111,8 @@ def test_a_node_cannot_read_another_nodes_sources(sim, analysis) -> None:
     other_gateway = analysis.deployments[other].gateway_url
     assert http_status(f"{other_gateway}/kong/{other_name}/fhir/Patient", apikey) == 401  # not its apikey
     assert http_status(f"{own.gateway_url}/kong/node{node_index(sim, mine)}-fhir/fhir/Patient", {}) == 401
+    assert http_status(f"{own.gateway_url}/kong/{other_name}/fhir/Patient", {}) == 404  # route match comes first
+    assert http_status(f"{own.gateway_url}/kong/node{node_index(sim, mine)}-fhir/s3", apikey) == 404  # wrong type
     # the S3 route of another node, addressed through boto3 like a source of this node
     sdk = FlameCoreSDK(env=analysis.env(mine), silent=True)
     try:
@@ -225,3 +228,16 @@ def test_multiple_sources_per_node(multi) -> None:
     finally:
         sdk1.close()
         sdk2.close()
+
+
+def test_hub_adapter_detailed_listing_shows_the_project_routes(sim, analysis) -> None:
+    node_id = analysis.data_node_ids[0]
+    deployment = analysis.deployments[node_id]
+    url = f"{deployment.gateway_url}/hub-adapter/kong/datastore/{analysis.project_id}?detailed=true"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {deployment.keycloak_token}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        services = json.loads(resp.read())["data"]
+    index = node_index(sim, node_id)
+    assert [s["routes"][0]["paths"] for s in services] == [[f"/node{index}-fhir/fhir"], [f"/node{index}-s3/s3"]]
+    assert all(f"project:{analysis.project_id}" in s["routes"][0]["tags"] for s in services)
+    assert http_status(url, {}) == 401  # the gateway checks the bearer token on the hub adapter path
