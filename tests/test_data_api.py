@@ -201,7 +201,7 @@ def multi() -> Iterator[Simulation]:
         {"kind": "fhir", "name": "inline-fhir", "resources": inline},
         {"kind": "s3", "name": "gen-s3", "generator": {"patients": 30, "seed": 1, "id_prefix": "g"},
          "datasets": ["cohort.csv"]},
-        {"kind": "s3", "name": "inline-s3", "objects": {"cohort.csv": b"a,b\n1,2\n", "notes/readme.txt": "hello"}},
+        {"kind": "s3", "name": "inline-s3", "objects": {"cohort.csv": b"a,b\n1,2\n", "notes/read me ü+1.txt": "hello"}},
     ]
     node2 = [{"kind": "s3", "name": "only-s3", "objects": {"x.bin": bytes(range(256)) * 4096}}]
     with Simulation(SimConfig(nodes=3, seed=5, node_data=[node1, node2], status_interval=0.2)) as simulation:
@@ -222,7 +222,7 @@ def test_multiple_sources_per_node(multi) -> None:
         assert sdk1.get_s3_data(["cohort.csv"]) == [{"cohort.csv": cohort_csv(generated)},
                                                     {"cohort.csv": b"a,b\n1,2\n"}]
         assert sdk1.get_s3_data([]) == [{"cohort.csv": cohort_csv(generated)},
-                                        {"cohort.csv": b"a,b\n1,2\n", "notes/readme.txt": b"hello"}]
+                                        {"cohort.csv": b"a,b\n1,2\n", "notes/read me ü+1.txt": b"hello"}]
         assert sdk2.get_fhir_data(["Patient"]) == []  # no FHIR source on this node
         assert sdk2.get_s3_data([]) == [{"x.bin": bytes(range(256)) * 4096}]
     finally:

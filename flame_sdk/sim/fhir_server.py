@@ -116,11 +116,6 @@ class FhirStore:
     def resource_types(self) -> list[str]:
         return sorted(self._by_type)
 
-    def count(self, rtype: str | None = None) -> int:
-        if rtype is None:
-            return sum(len(items) for items in self._by_type.values())
-        return len(self._by_type.get(rtype, []))
-
     # -- interactions ------------------------------------------------------------------------------
     def handle(self, tail: str, query: str, base_url: str) -> dict[str, Any]:
         """Answer a GET on ``<base_url>/<tail>?<query>``; raise FhirError for error answers."""
