@@ -16,6 +16,7 @@ from flame_sdk.sim.data_sources import (
     default_data_sources,
     parse_data_source,
     parse_data_sources,
+    sources_from_split,
 )
 from flame_sdk.sim.synthetic import (
     CONDITION_CODES,
@@ -134,3 +135,15 @@ def test_write_bundles_layout(tmp_path) -> None:
         params = json.loads((tmp_path / f"node-{node}" / "params.json").read_text())
         assert params[f"node{node}-fhir"]["patients"] == default_cohort(node, 2).patients
     assert all(p.exists() for p in written)
+
+
+def test_sources_from_an_analysts_split() -> None:
+    patient = {"resourceType": "Patient", "id": "a", "gender": "female"}
+    split = {"Patient": {"resourceType": "Bundle", "entry": [{"resource": patient}]},
+             "Patient?gender=female": {"resourceType": "Bundle", "entry": [{"resource": patient}]}}
+    (fhir,) = parse_data_sources(sources_from_split(split, "fhir", "tester-fhir"))
+    assert fhir.fhir_resources() == [patient]
+    (s3,) = parse_data_sources(sources_from_split({"a.csv": b"x"}, "s3", "tester-s3"))
+    assert s3.s3_objects() == {"a.csv": b"x"}
+    with pytest.raises(ValueError, match="data_type must be"):
+        sources_from_split({}, "sql", "x")

@@ -9,7 +9,8 @@ FHIR store::
      "resources": [{"resourceType": "Patient", "id": "a", ...}, ...],     # inline resources, optional
      "page_size": 50}                                                     # default _count, optional
 
-    ``resources`` may also hold FHIR Bundles; their entries' resources are loaded.
+    ``resources`` may also hold FHIR Bundles; their entries' resources are loaded (a resource type and id
+    present twice is served once, the last one wins).
 
 S3 bucket::
 
@@ -17,6 +18,9 @@ S3 bucket::
      "generator": {...CohortParams fields...},             # optional: generated datasets
      "datasets": ["cohort.csv", "signals.npy"],            # which generated datasets (default: both)
      "objects": {"my/key.csv": b"..." or "text"}}          # inline objects, optional
+
+``sources_from_split`` builds these specs from an analyst's data split (``{query: Bundle}`` or
+``{key: bytes}``, the shapes get_fhir_data / get_s3_data return for one source).
 
 Common optional key: ``"id"`` (the Kong service id; by default a UUID derived from node id and name).
 ``name`` is the Kong service name: letters, digits, ``.``, ``_``, ``~``, ``-``, unique on the node and not a
@@ -112,7 +116,8 @@ def parse_data_source(raw: dict[str, Any]) -> DataSourceSpec:
     generator = CohortParams.from_dict(raw["generator"]) if raw.get("generator") is not None else None
     spec = DataSourceSpec(kind=kind, name=name, id=raw.get("id"), generator=generator)
     if kind == "fhir":
-        spec.resources = _flatten(raw.get("resources", []), where)
+        unique = {(r["resourceType"], str(r["id"])): r for r in _flatten(raw.get("resources", []), where)}
+        spec.resources = list(unique.values())
         spec.page_size = int(raw.get("page_size", DEFAULT_PAGE_SIZE))
         if spec.page_size < 1:
             raise ValueError(f"{where}: 'page_size' must be >= 1")
@@ -141,6 +146,17 @@ def parse_data_sources(raw_specs: list[dict[str, Any]]) -> list[DataSourceSpec]:
     if duplicates:
         raise ValueError(f"data source name(s) {duplicates} used twice on one node; Kong service names are unique")
     return specs
+
+
+def sources_from_split(split: dict[str, Any], data_type: str, name: str) -> list[dict[str, Any]]:
+    """Specs for one node from an analyst's data split, in the shape get_fhir_data / get_s3_data return one
+    source: ``{query: Bundle}`` for ``fhir`` (every Bundle's resources are served, duplicates once) or
+    ``{key: bytes}`` for ``s3``."""
+    if data_type == "fhir":
+        return [{"kind": "fhir", "name": name, "resources": list(split.values())}]
+    if data_type == "s3":
+        return [{"kind": "s3", "name": name, "objects": dict(split)}]
+    raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
 
 
 def default_cohort(node_index: int, seed: int) -> CohortParams:
