@@ -115,3 +115,23 @@ def test_untyped_sources_are_skipped_and_not_fhir_answers_rejected() -> None:
     routes = {"/hub-adapter/kong/datastore/p1": listing(sources), "/kong/loopy/fhir/Patient": not_fhir}
     with pytest.raises(DataSourceError, match="not a FHIR resource"):
         asyncio.run(serve(routes, body))
+
+
+def test_hapi_style_next_links_are_followed_through_the_route() -> None:
+    """HAPI links its pages as ``<its own base>/fhir?_getpages=...``: the client maps them onto the Kong route."""
+    pages = {None: (["a", "b"], "p1"), "p1": (["c"], "p2"), "p2": (["d"], None)}
+
+    async def fhir(request: web.Request) -> web.Response:
+        ids, following = pages[request.query.get("_getpages")]
+        link = [{"relation": "next", "url": f"http://hapi.internal:8080/fhir?_getpages={following}&_count=2"}]
+        return web.json_response({"resourceType": "Bundle", "type": "searchset", "total": 4,
+                                  "link": link if following else [],
+                                  "entry": [{"resource": {"resourceType": "Patient", "id": i}} for i in ids]})
+
+    async def body(base: str) -> Any:
+        return await with_client(base, config(base), lambda c: c.get_fhir_data(["Patient"]))
+
+    routes = {"/hub-adapter/kong/datastore/p1": listing({"data": [FHIR_SOURCE]}),
+              "/kong/loopy/fhir/Patient": fhir, "/kong/loopy/fhir": fhir}
+    result = asyncio.run(serve(routes, body))
+    assert [e["resource"]["id"] for e in result[0]["Patient"]["entry"]] == ["a", "b", "c", "d"]

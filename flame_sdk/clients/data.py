@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flame_sdk.config import NodeConfig
-from flame_sdk.data.bundles import fhir_tail, next_link
+from flame_sdk.data.bundles import fhir_suffix, next_link
 from flame_sdk.errors import FlameError, ServiceHTTPError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
@@ -110,10 +110,17 @@ class FhirSourceClient(_SourceClient):
 
         return resources_frame(await self.resources(query))
 
-    async def _fetch(self, url_or_query: str) -> dict[str, Any]:
-        tail = fhir_tail(url_or_query)
+    def _suffix(self, url_or_query: str) -> str:
         try:
-            body = await self.api.kong.json("GET", f"/{self.name}/fhir/{tail}", ok=(200,))
+            return fhir_suffix(url_or_query, [str(self.source.get("path") or "")])
+        except ValueError as exc:
+            raise DataSourceError(f"FHIR source {self.name!r}: {exc}; pass a query such as 'Patient?_count=50' "
+                                  f"or a link of a Bundle from this source") from None
+
+    async def _fetch(self, url_or_query: str) -> dict[str, Any]:
+        tail = self._suffix(url_or_query)
+        try:
+            body = await self.api.kong.json("GET", f"/{self.name}/fhir{tail}", ok=(200,))
         except ServiceHTTPError as exc:
             hint = _HINTS.get(exc.status, "see the server's answer")
             raise DataSourceError(f"FHIR source {self.name!r} answered {tail!r} with HTTP {exc.status}: "
@@ -126,11 +133,11 @@ class FhirSourceClient(_SourceClient):
     async def _search(self, query: str, max_pages: int) -> dict[str, Any]:
         first = await self._fetch(query)
         entries = list(first.get("entry") or [])
-        seen = {fhir_tail(query)}
+        seen = {self._suffix(query)}
         link = next_link(first)
         pages = 1
         while link is not None:
-            tail = fhir_tail(link)
+            tail = self._suffix(link)
             if tail in seen:
                 raise DataSourceError(f"FHIR source {self.name!r} paged in a loop: the next link {link!r} of "
                                       f"query {query!r} was already fetched (after {pages} pages)")
@@ -331,10 +338,10 @@ class DataApiClient:
     async def fetch_fhir_page(self, url_or_query: str) -> dict[str, Any]:
         """One FHIR page for a link URL or query (used to follow ``next`` links, e.g. by fhir_to_csv).
 
-        The source is the one named in a ``/kong/{name}/fhir/`` URL, else the only FHIR source.
+        The source is the one named in a ``/kong/{name}/fhir`` URL, else the only FHIR source.
         """
         fhir = self._of_kind("fhir")
-        named = [c for c in fhir if f"/kong/{c.name}/fhir/" in url_or_query]
+        named = [c for c in fhir if f"/kong/{c.name}/fhir" in url_or_query]
         if named:
             return await named[0].fetch_page(url_or_query)
         if len(fhir) == 1:

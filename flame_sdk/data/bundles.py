@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
@@ -14,10 +15,25 @@ def next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
-def fhir_tail(url_or_query: str) -> str:
-    """The part of a FHIR URL after ``/fhir/`` (a relative query comes back without a leading slash)."""
-    marker = url_or_query.rfind("/fhir/")
-    return url_or_query[marker + len("/fhir/"):] if marker >= 0 else url_or_query.lstrip("/")
+def fhir_suffix(url_or_query: str, base_paths: Iterable[str] = ()) -> str:
+    """What follows the FHIR base in ``url_or_query``: ``/Patient?...``, or ``?_getpages=...`` (HAPI links).
+
+    A relative query (``Patient?_count=5``) gets a leading slash. In an absolute URL the base is the last
+    occurrence of one of ``base_paths`` (e.g. the Kong service's ``path``) or of ``/fhir``, followed by
+    ``/``, ``?`` or the end; a URL without one of them raises ValueError.
+    """
+    if "://" not in url_or_query:
+        return "/" + url_or_query.lstrip("/")
+    parts = urlsplit(url_or_query)
+    query = f"?{parts.query}" if parts.query else ""
+    best = -1
+    for base in {b.rstrip("/") for b in (*base_paths, "/fhir") if b and b.rstrip("/")}:
+        for candidate in (parts.path.rfind(base + "/"), len(parts.path) - len(base) if parts.path.endswith(base) else -1):
+            if candidate >= 0 and candidate + len(base) > best:
+                best = candidate + len(base)
+    if best < 0:
+        raise ValueError(f"cannot find the FHIR base path ({', '.join([*base_paths, '/fhir'])}) in {url_or_query!r}")
+    return parts.path[best:] + query
 
 
 def bundle_resources(data: Any) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from flame_sdk.data.bundles import fhir_tail, next_link
+from flame_sdk.data.bundles import next_link
 
 KNOWN_RESOURCES = ("Observation", "QuestionnaireResponse")
 DEFAULT_MAX_PAGES = 10_000
@@ -70,12 +70,11 @@ def _pages(first: dict[str, Any], next_page: Callable[[str], dict[str, Any]] | N
     seen: set[str] = set()
     page, count = first, 1
     while (link := next_link(page)) is not None:
-        tail = fhir_tail(link)
-        if tail in seen:
+        if link in seen:
             raise ValueError(f"FHIR paging loop: the next link {link!r} was already followed (after {count} pages)")
         if count >= max_pages:
             raise ValueError(f"more than {max_pages} FHIR pages; narrow the query or raise max_pages")
-        seen.add(tail)
+        seen.add(link)
         page = next_page(link)
         count += 1
         yield page
