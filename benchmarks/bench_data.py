@@ -4,6 +4,9 @@
   page sizes (~100k Observations);
 * fhir_to_csv: Observations converted per second (and output rows) for the same ~100k Observations;
 * S3 reads: MB/s for one large object and objects/s for many small ones, through get_s3_data (boto3).
+
+The simulator's services run in the same process as the SDK, so both share the GIL (and the garbage
+collector walks the FHIR store too): the figures are a lower bound for an SDK talking to a remote node.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qsl
 
 import pytest
@@ -93,3 +94,12 @@ def test_unknown_resource_and_id(store: FhirStore) -> None:
     with pytest.raises(FhirError, match="not a FHIR resource type"):
         store.handle("patients", "", BASE)
     assert search(store, "Encounter")["total"] == 0
+
+
+def test_rendered_answers_equal_the_handled_ones(store: FhirStore) -> None:
+    for tail, query in (("Observation", "_count=3&_offset=6"), ("Patient", "_summary=count"), ("metadata", "")):
+        rendered = json.loads(store.render(tail, query, BASE))
+        handled = store.handle(tail, query, BASE)
+        rendered.pop("id", None)  # a fresh Bundle id per answer
+        handled.pop("id", None)
+        assert rendered == handled

@@ -155,13 +155,12 @@ class DataService:
         path = request.path
         base = f"{request.scheme}://{request.host}{path[: path.index('/fhir') + len('/fhir')]}"
         try:
-            body = store.handle(tail.lstrip("/"), request.query_string, base)
-            status = 200
+            body, status = store.render(tail.lstrip("/"), request.query_string, base), 200
         except FhirError as exc:
-            body, status = exc.outcome(), exc.status
+            body, status = json.dumps(exc.outcome()).encode(), exc.status
         except Exception as exc:  # noqa: BLE001 - a FHIR server answers errors as OperationOutcome
-            body, status = operation_outcome("exception", f"internal error: {exc!r}"), 500
-        return web.Response(status=status, body=json.dumps(body).encode(), content_type=FHIR_JSON)
+            body, status = json.dumps(operation_outcome("exception", f"internal error: {exc!r}")).encode(), 500
+        return web.Response(status=status, body=body, content_type=FHIR_JSON)
 
     async def _s3(self, request: web.Request, source: LinkedSource, tail: str) -> web.StreamResponse:
         endpoint = self.node.s3_endpoint

@@ -18,6 +18,7 @@ parameters.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections import OrderedDict
@@ -111,6 +112,7 @@ class FhirStore:
             self._keys.setdefault(rtype, []).append(_keys(resource))
             self._by_id[(rtype, str(resource["id"]))] = resource
         self._cache: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+        self._json: dict[tuple[str, str], str] = {}
 
     @property
     def resource_types(self) -> list[str]:
@@ -128,6 +130,24 @@ class FhirStore:
             return self.read(*parts)
         raise FhirError(400, "not-supported", f"unsupported FHIR interaction {tail!r}; use <Type>, <Type>/<id> "
                                               f"or metadata")
+
+    def render(self, tail: str, query: str, base_url: str) -> bytes:
+        """``handle`` as JSON bytes; each resource is serialized once and reused by later pages."""
+        answer = self.handle(tail, query, base_url)
+        entries = answer.get("entry") if answer.get("resourceType") == "Bundle" else None
+        if entries is None:
+            return json.dumps(answer).encode()
+        head = json.dumps({k: v for k, v in answer.items() if k != "entry"})[:-1]
+        body = ",".join(f'{{"fullUrl":{json.dumps(e["fullUrl"])},"resource":{self._serialized(e["resource"])},'
+                        f'"search":{{"mode":"match"}}}}' for e in entries)
+        return f'{head},"entry":[{body}]}}'.encode()
+
+    def _serialized(self, resource: dict[str, Any]) -> str:
+        key = (resource["resourceType"], str(resource["id"]))
+        text = self._json.get(key)
+        if text is None:
+            text = self._json[key] = json.dumps(resource)
+        return text
 
     def read(self, rtype: str, resource_id: str) -> dict[str, Any]:
         self._check_type(rtype)
