@@ -203,7 +203,8 @@ def multi() -> Iterator[Simulation]:
          "datasets": ["cohort.csv"]},
         {"kind": "s3", "name": "inline-s3", "objects": {"cohort.csv": b"a,b\n1,2\n", "notes/read me ü+1.txt": "hello"}},
     ]
-    node2 = [{"kind": "s3", "name": "only-s3", "objects": {"x.bin": bytes(range(256)) * 4096}}]
+    many = {f"many/{n:04d}.txt": str(n) for n in range(25)}
+    node2 = [{"kind": "s3", "name": "only-s3", "objects": {"x.bin": bytes(range(256)) * 4096, **many}}]
     with Simulation(SimConfig(nodes=3, seed=5, node_data=[node1, node2], status_interval=0.2)) as simulation:
         yield simulation
 
@@ -224,7 +225,12 @@ def test_multiple_sources_per_node(multi) -> None:
         assert sdk1.get_s3_data([]) == [{"cohort.csv": cohort_csv(generated)},
                                         {"cohort.csv": b"a,b\n1,2\n", "notes/read me ü+1.txt": b"hello"}]
         assert sdk2.get_fhir_data(["Patient"]) == []  # no FHIR source on this node
-        assert sdk2.get_s3_data([]) == [{"x.bin": bytes(range(256)) * 4096}]
+        assert sdk2.get_s3_data(["x.bin"]) == [{"x.bin": bytes(range(256)) * 4096}]
+        assert sdk2.get_s3_data(["many/0024.txt"]) == [{"many/0024.txt": b"24"}]
+        bucket = sdk2.get_data_client("only-s3")
+        keys = [f"many/{n:04d}.txt" for n in range(25)] + ["x.bin"]
+        assert asyncio.run(bucket.list_keys(page_size=10)) == keys  # 3 listing pages
+        assert len(asyncio.run(bucket.list_keys("many/001", page_size=4))) == 10
     finally:
         sdk1.close()
         sdk2.close()

@@ -193,9 +193,10 @@ class S3SourceClient(_SourceClient):
         client.meta.events.register("request-created.s3", add_apikey)
         return client
 
-    async def list_keys(self, prefix: str = "") -> list[str]:
-        """Every object key in the bucket (optionally under ``prefix``), all listing pages."""
-        return await asyncio.to_thread(self._run_s3, "list", self._list_keys, prefix)
+    async def list_keys(self, prefix: str = "", page_size: int = 1000) -> list[str]:
+        """Every object key in the bucket (optionally under ``prefix``), over all listing pages of
+        ``page_size`` keys."""
+        return await asyncio.to_thread(self._run_s3, "list", self._list_keys, prefix, page_size)
 
     async def get(self, key: str) -> bytes:
         """One object's bytes, read in chunks."""
@@ -230,10 +231,10 @@ class S3SourceClient(_SourceClient):
         except BotoCoreError as exc:
             raise DataSourceError(f"S3 source {self.name!r} is unreachable for {what!r}: {exc}") from exc
 
-    def _list_keys(self, prefix: str) -> list[str]:
-        paginator = self.boto3_client().get_paginator("list_objects_v2")
+    def _list_keys(self, prefix: str, page_size: int) -> list[str]:
+        paginator = self.boto3_client().get_paginator("list_objects")
         keys: list[str] = []
-        for page in paginator.paginate(Bucket=S3_BUCKET, Prefix=prefix):
+        for page in paginator.paginate(Bucket=S3_BUCKET, Prefix=prefix, PaginationConfig={"PageSize": page_size}):
             keys += [item["Key"] for item in page.get("Contents", [])]
         return keys
 

@@ -11,6 +11,7 @@ import re
 import secrets
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -20,6 +21,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 REGION = "us-east-1"
+UPLOAD_THREADS = 8
 _ACCESS = {"aws_access_key_id": "flame-sim", "aws_secret_access_key": "flame-sim-secret"}
 
 
@@ -60,7 +62,7 @@ class S3Endpoint:
         if not self.url:
             raise RuntimeError("S3Endpoint.start() must run before clients are created")
         config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, connect_timeout=5,
-                        read_timeout=60)
+                        read_timeout=60, max_pool_connections=UPLOAD_THREADS)
         return boto3.client("s3", endpoint_url=self.url, region_name=REGION, config=config, **_ACCESS)
 
     def signed_headers(self, method: str, url: str) -> dict[str, str]:
@@ -80,8 +82,8 @@ class S3Endpoint:
         client = self.client()
         with self._lock:
             client.create_bucket(Bucket=name)
-        for key, body in objects.items():
-            client.put_object(Bucket=name, Key=key, Body=body)
+        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+            list(pool.map(lambda item: client.put_object(Bucket=name, Key=item[0], Body=item[1]), objects.items()))
 
     def __enter__(self) -> S3Endpoint:
         return self.start()
