@@ -104,14 +104,15 @@ def test_untyped_sources_are_skipped_and_not_fhir_answers_rejected() -> None:
 
     async def body(base: str) -> Any:
         async def use(client: DataApiClient) -> Any:
-            assert [s["name"] for s in client.get_data_sources()] == ["loopy", "untyped"]
-            with pytest.raises(ValueError, match="known ids: f1 \\(loopy, fhir\\)"):
+            assert [s["name"] for s in client.get_data_sources()] == ["loopy", "untyped", "legacy-s3"]
+            assert client.get_data_client("legacy-s3").kind == "s3"
+            with pytest.raises(ValueError, match="known ids: f1 \\(loopy, fhir\\), l1 \\(legacy-s3, s3\\)$"):
                 client.get_data_client("untyped")
             return await client.get_fhir_data(["Patient"])
 
         return await with_client(base, config(base), use)
 
-    sources = {"data": [FHIR_SOURCE, {"id": "u1", "name": "untyped", "tags": []}]}
+    sources = {"data": [FHIR_SOURCE, {"id": "u1", "name": "untyped", "tags": []}, {"id": "l1", "name": "legacy-s3"}]}
     routes = {"/hub-adapter/kong/datastore/p1": listing(sources), "/kong/loopy/fhir/Patient": not_fhir}
     with pytest.raises(DataSourceError, match="not a FHIR resource"):
         asyncio.run(serve(routes, body))

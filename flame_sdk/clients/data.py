@@ -44,12 +44,16 @@ class DataSourceError(FlameError):
 
 
 def source_type(source: dict[str, Any]) -> str | None:
-    """``fhir`` or ``s3`` from the Kong service's ``type:`` tag (None when untagged)."""
+    """``fhir`` or ``s3`` from the Kong service's ``type:`` tag (the hub adapter tags every data store it
+    creates). An untagged service (created by hand in Kong) is typed by ``fhir`` or ``s3`` in its name or
+    path; None when neither tells."""
     for tag in source.get("tags") or []:
         key, _, value = str(tag).partition(":")
         if key == "type" and value in ("fhir", "s3"):
             return value
-    return None
+    hints = f"{source.get('name', '')} {source.get('path') or ''}".lower()
+    kinds = [kind for kind in ("fhir", "s3") if kind in hints]
+    return kinds[0] if len(kinds) == 1 else None
 
 
 class _SourceClient:
@@ -283,8 +287,8 @@ class DataApiClient:
         for source in sources:
             kind = source_type(source)
             if kind is None:
-                self.logger.log(f"data source {source['name']!r} has no type:fhir / type:s3 tag and is skipped",
-                                "warn")
+                self.logger.log(f"data source {source['name']!r} has no type:fhir / type:s3 tag (nor 'fhir' or "
+                                f"'s3' in its name or path) and is skipped", "warn")
                 continue
             client_cls = FhirSourceClient if kind == "fhir" else S3SourceClient
             self._clients[str(source.get("id", source["name"]))] = client_cls(self, source)
