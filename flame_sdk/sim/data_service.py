@@ -6,7 +6,7 @@ service named after the source, linked to every project deployed on the node. A 
 * ``/hub-adapter/kong/datastore/{project_id}``: ``{"data": [Kong service objects]}`` (``?detailed=true`` adds
   each service's ``routes``);
 * ``/kong/{name}/fhir/{...}``: the source's FHIR server (``flame_sdk.sim.fhir_server``);
-* ``/kong/{name}/s3`` (bucket listing, S3 ListObjects/ListObjectsV2 XML) and ``/kong/{name}/s3/{key}``
+* ``/kong/{name}/s3`` (bucket listing, S3 ListObjects XML; query parameters pass through) and ``/kong/{name}/s3/{key}``
   (object), proxied with SigV4 to the node's bucket on the simulation's S3 endpoint, streamed.
 
 The Kong routes behave like Kong's: only GET, route match first (``404 no Route matched``), then key-auth on
