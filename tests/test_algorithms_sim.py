@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flame_sdk.testing import assert_matches_pooled
-from tests.test_algorithms_math import load
+from flame_sdk.sim.runner import run_analysis
+from flame_sdk.testing import assert_matches_pooled, run_local
+from tests.test_algorithms_math import ALGORITHMS, load
 
 
 def test_descriptive_statistics_match_the_pooled_table():
@@ -53,3 +54,23 @@ def test_a_failing_algorithm_argument_names_the_node():
 
     with pytest.raises(NodeFailedError, match=r"columns \['no_such_column'\] are not in the dataset"):
         assert_matches_pooled(pooled=module.pooled_table, nodes=2, seed=7, **arguments)
+
+
+def test_runs_are_repeatable_with_the_same_seed():
+    module = load("odds_ratio")
+    first, again = (run_local(nodes=3, seed=11, **module.star_arguments({})) for _ in range(2))
+    other = run_local(nodes=3, seed=12, **module.star_arguments({}))
+    assert first.result == again.result and first.analysis_id == again.analysis_id
+    assert other.result != first.result
+
+
+@pytest.mark.parametrize("name", ["descriptive_statistics", "logistic_regression"])
+def test_the_file_runs_unchanged_in_flame_sim(name, tmp_path, capsys):
+    """What `make demo` does: one process per node, `python <file>` with the node's environment."""
+    code = run_analysis(str(ALGORITHMS / f"{name}.py"), nodes=3, seed=7, results_dir=tmp_path, timeout=120,
+                        refresh=5)
+    assert code == 0, capsys.readouterr().err
+    [folder] = tmp_path.iterdir()
+    table = pd.read_csv(folder / f"{name}.csv")
+    assert len(table) > 0 and not table.empty
+    assert f"== {name}.csv ==" in capsys.readouterr().out

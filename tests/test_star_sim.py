@@ -156,3 +156,19 @@ def test_star_model_tester_writes_the_hub_file(tmp_path):
 def test_tester_explains_the_data_shape():
     with pytest.raises(ValueError, match="one dict per data source"):
         StarModelTester([[1, 2], [3]], SumAnalyzer, MeanAggregator, "s3")
+
+
+class PlainMeanAggregator(StarAggregator):
+    def aggregation_method(self, analysis_results):
+        return sum(r["sum"] for r in analysis_results) / sum(r["n"] for r in analysis_results)
+
+    def has_converged(self, result, last_result):
+        return False  # iterative and never converged: DP must still be applied at max_rounds
+
+
+def test_local_dp_noise_is_applied_at_max_rounds():
+    run = run_local(SumAnalyzer, PlainMeanAggregator, "s3", data_splits=SPLITS, simple_analysis=False,
+                    max_rounds=2, epsilon=1.0, sensitivity=1.0)
+    assert not run.converged and run.result == pytest.approx(7.2)  # the aggregator's own, exact value
+    [(_, content)] = run.final_results
+    assert float(content) != pytest.approx(7.2, abs=1e-9)  # the stored release carries Laplace noise

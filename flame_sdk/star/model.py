@@ -20,6 +20,8 @@ from flame_sdk.star.exchange import Exchange
 DEFAULT_MAX_ROUNDS = 100
 DEFAULT_ROUND_TIMEOUT = 600.0
 DEFAULT_READY_TIMEOUT = 300.0
+#: Seconds between ready-check attempts: partners that start later are found within this long.
+READY_ATTEMPT_INTERVAL = 2
 #: How long the node is given to poll the final status before the process may exit (seconds).
 DEFAULT_REPORT_TIMEOUT = 120.0
 
@@ -221,8 +223,7 @@ class StarModel:
     # -- helpers --------------------------------------------------------------------------------------
     def _wait_until_partners_ready(self, nodes: list[str]) -> None:
         self.flame.flame_log(f"Awaiting contact with {len(nodes)} partner node(s)...", halt_submission=True)
-        ready = self.flame.ready_check(nodes, attempt_interval=min(30, int(self.ready_timeout) or 1),
-                                       timeout=self.ready_timeout)
+        ready = self.flame.ready_check(nodes, attempt_interval=READY_ATTEMPT_INTERVAL, timeout=self.ready_timeout)
         silent = [node for node, ok in ready.items() if not ok]
         if silent:
             raise StarRunError(silent[0], f"partner node(s) {silent} did not answer the ready check within "
