@@ -1,10 +1,12 @@
 """Wall time and peak memory of local star runs over the simulator (real HTTP on loopback).
 
-* the 3-node demo: algorithms/descriptive_statistics.py and algorithms/logistic_regression.py, seed 7;
+* the 3-node demo: algorithms/descriptive_statistics.py and algorithms/logistic_regression.py, seed 7,
+  as ``make demo`` runs them (``flame-sim run``: one process per node) and in the in-process tester;
 * a federated mean (one round) on 10 and 50 nodes, each data node with 500 FHIR Observations.
 
-Each run happens in a fresh process; peak memory is that process's maximum resident set size (the
-simulator's hub and node services plus every node's SDK, all in one process).
+Each run happens in a fresh process; peak memory is that process's maximum resident set size (for the
+in-process runs: the simulator's hub and node services plus every node's SDK), and for ``flame-sim run``
+also the largest node process's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import multiprocessing
 import os
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import row
+from flame_sdk.sim.runner import run_analysis
 from flame_sdk.star import StarAggregator, StarAnalyzer
 from flame_sdk.testing import run_local
 
@@ -56,15 +60,14 @@ class MeanAggregator(StarAggregator):
 
 
 def _child(job: str, out: Any) -> None:
-    """Run one job in a fresh process; report wall time, peak RSS and rounds."""
-    import logging
-
-    logging.disable(logging.CRITICAL)
-    sys.stdout = open(os.devnull, "w")  # the node logs; the figures go through ``out``
+    """Run one job in a fresh process; report wall time, peak RSS (own and largest child's) and rounds."""
+    sys.stdout = open(os.devnull, "w")  # the node logs; figures go through ``out``
     start = time.perf_counter()
-    run = JOBS[job]()
+    rounds = JOBS[job]()
     elapsed = time.perf_counter() - start
-    out.put((elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, run.rounds))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out.put((elapsed, own, child, rounds))
 
 
 def _measure(job: str) -> None:
@@ -73,13 +76,14 @@ def _measure(job: str) -> None:
     process = context.Process(target=_child, args=(job, queue))
     process.start()
     try:
-        elapsed, rss_mb, rounds = queue.get(timeout=900)
+        elapsed, own_mb, child_mb, rounds = queue.get(timeout=900)
     except Exception:  # noqa: BLE001 - a failed run is reported, not fatal for the other benchmarks
         row(job, f"FAILED (exit code {process.exitcode})")
         return
     finally:
         process.join(60)
-    row(job, f"{elapsed:7.2f} s   peak RSS {rss_mb:7.1f} MiB   rounds {rounds}")
+    children = f" (largest node process {child_mb:.1f} MiB)" if child_mb else ""
+    row(job, f"{elapsed:7.2f} s   peak RSS {own_mb:7.1f} MiB{children}   rounds {rounds}")
 
 
 def _mean_splits(nodes: int) -> list[list[dict[str, Any]]]:
@@ -97,18 +101,30 @@ def _mean_splits(nodes: int) -> list[list[dict[str, Any]]]:
     return splits
 
 
-def _demo(name: str) -> Any:
-    return run_local(nodes=3, seed=7, **_algorithm(name).star_arguments({}))
+def _demo(name: str) -> str:
+    """``make demo``'s command: flame-sim run with one process per node."""
+    with tempfile.TemporaryDirectory() as results:
+        code = run_analysis(str(ALGORITHMS / f"{name}.py"), nodes=3, seed=7, results_dir=Path(results),
+                            timeout=300, refresh=60)
+    if code != 0:
+        raise RuntimeError(f"flame-sim run {name} exited with {code}")
+    return "-"
 
 
-def _mean(nodes: int) -> Any:
+def _local_demo(name: str) -> int:
+    return run_local(nodes=3, seed=7, **_algorithm(name).star_arguments({})).rounds
+
+
+def _mean(nodes: int) -> int:
     return run_local(MeanAnalyzer, MeanAggregator, "fhir", MEAN_QUERY, data_splits=_mean_splits(nodes),
-                     round_timeout=120, ready_timeout=120, timeout=600)
+                     round_timeout=120, ready_timeout=120, timeout=600).rounds
 
 
 JOBS: dict[str, Callable[[], Any]] = {
-    "3-node demo: descriptive_statistics": lambda: _demo("descriptive_statistics"),
-    "3-node demo: logistic_regression": lambda: _demo("logistic_regression"),
+    "demo, flame-sim run: descriptive_statistics": lambda: _demo("descriptive_statistics"),
+    "demo, flame-sim run: logistic_regression": lambda: _demo("logistic_regression"),
+    "demo, in-process tester: descriptive_statistics": lambda: _local_demo("descriptive_statistics"),
+    "demo, in-process tester: logistic_regression": lambda: _local_demo("logistic_regression"),
     "federated mean, 10 nodes": lambda: _mean(10),
     "federated mean, 50 nodes": lambda: _mean(50),
 }
