@@ -178,6 +178,27 @@ def test_raising_analyzer_fails_loudly_and_tells_partners():
     assert any(r.log_type == "error" and "boom in analysis" in r.log for r in flame.logs)
 
 
+class NoneAggregator(SumAggregator):
+    def aggregation_method(self, analysis_results):
+        return None
+
+
+def test_none_results_are_clear_errors():
+    flame = aggregator_fake()
+    flame.push_intermediate_data("a1", 1.0)
+    flame.push_intermediate_data("a2", 1.0)
+    with pytest.raises(NodeFailedError, match="aggregation_method returned None"):
+        StarModel(SumAnalyzer, NoneAggregator, "s3", flame=flame)
+
+    class NoneAnalyzer(SumAnalyzer):
+        def analysis_method(self, data, aggregator_results):
+            return None
+
+    analyzer = FakeFlameSDK("default", s3_data=S3)
+    with pytest.raises(NodeFailedError, match="analysis_method returned None"):
+        StarModel(NoneAnalyzer, SumAggregator, "s3", flame=analyzer)
+
+
 def test_unready_partner_is_named():
     flame = aggregator_fake(unready=["a2"])
     with pytest.raises(StarRunError, match=r"\['a2'\] did not answer the ready check"):

@@ -164,6 +164,9 @@ class StarModel:
             self.rounds = round_number
             received = self.exchange.receive(analyzers, round_number, "their analysis results")
             result, converged = aggregator.aggregate([received[n] for n in analyzers], self.simple_analysis)
+            if result is None:
+                raise ValueError("aggregation_method returned None; return the aggregated value (it is sent to the "
+                                 "analyzers or submitted as the final result)")
             self.flame.flame_log(f"Round {round_number} aggregated: {str(result)[:100]}")
             if converged or round_number == self.max_rounds:
                 self.converged = converged
