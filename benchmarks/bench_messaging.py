@@ -38,7 +38,8 @@ def _await_latency(a: FlameCoreSDK, b: FlameCoreSDK, a_id: str, b_id: str, categ
 
 
 def main() -> None:
-    with Simulation(SimConfig(nodes=2, seed=1, node_data=[[]])) as sim:
+    tiny_source = [{"kind": "fhir", "name": "tiny", "resources": []}]
+    with Simulation(SimConfig(nodes=2, seed=1, node_data=[tiny_source])) as sim:
         analysis = sim.create_analysis()
         a_id, b_id = analysis.node_ids
         a = FlameCoreSDK(env=analysis.env(a_id), silent=True)

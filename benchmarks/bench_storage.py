@@ -82,7 +82,8 @@ async def _raw_http(sizes: list[int]) -> dict[int, float]:
 
 def main() -> None:
     raw = asyncio.run(_raw_http([s * MIB for s in SIZES_MIB]))
-    with Simulation(SimConfig(nodes=2, seed=3, node_data=[[]])) as sim:
+    tiny_source = [{"kind": "fhir", "name": "tiny", "resources": []}]
+    with Simulation(SimConfig(nodes=2, seed=3, node_data=[tiny_source])) as sim:
         analysis = sim.create_analysis()
         sender = FlameCoreSDK(env=analysis.env(analysis.node_ids[0]), silent=True)
         recipient = FlameCoreSDK(env=analysis.env(analysis.node_ids[1]), silent=True)
