@@ -31,7 +31,8 @@ def _results(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from flame_sdk.sim.serve import serve
 
-    return serve(args.role, Path(args.topology), node=args.node, host=args.host, port=args.port)
+    return serve(args.role, Path(args.topology), node=args.node, host=args.host, port=args.port,
+                 results=Path(args.results) if args.results else None, exit_when_finished=args.exit_when_finished)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--node", help="node name (for role 'node')")
     srv.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     srv.add_argument("--port", type=int, default=80, help="listen port (default 80)")
+    srv.add_argument("--results", help="hub: write final results into this folder as they arrive")
+    srv.add_argument("--exit-when-finished", action="store_true",
+                     help="hub: exit once every node reported a terminal status (0 if all executed with a result)")
     srv.set_defaults(func=_serve)
     return parser
 

@@ -1,0 +1,182 @@
+"""``flame-sim serve {hub,node}``: one simulator service per process, as the docker-compose setup runs them.
+
+The hub registers the topology's analysis, prints status changes and writes final results to a folder.
+A node stack serves its hub inbox (port of its ``inbox_url``) and the gateway of its analysis deployment
+(``--port``, 80 in compose, reached as ``http://nginx-<DEPLOYMENT_NAME>``), and polls the analysis' status.
+Both run until SIGTERM/SIGINT; the hub also ends once the analysis finished when asked to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from flame_sdk.sim import results as results_view
+from flame_sdk.sim.hub import Hub
+from flame_sdk.sim.hub_storage import final_results
+from flame_sdk.sim.node import SimNode
+from flame_sdk.sim.tokens import TokenIssuer
+from flame_sdk.sim.topology import SECRET_VAR, Topology, TopologyError, load_topology
+
+TERMINAL = ("executed", "failed", "stopped")
+#: How long a node stack waits for the hub to answer before it gives up.
+HUB_WAIT = 120.0
+#: How often the hub checks statuses and results.
+WATCH_INTERVAL = 0.5
+
+
+def _say(role: str, text: str) -> None:
+    print(f"flame-sim {role}: {text}", flush=True)
+
+
+def token_secret(env: Mapping[str, str]) -> bytes:
+    """The shared token secret from ``FLAME_SIM_TOKEN_SECRET`` (hex), with errors that say how to fix it."""
+    text = env.get(SECRET_VAR, "")
+    if not text:
+        raise TopologyError(f"{SECRET_VAR} is not set: give every node stack the hex secret that signed "
+                            f"KEYCLOAK_TOKEN (docker/compose.env)")
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        raise TopologyError(f"{SECRET_VAR} must be hex digits, got {text[:12]!r}...") from None
+    if len(secret) < 32:
+        raise TopologyError(f"{SECRET_VAR} has {len(secret)} bytes; use at least 32 (64 hex digits)")
+    return secret
+
+
+def serve(role: str, topology_path: Path, node: str | None = None, host: str = "0.0.0.0", port: int = 80,
+          results: Path | None = None, exit_when_finished: bool = False) -> int:
+    """Run the hub or one node stack until stopped; return the process exit code."""
+    try:
+        topology = load_topology(topology_path)
+        if role == "hub":
+            return asyncio.run(_serve_hub(topology, host, port, results, exit_when_finished))
+        if role == "node":
+            if not node:
+                raise TopologyError(f"serve node needs --node NAME; nodes: {[n.name for n in topology.nodes]}")
+            topology.node(node)
+            return asyncio.run(_serve_node(topology, node, host, port, token_secret(os.environ)))
+        raise TopologyError(f"unknown role {role!r}; use 'hub' or 'node'")
+    except TopologyError as exc:
+        print(f"flame-sim serve: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+# -- hub ----------------------------------------------------------------------------------------------
+async def _serve_hub(topology: Topology, host: str, port: int, results: Path | None,
+                     exit_when_finished: bool) -> int:
+    stop = _stop_event()
+    hub = Hub()
+    await hub.start()
+    analysis = hub.add_analysis(topology.analysis_id, topology.project_id, topology.participants())
+    runner = await _listen(hub.create_app(), host, port)
+    names = {n.node_id: n.name for n in topology.nodes}
+    _say("hub", f"listening on {host}:{port}; analysis {topology.analysis_id} on "
+                + ", ".join(f"{n.name} ({n.role})" for n in topology.nodes))
+    seen: dict[str, tuple[str, int]] = {}
+    saved: list[tuple[str, bytes]] = []
+    code = 0
+    try:
+        while not stop.is_set():
+            for node_id, state in analysis.statuses.items():
+                now = (state["status"], state["progress"])
+                if seen.get(node_id) != now:
+                    seen[node_id] = now
+                    _say("hub", f"{names[node_id]} {now[0]} {now[1]}%")
+            saved = _save_results(topology, hub, results, saved)
+            if exit_when_finished and all(s["status"] in TERMINAL for s in analysis.statuses.values()):
+                code = _verdict(analysis.statuses, names, saved)
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
+    finally:
+        _save_results(topology, hub, results, saved)
+        await runner.cleanup()
+        await hub.stop()
+    return code
+
+
+def _save_results(topology: Topology, hub: Hub, results: Path | None,
+                  saved: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Write the final results whenever they change (so they survive the stack being stopped)."""
+    files = final_results(hub, topology.analysis_id)
+    if results is not None and files and files != saved:
+        for path in results_view.save(results, topology.analysis_id, files):
+            _say("hub", f"final result written to {path}")
+    return files
+
+
+def _verdict(statuses: dict[str, dict], names: dict[str, str], saved: list[tuple[str, bytes]]) -> int:
+    failed = [names[n] for n, s in statuses.items() if s["status"] != "executed"]
+    if failed:
+        _say("hub", f"FAILED: {', '.join(failed)} did not finish as executed")
+        return 1
+    if not saved:
+        _say("hub", "FAILED: every node executed but no final result was submitted")
+        return 1
+    for name, content in saved:
+        _say("hub", f"final result {name}:\n{results_view.render(content)}")
+    _say("hub", "analysis executed on every node")
+    return 0
+
+
+# -- node stack ---------------------------------------------------------------------------------------
+async def _wait_for_hub(hub_url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while True:
+            try:
+                async with session.get(hub_url + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise TopologyError(f"the hub at {hub_url} did not answer within {timeout:.0f} s; is it running?")
+            await asyncio.sleep(0.5)
+
+
+async def _serve_node(topology: Topology, name: str, host: str, port: int, secret: bytes) -> int:
+    stop = _stop_event()
+    spec = topology.node(name)
+    tokens = TokenIssuer(secret=secret)
+    state_dir = Path(tempfile.mkdtemp(prefix=f"flame-sim-{name}-"))
+    node = SimNode(spec.spec(), topology.seed, topology.hub_url, state_dir, tokens, host=host)
+    try:
+        await _wait_for_hub(topology.hub_url, HUB_WAIT)
+        await node.start(inbox_port=urlsplit(spec.inbox_url).port or 80, inbox_url=spec.inbox_url)
+        await node.deploy(spec.deployment(topology, tokens.issue(topology.analysis_id)), port=port)
+        _say(name, f"node {spec.node_id} ({spec.role}) registered at {topology.hub_url}; gateway "
+                   f"{spec.gateway_url} listening on {host}:{port}, forwarding /analysis to {spec.analysis_api_url}")
+        await stop.wait()
+        return 0
+    finally:
+        await node.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
