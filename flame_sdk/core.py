@@ -174,6 +174,13 @@ class FlameCoreSDK:
     def _run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
         return self._loop.run(coro, timeout)
 
+    def _on_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn`` on the SDK loop, where the inbox is mutated, so no update is lost."""
+        async def call() -> T:
+            return fn(*args)
+
+        return self._run(call())
+
     def _component(self, name: str, value: Any, label: str) -> Any:
         if value is None:
             reason = self._startup_errors.get(label, "not connected")
@@ -309,13 +316,15 @@ class FlameCoreSDK:
     def get_messages(self, status: Literal["unread", "read"] = "unread") -> list[Message]:
         if status not in ("unread", "read"):
             raise ValueError(f"status must be 'unread' or 'read', got {status!r}")
-        return [m for m in self._mb.inbox.messages if m.status == status]
+        return self._on_loop(lambda: [m for m in self._mb.inbox.messages if m.status == status])
 
     def delete_messages(self, message_ids: list[str]) -> int:
-        return self._mb.inbox.delete(message_ids)
+        """Delete received messages by id; return how many were deleted."""
+        return self._on_loop(self._mb.inbox.delete, message_ids)
 
     def clear_messages(self, status: Literal["read", "unread", "all"] = "read", min_age: int | None = None) -> int:
-        return self._mb.inbox.clear(status, min_age)
+        """Delete received messages by status, optionally only those older than ``min_age`` seconds."""
+        return self._on_loop(self._mb.inbox.clear, status, min_age)
 
     def send_message_and_wait_for_responses(self, receivers: list[str], message_category: str,
                                             message: dict[str, Any], max_attempts: int = 1,

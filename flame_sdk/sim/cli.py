@@ -36,7 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flame-sim", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="flame-sim", description="Simulate FLAME nodes and a hub on this machine: run analyses, write "
+                                      "synthetic data, inspect results, serve services for docker.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run an analysis on a simulated hub and N nodes",

@@ -1,0 +1,1 @@
+"""Pure helpers of the storage client: serialization, final-result file planning, local DP, tags."""
