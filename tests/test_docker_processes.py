@@ -1,0 +1,206 @@
+"""The compose services as local processes: the same commands, on loopback instead of container names.
+
+The hub and node stacks run as ``flame-sim`` subprocesses with exactly the compose ``command`` (only the
+topology path, listen host/port and results folder differ); the analyses are FlameCoreSDK objects built
+from the compose environment of each analysis container plus the loopback overrides (gateway base URL and
+API host/port, because three "containers" share one host here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from flame_sdk import FlameCoreSDK
+from flame_sdk.config import ENV_API_HOST, ENV_API_PORT, ENV_NODE_BASE_URL
+from flame_sdk.sim.node import free_port
+from flame_sdk.sim.topology import Topology, load_topology
+from tests.test_docker_compose import DOCKER, environment, load_compose
+from tests.test_docker_images import entrypoint_command
+
+ROOT = DOCKER.parent
+#: ``flame-sim`` (the sim image's ENTRYPOINT) is the console script for flame_sdk.sim.cli:main.
+FLAME_SIM = [sys.executable, "-m", "flame_sdk.sim.cli"]
+START_LIMIT = 30.0
+
+
+def loopback(topology: Topology) -> Topology:
+    """The same topology with every address on 127.0.0.1 and a free port."""
+    def url(scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{free_port()}"
+
+    nodes = [replace(n, inbox_url=url(), gateway_url=url(), analysis_api_url=url()) for n in topology.nodes]
+    return replace(topology, hub_url=url(), nodes=nodes)
+
+
+def local_command(command: list[str], **values: str) -> list[str]:
+    """The compose command with the given option values replaced (``results`` -> ``--results``)."""
+    command = list(command)
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        command[command.index(flag) + 1] = value
+    return FLAME_SIM + command
+
+
+def compose_healthcheck(service: dict, port: int) -> list[str]:
+    """The service's compose healthcheck, run with this interpreter against the local port."""
+    test = service["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    return [sys.executable] + [part.replace(f"127.0.0.1:{_port_in(test)}", f"127.0.0.1:{port}") for part in test[2:]]
+
+
+def _port_in(test: list[str]) -> int:
+    return int(test[-1].split("127.0.0.1:")[1].split("/")[0])
+
+
+def wait_healthy(command: list[str], process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_LIMIT
+    while subprocess.run(command, capture_output=True, timeout=30).returncode != 0:
+        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"not healthy after {START_LIMIT} s:\n{log.read_text()}"
+        time.sleep(0.2)
+
+
+class Stack:
+    """Hub and node stack processes started from the compose commands."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.compose = load_compose()
+        self.topology = loopback(load_topology(DOCKER / "topology.json"))
+        self.topology_path = tmp / "topology.json"
+        self.topology_path.write_text(json.dumps(self.topology.to_dict()))
+        self.results = tmp / "results"
+        self.tmp = tmp
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = self.tmp / f"{name}.log"
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
+        process = subprocess.Popen(command, env=full_env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=self.tmp)
+        self.processes[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text()
+
+    def start_all(self) -> None:
+        services = self.compose["services"]
+        hub_port = urlsplit(self.topology.hub_url).port
+        hub = self.start("hub", local_command(services["hub"]["command"], topology=str(self.topology_path),
+                                              host="127.0.0.1", port=str(hub_port), results=str(self.results)),
+                         environment(services["hub"]))
+        wait_healthy(compose_healthcheck(services["hub"], hub_port), hub, self.tmp / "hub.log")
+        for node in self.topology.nodes:
+            service = services[node.name]
+            port = urlsplit(node.gateway_url).port
+            process = self.start(node.name, local_command(service["command"], topology=str(self.topology_path),
+                                                          host="127.0.0.1", port=str(port)), environment(service))
+            wait_healthy(compose_healthcheck(service, port), process, self.tmp / f"{node.name}.log")
+
+    def analysis_env(self, node_name: str) -> dict[str, str]:
+        node = self.topology.node(node_name)
+        env = environment(self.compose["services"][f"analysis-{node_name}"])
+        env.update({ENV_NODE_BASE_URL: node.gateway_url, ENV_API_HOST: "127.0.0.1",
+                    ENV_API_PORT: str(urlsplit(node.analysis_api_url).port)})
+        return env
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    assert entrypoint_command(DOCKER / "Dockerfile.sim", "0") == ["flame-sim"]
+    processes = Stack(tmp_path)
+    try:
+        processes.start_all()
+        yield processes
+    finally:
+        processes.stop()
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout} s"
+        time.sleep(0.1)
+
+
+def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack):
+    topology = stack.topology
+    names = [n.name for n in topology.nodes]
+    with ThreadPoolExecutor(len(names)) as pool:
+        sdks = dict(zip(names, pool.map(lambda n: FlameCoreSDK(env=stack.analysis_env(n), silent=True), names), strict=True))
+    try:
+        aggregator, *analyzers = names
+        ids = {n: topology.node(n).node_id for n in names}
+        assert sdks[aggregator].get_role() == "aggregator"
+        assert all(sdks[n].get_role() == "default" and sdks[n].get_id() == ids[n] for n in analyzers)
+        assert sorted(sdks[analyzers[0]].get_participant_ids()) == sorted(ids[n] for n in names if n != analyzers[0])
+
+        # messages: each analyzer -> aggregator through node stacks and the hub, and a reply back
+        for n in analyzers:
+            assert sdks[n].send_message([ids[aggregator]], "partial", {"from": n}, timeout=20) == ([ids[aggregator]], [])
+        received = sdks[aggregator].await_messages([ids[n] for n in analyzers], "partial", timeout=20)
+        assert {m[0].body["from"] for m in received.values()} == set(analyzers)
+        sdks[aggregator].send_message([ids[n] for n in analyzers], "total", {"count": 2}, timeout=20)
+        for n in analyzers:
+            assert sdks[n].await_messages([ids[aggregator]], "total", timeout=20)[ids[aggregator]][0].body["count"] == 2
+
+        # status polling: every node stack's PO reported the analysis as executing to the hub
+        wait_for(lambda: all(f"{n} executing" in stack.log("hub") for n in names), "executing on every node")
+
+        # final result, finish, and the hub's own exit once every node reported executed
+        sdks[aggregator].submit_final_result("mean,count\n4.5,2\n", output_type="str")
+        assert sdks[aggregator].analysis_finished() is True
+        assert all(sdks[n].wait_until_reported(timeout=30) for n in names)
+        hub = stack.processes["hub"]
+        hub.wait(30)
+        log = stack.log("hub")
+        assert hub.returncode == 0, log
+        assert all(f"{n} executed 100%" in log for n in names), log
+        files = list((stack.results / topology.analysis_id).iterdir())
+        assert len(files) == 1 and files[0].read_text() == "mean,count\n4.5,2\n"
+    finally:
+        for sdk in sdks.values():
+            sdk.close()
+    # node stacks end cleanly on SIGTERM, as on `docker compose down`
+    for name in names:
+        stack.processes[name].send_signal(signal.SIGTERM)
+        assert stack.processes[name].wait(15) == 0, stack.log(name)
+
+
+def test_a_node_stack_without_the_token_secret_explains_the_fix(tmp_path):
+    topology_path = tmp_path / "topology.json"
+    topology_path.write_text((DOCKER / "topology.json").read_text())
+    command = local_command(load_compose()["services"]["node-1"]["command"], topology=str(topology_path))
+    env = {k: v for k, v in os.environ.items() if k != "FLAME_SIM_TOKEN_SECRET"}
+    result = subprocess.run(command, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "FLAME_SIM_TOKEN_SECRET is not set" in result.stderr
+
+
+def test_serving_an_unknown_node_names_the_known_ones(tmp_path):
+    topology_path = tmp_path / "topology.json"
+    topology_path.write_text((DOCKER / "topology.json").read_text())
+    result = subprocess.run(FLAME_SIM + ["serve", "node", "--topology", str(topology_path), "--node", "node-9"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no node 'node-9'" in result.stderr and "node-0" in result.stderr
