@@ -20,6 +20,23 @@ THROUGHPUT_MESSAGES = 600
 AWAITS = 200
 
 
+def _await_latency(a: FlameCoreSDK, b: FlameCoreSDK, a_id: str, b_id: str, category: str, payload: dict) -> float:
+    """Seconds from the message landing in b's inbox to b's blocked await_messages returning."""
+    result: dict[str, float] = {}
+
+    def receiver() -> None:
+        msgs = b.await_messages([a_id], category, timeout=10)[a_id]
+        result["returned"] = time.monotonic()
+        result["arrived"] = msgs[0].received_at
+
+    thread = threading.Thread(target=receiver)
+    thread.start()
+    time.sleep(0.002)  # let the receiver block first
+    a.send_message([b_id], category, payload, timeout=10)
+    thread.join(10)
+    return result["returned"] - result["arrived"]
+
+
 def main() -> None:
     with Simulation(SimConfig(nodes=2, seed=1, node_data=[[]])) as sim:
         analysis = sim.create_analysis()
@@ -52,25 +69,7 @@ def main() -> None:
             row("acked messages/s, 8 concurrent senders", f"{THROUGHPUT_MESSAGES / elapsed:8.0f} msg/s")
             b.clear_messages("all")
 
-            waits = []
-            for i in range(AWAITS):
-                category = f"await-{i}"
-                done = threading.Event()
-                result: dict = {}
-
-                def receiver(category: str = category) -> None:
-                    msgs = b.await_messages([a_id], category, timeout=10)[a_id]
-                    result["returned"] = time.monotonic()
-                    result["arrived"] = msgs[0].received_at
-                    done.set()
-
-                thread = threading.Thread(target=receiver)
-                thread.start()
-                time.sleep(0.002)
-                a.send_message([b_id], category, payload, timeout=10)
-                done.wait(10)
-                thread.join()
-                waits.append(result["returned"] - result["arrived"])
+            waits = [_await_latency(a, b, a_id, b_id, f"await-{i}", payload) for i in range(AWAITS)]
             row("await_messages latency after arrival", percentiles(waits))
         finally:
             a.close()

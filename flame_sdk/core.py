@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from io import StringIO
 from typing import Any, Literal, TypeVar
@@ -34,6 +36,8 @@ DEFAULT_STARTUP_TIMEOUT = 300.0
 DEFAULT_SYNC_GRACE = 100.0
 #: Bound on how long ``wait_until_reported`` waits by default for the node to poll ``/healthz``.
 DEFAULT_REPORT_TIMEOUT = 600.0
+#: How long a crashing analysis keeps its API up so the node can see the failure.
+REPORT_ON_CRASH_TIMEOUT = 30.0
 
 
 class FlameCoreSDK:
@@ -75,6 +79,7 @@ class FlameCoreSDK:
         self._data: Any = None
         self._api = AnalysisAPI(self._state, self._tokens, on_message=None)
         self._startup(aggregator_requires_data, float(env.get(ENV_STARTUP_TIMEOUT, DEFAULT_STARTUP_TIMEOUT)))
+        self._install_excepthook()
 
     # ============================================ startup ============================================
     async def _open_session(self) -> aiohttp.ClientSession:
@@ -169,6 +174,20 @@ class FlameCoreSDK:
         data = DataApiClient(kong, self._service("/hub-adapter", "HubAdapter"), self.config, self._logger)
         await data.connect()
         self._data = data
+
+    def _install_excepthook(self) -> None:
+        """Report an analysis that dies of an uncaught exception as failed, with the error, before exiting."""
+        previous = sys.excepthook
+
+        def hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+            if not self._loop.loop.is_closed() and self._state.ended() is None:
+                self._state.set_status(AnalysisStatus.FAILED)
+                summary = "".join(traceback.format_exception_only(exc_type, exc)).strip()
+                self._logger.log(f"analysis failed with an uncaught exception: {summary}", "crit")
+                self.wait_until_reported(timeout=REPORT_ON_CRASH_TIMEOUT)
+            previous(exc_type, exc, tb)
+
+        sys.excepthook = hook
 
     # ============================================ internals ==========================================
     def _run(self, coro: Awaitable[T], timeout: float | None = None) -> T:

@@ -38,7 +38,7 @@ def documented_signatures() -> dict[str, list[tuple[str, object]]]:
         defaults = [inspect.Parameter.empty] * (len(args.args) - len(args.defaults)) + [
             ast.literal_eval(d) for d in args.defaults
         ]
-        found[name] = [(a.arg, d) for a, d in zip(args.args, defaults)]
+        found[name] = [(a.arg, d) for a, d in zip(args.args, defaults, strict=True)]
     return found
 
 
@@ -52,7 +52,7 @@ def test_every_documented_method_has_the_documented_parameters_and_defaults():
         actual = [p for p in inspect.signature(target).parameters.values()
                   if p.name != "self" and p.kind is not inspect.Parameter.KEYWORD_ONLY]
         assert [p.name for p in actual] == [p for p, _ in params], name
-        for (pname, default), parameter in zip(params, actual):
+        for (pname, default), parameter in zip(params, actual, strict=True):
             assert parameter.default == default, f"{name}({pname}=...): {parameter.default!r} != {default!r}"
 
 

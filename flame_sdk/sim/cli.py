@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"flame-sim: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

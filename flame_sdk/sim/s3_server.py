@@ -1,0 +1,92 @@
+"""One real S3 endpoint per simulation: moto's S3 server on a loopback port.
+
+Node data services create their buckets here and reach them through their Kong S3 routes, as the Kong
+S3 gateway plugin reaches a node's bucket on a real node. The analysis never talks to it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+REGION = "us-east-1"
+UPLOAD_THREADS = 8
+_ACCESS = {"aws_access_key_id": "flame-sim", "aws_secret_access_key": "flame-sim-secret"}
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class S3Endpoint:
+    """moto's server in a thread. ``url`` is set after ``start()``; bucket names are unique per endpoint."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.url = ""
+        self._server: Any = None
+        self._prefix = "flame-" + secrets.token_hex(3)
+        self._lock = threading.Lock()
+
+    def start(self) -> S3Endpoint:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        self.port = self.port or _free_port(self.host)
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._server.start()
+        self.url = f"http://{self.host}:{self.port}"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def client(self) -> Any:
+        """A boto3 S3 client with the endpoint's (dummy) credentials."""
+        if not self.url:
+            raise RuntimeError("S3Endpoint.start() must run before clients are created")
+        config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, connect_timeout=5,
+                        read_timeout=60, max_pool_connections=UPLOAD_THREADS)
+        return boto3.client("s3", endpoint_url=self.url, region_name=REGION, config=config, **_ACCESS)
+
+    def signed_headers(self, method: str, url: str) -> dict[str, str]:
+        """SigV4 headers for a request to ``url`` (an already encoded URL on this endpoint)."""
+        request = AWSRequest(method=method, url=url, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+        S3SigV4Auth(Credentials(_ACCESS["aws_access_key_id"], _ACCESS["aws_secret_access_key"]), "s3",
+                    REGION).add_auth(request)
+        return dict(request.headers.items())
+
+    def bucket_name(self, *parts: str) -> str:
+        """A valid, endpoint-unique bucket name built from ``parts`` (e.g. node and source name)."""
+        text = re.sub(r"[^a-z0-9-]+", "-", "-".join((self._prefix, *parts)).lower()).strip("-")
+        return text[:63].rstrip("-")
+
+    def create_bucket(self, name: str, objects: dict[str, bytes]) -> None:
+        """Create ``name`` (blocking; call from a worker thread) and upload ``objects``."""
+        client = self.client()
+        with self._lock:
+            client.create_bucket(Bucket=name)
+        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+            list(pool.map(lambda item: client.put_object(Bucket=name, Key=item[0], Body=item[1]), objects.items()))
+
+    def __enter__(self) -> S3Endpoint:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
