@@ -20,7 +20,14 @@ from flame_sdk.config import ENV_API_HOST, ENV_API_PORT, ENV_NODE_BASE_URL, PLAT
 from flame_sdk.sim.cli import build_parser
 from flame_sdk.sim.simulation import SimConfig, Simulation
 from flame_sdk.sim.tokens import TokenIssuer
-from flame_sdk.sim.topology import SECRET_VAR, Topology, compose_topology, load_topology
+from flame_sdk.sim.topology import (
+    S3_KEY_VARS,
+    SECRET_VAR,
+    Topology,
+    compose_topology,
+    fhir_services,
+    load_topology,
+)
 from flame_sdk.tokens import token_expiry
 
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
@@ -120,10 +127,12 @@ def test_env_file_matches_the_topology_and_its_token_verifies(topology, env_file
     assert token_expiry(env_file["KEYCLOAK_TOKEN"]) > token_expiry(issuer.issue("x", ttl_seconds=365 * 24 * 3600))
 
 
-def test_services_are_one_hub_and_a_node_stack_plus_analysis_per_node(compose, topology):
-    expected = {"hub"} | {n.name for n in topology.nodes} | {f"analysis-{n.name}" for n in topology.nodes}
-    assert expected <= set(compose["services"]), sorted(expected - set(compose["services"]))
+def test_services_are_a_hub_stores_seeder_and_a_node_stack_plus_analysis_per_node(compose, topology):
+    expected = ({"hub", "seed", urlsplit(topology.s3_endpoint).hostname} | set(fhir_services(topology))
+                | {n.name for n in topology.nodes} | {f"analysis-{n.name}" for n in topology.nodes})
+    assert set(compose["services"]) == expected
     assert urlsplit(topology.hub_url).hostname == "hub"
+    assert sorted(fhir_services(topology).values()) == [n.name for n in topology.nodes if n.data_sources]
 
 
 def test_networks_isolate_each_analysis_with_its_node_stack(compose, topology):
@@ -133,7 +142,11 @@ def test_networks_isolate_each_analysis_with_its_node_stack(compose, topology):
         for network in service_networks(service):
             members.setdefault(network, set()).add(name)
     assert set(compose["networks"]) >= set(members)
-    assert members["hub"] >= {"hub"} | {n.name for n in topology.nodes}
+    stacks = {n.name for n in topology.nodes}
+    stores = {urlsplit(topology.s3_endpoint).hostname} | set(fhir_services(topology))
+    assert members["hub"] == {"hub"} | stacks
+    assert members["data"] == stacks | stores | {"seed"}
+    assert compose["networks"]["data"].get("internal") is True
     for node in topology.nodes:
         analysis = f"analysis-{node.name}"
         assert set(service_networks(services[analysis])) == {node.name}, "an analysis reaches only its node network"
@@ -186,8 +199,28 @@ def test_healthchecks_and_start_order(compose, topology):
     for node in topology.nodes:
         stack = services[node.name]
         assert f":{urlsplit(node.gateway_url).port or 80}/healthz" in " ".join(stack["healthcheck"]["test"])
-        assert stack["depends_on"] == {"hub": {"condition": "service_healthy"}}
+        assert stack["depends_on"] == {"hub": {"condition": "service_healthy"},
+                                       "seed": {"condition": "service_completed_successfully"}}
         assert services[f"analysis-{node.name}"]["depends_on"] == {node.name: {"condition": "service_healthy"}}
+    stores = {urlsplit(topology.s3_endpoint).hostname} | set(fhir_services(topology))
+    assert services["seed"]["depends_on"] == {s: {"condition": "service_started"} for s in stores}
+
+
+def test_seeder_and_node_stacks_get_the_store_credentials_minio_is_started_with(compose, topology):
+    services = compose["services"]
+    minio = environment(services[urlsplit(topology.s3_endpoint).hostname])
+    keys = [minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]]
+    assert all(keys)
+    assert f":{urlsplit(topology.s3_endpoint).port}" in " ".join(services["minio"]["command"])
+    for name in ["seed"] + [n.name for n in topology.nodes]:
+        assert [environment(services[name])[var] for var in S3_KEY_VARS] == keys, name
+    args = build_parser().parse_args(services["seed"]["command"])
+    assert args.command == "seed"
+    assert {v.split(":")[1]: v.split(":")[0] for v in services["seed"]["volumes"]}[args.topology] == "./topology.json"
+    for host in fhir_services(topology):
+        assert services[host]["image"].startswith("hapiproject/hapi:v"), "a pinned HAPI FHIR release"
+        assert services[host]["environment"]["hapi.fhir.fhir_version"] == "R4"
+    assert "latest" not in services["minio"]["image"] and ":" in services["minio"]["image"]
 
 
 def test_images_are_built_from_the_repository_dockerfiles(compose):

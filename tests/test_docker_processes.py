@@ -1,9 +1,11 @@
 """The compose services as local processes: the same commands, on loopback instead of container names.
 
-The hub and node stacks run as ``flame-sim`` subprocesses with exactly the compose ``command`` (only the
-topology path, listen host/port and results folder differ); the analyses are FlameCoreSDK objects built
-from the compose environment of each analysis container plus the loopback overrides (gateway base URL and
-API host/port, because three "containers" share one host here).
+The seeder, hub and node stacks run as ``flame-sim`` subprocesses with exactly the compose ``command`` (only
+the topology path, listen host/port and results folder differ) and the compose environment; HAPI FHIR and
+MinIO are replaced by the stand-ins of ``test_docker_seed`` (a FHIR server paging like HAPI, moto's S3
+server). The analyses are FlameCoreSDK objects built from the compose environment of each analysis
+container plus the loopback overrides (gateway base URL and API host/port, because three "containers"
+share one host here).
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ import pytest
 
 from flame_sdk import FlameCoreSDK
 from flame_sdk.config import ENV_API_HOST, ENV_API_PORT, ENV_NODE_BASE_URL
+from flame_sdk.runtime import EventLoopThread
 from flame_sdk.sim.node import free_port
-from flame_sdk.sim.topology import Topology, load_topology
+from flame_sdk.sim.s3_server import S3Endpoint
+from flame_sdk.sim.simulation import SimConfig, Simulation
+from flame_sdk.sim.topology import Topology, fhir_services, load_topology
 from tests.test_docker_compose import DOCKER, environment, load_compose
 from tests.test_docker_images import entrypoint_command
+from tests.test_docker_seed import HapiStandIn
 
 ROOT = DOCKER.parent
 #: ``flame-sim`` (the sim image's ENTRYPOINT) is the console script for flame_sdk.sim.cli:main.
@@ -35,13 +41,17 @@ FLAME_SIM = [sys.executable, "-m", "flame_sdk.sim.cli"]
 START_LIMIT = 30.0
 
 
-def loopback(topology: Topology) -> Topology:
-    """The same topology with every address on 127.0.0.1 and a free port."""
-    def url(scheme: str = "http") -> str:
-        return f"{scheme}://127.0.0.1:{free_port()}"
+def loopback(topology: Topology, fhir: dict[str, str], s3_url: str) -> Topology:
+    """The same topology with every address on 127.0.0.1: free ports, the stand-in stores' URLs."""
+    def url() -> str:
+        return f"http://127.0.0.1:{free_port()}"
 
-    nodes = [replace(n, inbox_url=url(), gateway_url=url(), analysis_api_url=url()) for n in topology.nodes]
-    return replace(topology, hub_url=url(), nodes=nodes)
+    def local(source: dict) -> dict:
+        return {**source, "url": fhir[source["url"]]} if source.get("url") else source
+
+    nodes = [replace(n, inbox_url=url(), gateway_url=url(), analysis_api_url=url(),
+                     data_sources=[local(s) for s in n.data_sources]) for n in topology.nodes]
+    return replace(topology, hub_url=url(), nodes=nodes, s3_endpoint=s3_url)
 
 
 def local_command(command: list[str], **values: str) -> list[str]:
@@ -75,9 +85,9 @@ def wait_healthy(command: list[str], process: subprocess.Popen, log: Path) -> No
 class Stack:
     """Hub and node stack processes started from the compose commands."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, fhir: dict[str, str], s3_url: str) -> None:
         self.compose = load_compose()
-        self.topology = loopback(load_topology(DOCKER / "topology.json"))
+        self.topology = loopback(load_topology(DOCKER / "topology.json"), fhir, s3_url)
         self.topology_path = tmp / "topology.json"
         self.topology_path.write_text(json.dumps(self.topology.to_dict()))
         self.results = tmp / "results"
@@ -96,6 +106,9 @@ class Stack:
 
     def start_all(self) -> None:
         services = self.compose["services"]
+        seeder = self.start("seed", local_command(services["seed"]["command"], topology=str(self.topology_path)),
+                            environment(services["seed"]))
+        assert seeder.wait(120) == 0, self.log("seed")
         hub_port = urlsplit(self.topology.hub_url).port
         hub = self.start("hub", local_command(services["hub"]["command"], topology=str(self.topology_path),
                                               host="127.0.0.1", port=str(hub_port), results=str(self.results)),
@@ -129,13 +142,51 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
+    """Seeder, hub and node stacks as processes, with stand-ins for MinIO and each node's HAPI FHIR server."""
     assert entrypoint_command(DOCKER / "Dockerfile.sim", "0") == ["flame-sim"]
-    processes = Stack(tmp_path)
+    loop = EventLoopThread("fhir-stand-ins")
+    topology = load_topology(DOCKER / "topology.json")
+    servers = {host: HapiStandIn(loop).start() for host in fhir_services(topology)}
+    s3 = S3Endpoint().start()
+    urls = {source["url"]: servers[urlsplit(source["url"]).hostname].base
+            for node in topology.nodes for source in node.data_sources if source.get("url")}
+    processes = Stack(tmp_path, urls, s3.url)
     try:
         processes.start_all()
         yield processes
     finally:
         processes.stop()
+        for server in servers.values():
+            server.stop()
+        loop.stop()
+        s3.stop()
+
+
+QUERIES = ["Patient?_summary=count", "Patient?_count=40", "Observation?code=8480-6&_count=100"]
+
+
+def embedded_answers(topology: Topology) -> dict[str, tuple[list, list]]:
+    """What each data node's analysis reads from the in-process simulator (embedded FHIR store and moto)."""
+    answers = {}
+    with Simulation(SimConfig(nodes=len(topology.nodes), seed=topology.seed)) as sim:
+        analysis = sim.create_analysis()
+        for node_id in analysis.data_node_ids:
+            sdk = FlameCoreSDK(env=analysis.env(node_id), silent=True)
+            try:
+                answers[sim.node(node_id).spec.name] = (sdk.get_fhir_data(QUERIES), sdk.get_s3_data(["cohort.csv"]))
+            finally:
+                sdk.close()
+    return answers
+
+
+def same_fhir(a: list[dict], b: list[dict]) -> None:
+    """Same totals and resource ids per query and source (page links and Bundle ids differ)."""
+    assert len(a) == len(b)
+    for first, second in zip(a, b, strict=True):
+        for query in QUERIES:
+            assert first[query]["total"] == second[query]["total"], query
+            assert sorted(e["resource"]["id"] for e in first[query].get("entry", [])) == \
+                sorted(e["resource"]["id"] for e in second[query].get("entry", [])), query
 
 
 def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
@@ -156,6 +207,13 @@ def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack
         assert sdks[aggregator].get_role() == "aggregator"
         assert all(sdks[n].get_role() == "default" and sdks[n].get_id() == ids[n] for n in analyzers)
         assert sorted(sdks[analyzers[0]].get_participant_ids()) == sorted(ids[n] for n in names if n != analyzers[0])
+
+        # data: the seeded external stores answer through each node's Kong routes as the embedded ones do
+        expected = embedded_answers(topology)
+        for n in analyzers:
+            fhir, s3 = sdks[n].get_fhir_data(QUERIES), sdks[n].get_s3_data(["cohort.csv"])
+            same_fhir(fhir, expected[n][0])
+            assert s3 == expected[n][1]
 
         # messages: each analyzer -> aggregator through node stacks and the hub, and a reply back
         for n in analyzers:

@@ -35,6 +35,12 @@ def _serve(args: argparse.Namespace) -> int:
                  results=Path(args.results) if args.results else None, exit_when_finished=args.exit_when_finished)
 
 
+def _seed(args: argparse.Namespace) -> int:
+    from flame_sdk.sim.seed import seed
+
+    return seed(Path(args.topology), timeout=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flame-sim", description="Simulate FLAME nodes and a hub on this machine: run analyses, write "
@@ -81,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--exit-when-finished", action="store_true",
                      help="hub: exit once every node reported a terminal status (0 if all executed with a result)")
     srv.set_defaults(func=_serve)
+
+    sed = commands.add_parser("seed", help="load the topology's synthetic data into external FHIR/S3 stores (docker)",
+                              description="Write each data source's generated data to the FHIR server (url) or S3 "
+                                          "bucket (bucket) the topology names, waiting for them to come up.")
+    sed.add_argument("--topology", required=True, help="topology JSON file (see docker/topology.json)")
+    sed.add_argument("--timeout", type=float, default=600, help="seconds to wait for the stores (default 600)")
+    sed.set_defaults(func=_seed)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 The hub registers the topology's analysis, prints status changes and writes final results to a folder.
 A node stack serves its hub inbox (port of its ``inbox_url``) and the gateway of its analysis deployment
-(``--port``, 80 in compose, reached as ``http://nginx-<DEPLOYMENT_NAME>``), and polls the analysis' status.
+(``--port``, 80 in compose, reached as ``http://nginx-<DEPLOYMENT_NAME>``), and polls the analysis' status;
+its data API reads the external stores the topology names (filled by ``flame-sim seed``).
 Both run until SIGTERM/SIGINT; the hub also ends once the analysis finished when asked to.
 """
 
@@ -27,6 +28,8 @@ from flame_sdk.sim import results as results_view
 from flame_sdk.sim.hub import Hub
 from flame_sdk.sim.hub_storage import final_results
 from flame_sdk.sim.node import SimNode
+from flame_sdk.sim.s3_server import S3Endpoint
+from flame_sdk.sim.seed import s3_endpoint
 from flame_sdk.sim.tokens import TokenIssuer
 from flame_sdk.sim.topology import SECRET_VAR, Topology, TopologyError, load_topology
 
@@ -67,7 +70,8 @@ def serve(role: str, topology_path: Path, node: str | None = None, host: str = "
             if not node:
                 raise TopologyError(f"serve node needs --node NAME; nodes: {[n.name for n in topology.nodes]}")
             topology.node(node)
-            return asyncio.run(_serve_node(topology, node, host, port, token_secret(os.environ)))
+            return asyncio.run(_serve_node(topology, node, host, port, token_secret(os.environ),
+                                           s3_endpoint(topology, os.environ)))
         raise TopologyError(f"unknown role {role!r}; use 'hub' or 'node'")
     except TopologyError as exc:
         print(f"flame-sim serve: {exc}", file=sys.stderr, flush=True)
@@ -163,12 +167,13 @@ async def _wait_for_hub(hub_url: str, timeout: float) -> None:
             await asyncio.sleep(0.5)
 
 
-async def _serve_node(topology: Topology, name: str, host: str, port: int, secret: bytes) -> int:
+async def _serve_node(topology: Topology, name: str, host: str, port: int, secret: bytes,
+                      s3: S3Endpoint | None) -> int:
     stop = _stop_event()
     spec = topology.node(name)
     tokens = TokenIssuer(secret=secret)
     state_dir = Path(tempfile.mkdtemp(prefix=f"flame-sim-{name}-"))
-    node = SimNode(spec.spec(), topology.seed, topology.hub_url, state_dir, tokens, host=host)
+    node = SimNode(spec.spec(), topology.seed, topology.hub_url, state_dir, tokens, host=host, s3_endpoint=s3)
     try:
         await _wait_for_hub(topology.hub_url, HUB_WAIT)
         await node.start(inbox_port=urlsplit(spec.inbox_url).port or 80, inbox_url=spec.inbox_url)

@@ -4,14 +4,19 @@
 tests against compose.yml. Its ids are the ones ``Simulation(SimConfig(nodes, seed)).create_analysis()``
 builds, so a compose run and an in-process run with the same seed see the same nodes::
 
-    {"seed": 7, "hub_url": "http://hub:8080",
+    {"seed": 7, "hub_url": "http://hub:8080", "s3_endpoint": "http://minio:9000",
      "analysis_id": "...", "project_id": "...",
      "nodes": [{"name": "node-0", "node_id": "...", "role": "aggregator",
                 "inbox_url": "http://node-0:8081",                        # where the hub delivers messages
                 "deployment_name": "analysis-<analysis id>-node-0",
                 "gateway_url": "http://nginx-analysis-<analysis id>-node-0",  # what the analysis calls
                 "analysis_api_url": "http://analysis-<analysis id>-node-0:8000",  # where /analysis/* goes
-                "data_source_token": "kong-...", "data_sources": []}, ...]}
+                "data_source_token": "kong-...", "data_sources": [...]}, ...]}
+
+A data node's sources are the simulator's defaults for its index and seed, stored externally: the FHIR
+source on its own HAPI FHIR server (``"url": "http://fhir-node-1:8080/fhir"``) and the S3 source in a bucket
+on the shared MinIO (``"bucket": "node1-s3"``), both filled by ``flame-sim seed``. The S3 credentials come
+from the environment (``FLAME_SIM_S3_ACCESS_KEY``, ``FLAME_SIM_S3_SECRET_KEY``), never from this file.
 
 Regenerate the docker files (new token secret, same ids) with
 ``python -m flame_sdk.sim.topology --nodes 3 --seed 7 --out docker``.
@@ -44,6 +49,13 @@ ANALYSIS_API_PORT = 8000
 COMPOSE_TOKEN_TTL = 10 * 365 * 24 * 3600.0
 #: compose.env variable holding the hex secret that signs and verifies analysis tokens.
 SECRET_VAR = "FLAME_SIM_TOKEN_SECRET"
+#: Environment variables with the access key and secret of the topology's S3 endpoint.
+S3_KEY_VARS = ("FLAME_SIM_S3_ACCESS_KEY", "FLAME_SIM_S3_SECRET_KEY")
+#: MinIO in compose, and the port of each data node's HAPI FHIR server.
+S3_ENDPOINT = "http://minio:9000"
+FHIR_PORT = 8080
+#: Credentials compose gives MinIO (a local simulation; not a secret worth protecting).
+MINIO_USER, MINIO_PASSWORD = "flame-sim", "flame-sim-minio-secret"
 ROLES = ("aggregator", "default")
 _NODE_KEYS = ("name", "node_id", "role", "inbox_url", "deployment_name", "gateway_url", "analysis_api_url",
               "data_source_token")
@@ -90,6 +102,7 @@ class Topology:
     analysis_id: str
     project_id: str
     nodes: list[TopologyNode]
+    s3_endpoint: str | None = None
 
     def node(self, name: str) -> TopologyNode:
         for node in self.nodes:
@@ -103,7 +116,8 @@ class Topology:
 
     def to_dict(self) -> dict[str, Any]:
         nodes = [{**{k: getattr(n, k) for k in _NODE_KEYS}, "data_sources": n.data_sources} for n in self.nodes]
-        return {"seed": self.seed, "hub_url": self.hub_url, "analysis_id": self.analysis_id,
+        extra = {"s3_endpoint": self.s3_endpoint} if self.s3_endpoint else {}
+        return {"seed": self.seed, "hub_url": self.hub_url, **extra, "analysis_id": self.analysis_id,
                 "project_id": self.project_id, "nodes": nodes}
 
     @classmethod
@@ -117,7 +131,8 @@ class Topology:
             raise TopologyError(f"{where}: 'nodes' must list at least 2 nodes (1 aggregator + data nodes)")
         nodes = [_parse_node(entry, f"{where}: nodes[{i}]") for i, entry in enumerate(raw["nodes"])]
         topology = cls(seed=int(raw["seed"]), hub_url=_url(raw["hub_url"], f"{where}: hub_url"),
-                       analysis_id=str(raw["analysis_id"]), project_id=str(raw["project_id"]), nodes=nodes)
+                       analysis_id=str(raw["analysis_id"]), project_id=str(raw["project_id"]), nodes=nodes,
+                       s3_endpoint=_url(raw["s3_endpoint"], f"{where}: s3_endpoint") if raw.get("s3_endpoint") else None)
         _check_consistent(topology, where)
         return topology
 
@@ -179,10 +194,24 @@ def compose_topology(nodes: int = 3, seed: int = 7) -> Topology:
             inbox_url=f"http://{spec.name}:{INBOX_PORT}", deployment_name=deployment_name,
             gateway_url=f"http://nginx-{deployment_name}",
             analysis_api_url=f"http://{deployment_name}:{ANALYSIS_API_PORT}",
-            data_source_token=f"kong-{uuid.UUID(int=rng.getrandbits(128)).hex}", data_sources=spec.data_sources,
+            data_source_token=f"kong-{uuid.UUID(int=rng.getrandbits(128)).hex}",
+            data_sources=[_external(source, spec.name) for source in spec.data_sources],
         ))
     return Topology(seed=seed, hub_url=f"http://hub:{HUB_PORT}", analysis_id=analysis_id, project_id=project_id,
-                    nodes=members)
+                    nodes=members, s3_endpoint=S3_ENDPOINT)
+
+
+def _external(source: dict[str, Any], node_name: str) -> dict[str, Any]:
+    """A default data source moved to the compose stores: the node's HAPI FHIR server, or a MinIO bucket."""
+    if source["kind"] == "fhir":
+        return {**source, "url": f"http://fhir-{node_name}:{FHIR_PORT}/fhir"}
+    return {**source, "bucket": source["name"]}
+
+
+def fhir_services(topology: Topology) -> dict[str, str]:
+    """{compose service name: node name} of the FHIR servers the topology's sources use."""
+    return {urlsplit(source["url"]).hostname: node.name for node in topology.nodes
+            for source in node.data_sources if source.get("kind") == "fhir" and source.get("url")}
 
 
 def compose_env(topology: Topology, secret: bytes) -> dict[str, str]:
@@ -191,6 +220,7 @@ def compose_env(topology: Topology, secret: bytes) -> dict[str, str]:
     env = {SECRET_VAR: secret.hex(), "ANALYSIS_ID": topology.analysis_id, "PROJECT_ID": topology.project_id,
            "KEYCLOAK_TOKEN": token}
     env.update({f"{n.env_prefix}_DATA_SOURCE_TOKEN": n.data_source_token for n in topology.nodes})
+    env.update({"MINIO_ROOT_USER": MINIO_USER, "MINIO_ROOT_PASSWORD": MINIO_PASSWORD})
     return env
 
 
