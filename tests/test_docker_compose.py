@@ -115,6 +115,9 @@ def test_topology_is_what_the_simulator_builds(topology):
             deployment = analysis.deployments[node.node_id]
             assert deployment.deployment_name == node.deployment_name
             assert deployment.data_source_token == node.data_source_token
+            # the same data, moved to external stores (a HAPI server per data node, MinIO buckets)
+            plain = [{k: v for k, v in source.items() if k not in ("url", "bucket")} for source in node.data_sources]
+            assert plain == sim.node(node.node_id).spec.data_sources
 
 
 def test_env_file_matches_the_topology_and_its_token_verifies(topology, env_file):
