@@ -247,6 +247,39 @@ def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack
         assert stack.processes[name].wait(15) == 0, stack.log(name)
 
 
+def test_the_compose_analysis_containers_as_processes_run_the_sample_algorithm(stack):
+    """Each analysis container's entrypoint (``python analysis.py`` with the compose build's ANALYSIS_FILE)."""
+    dockerfile = DOCKER / "Dockerfile.analysis"
+    assert entrypoint_command(dockerfile, "analysis") == ["python", "analysis.py"]
+    processes = {}
+    for node in stack.topology.nodes:
+        service = stack.compose["services"][f"analysis-{node.name}"]
+        algorithm = ROOT / service["build"]["args"]["ANALYSIS_FILE"]
+        if not algorithm.is_file():
+            pytest.skip(f"{algorithm.relative_to(ROOT)} is not on this branch yet")
+        workdir = stack.tmp / f"analysis-{node.name}"  # the image's WORKDIR, with the file copied in
+        workdir.mkdir()
+        (workdir / "analysis.py").write_bytes(algorithm.read_bytes())
+        log = stack.tmp / f"analysis-{node.name}.log"
+        processes[node.name] = (subprocess.Popen(
+            [sys.executable, "analysis.py"], cwd=workdir, stdout=log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **stack.analysis_env(node.name)}), log)
+    try:
+        for name, (process, log) in processes.items():
+            assert process.wait(120) == 0, f"{name}:\n{log.read_text()}"
+        hub = stack.processes["hub"]
+        assert hub.wait(30) == 0, stack.log("hub")
+    finally:
+        for process, _ in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+    files = list((stack.results / stack.topology.analysis_id).iterdir())
+    assert len(files) == 1
+    header = files[0].read_text().splitlines()[0]
+    assert header.startswith("loinc,name,unit,sex,age_band,n,mean"), header
+
+
 def test_a_node_stack_without_the_token_secret_explains_the_fix(tmp_path):
     topology_path = tmp_path / "topology.json"
     topology_path.write_text((DOCKER / "topology.json").read_text())
