@@ -26,6 +26,7 @@ import pytest
 
 from flame_sdk import FlameCoreSDK
 from flame_sdk.config import ENV_API_HOST, ENV_API_PORT, ENV_NODE_BASE_URL
+from flame_sdk.errors import AnalysisError
 from flame_sdk.runtime import EventLoopThread
 from flame_sdk.sim.node import free_port
 from flame_sdk.sim.s3_server import S3Endpoint
@@ -245,6 +246,23 @@ def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack
     for name in names:
         stack.processes[name].send_signal(signal.SIGTERM)
         assert stack.processes[name].wait(15) == 0, stack.log(name)
+
+
+def test_the_hub_exit_code_names_a_failed_node_and_its_error(stack):
+    names = [n.name for n in stack.topology.nodes]
+    with ThreadPoolExecutor(len(names)) as pool:
+        sdks = dict(zip(names, pool.map(lambda n: FlameCoreSDK(env=stack.analysis_env(n), silent=True), names),
+                        strict=True))
+    try:
+        with pytest.raises(AnalysisError, match="division went wrong"):
+            sdks["node-2"].flame_log("division went wrong", log_type="error")
+        assert sdks["node-0"].analysis_finished() is True
+        hub = stack.processes["hub"]
+        assert hub.wait(30) == 1
+        assert "FAILED: node-2 ended failed: division went wrong" in stack.log("hub")
+    finally:
+        for sdk in sdks.values():
+            sdk.close()
 
 
 def test_the_compose_analysis_containers_as_processes_run_the_sample_algorithm(stack):

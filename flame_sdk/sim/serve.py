@@ -25,8 +25,8 @@ import aiohttp
 from aiohttp import web
 
 from flame_sdk.sim import results as results_view
-from flame_sdk.sim.hub import Hub
-from flame_sdk.sim.hub_storage import final_results
+from flame_sdk.sim.hub import Hub, HubAnalysis
+from flame_sdk.sim.hub_storage import StoredResult, hub_store
 from flame_sdk.sim.node import SimNode
 from flame_sdk.sim.s3_server import S3Endpoint
 from flame_sdk.sim.seed import s3_endpoint
@@ -38,6 +38,10 @@ TERMINAL = ("executed", "failed", "stopped")
 HUB_WAIT = 120.0
 #: How often the hub checks statuses and results.
 WATCH_INTERVAL = 0.5
+#: After a node failed, the others get this long to end before the hub gives its verdict.
+FAILURE_GRACE = 15.0
+#: Final results up to this size are printed when the analysis ends (larger ones by size only).
+SHOW_LIMIT = 1024 * 1024
 
 
 def _say(role: str, text: str) -> None:
@@ -105,8 +109,9 @@ async def _serve_hub(topology: Topology, host: str, port: int, results: Path | N
     _say("hub", f"listening on {host}:{port}; analysis {topology.analysis_id} on "
                 + ", ".join(f"{n.name} ({n.role})" for n in topology.nodes))
     seen: dict[str, tuple[str, int]] = {}
-    saved: list[tuple[str, bytes]] = []
+    saved = 0
     code = 0
+    verdict_at = float("inf")
     try:
         while not stop.is_set():
             for node_id, state in analysis.statuses.items():
@@ -114,39 +119,50 @@ async def _serve_hub(topology: Topology, host: str, port: int, results: Path | N
                 if seen.get(node_id) != now:
                     seen[node_id] = now
                     _say("hub", f"{names[node_id]} {now[0]} {now[1]}%")
-            saved = _save_results(topology, hub, results, saved)
-            if exit_when_finished and all(s["status"] in TERMINAL for s in analysis.statuses.values()):
-                code = _verdict(analysis.statuses, names, saved)
-                break
+            saved = await _save_new_results(topology, hub, results, saved)
+            if exit_when_finished:
+                statuses = [s["status"] for s in analysis.statuses.values()]
+                if "failed" in statuses:
+                    verdict_at = min(verdict_at, time.monotonic() + FAILURE_GRACE)
+                if all(s in TERMINAL for s in statuses) or time.monotonic() > verdict_at:
+                    code = _verdict(analysis, names, hub_store(hub).results.get(topology.analysis_id, []))
+                    break
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
     finally:
-        _save_results(topology, hub, results, saved)
+        await _save_new_results(topology, hub, results, saved)
         await runner.cleanup()
         await hub.stop()
     return code
 
 
-def _save_results(topology: Topology, hub: Hub, results: Path | None,
-                  saved: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """Write the final results whenever they change (so they survive the stack being stopped)."""
-    files = final_results(hub, topology.analysis_id)
-    if results is not None and files and files != saved:
-        for path in results_view.save(results, topology.analysis_id, files):
-            _say("hub", f"final result written to {path}")
-    return files
+async def _save_new_results(topology: Topology, hub: Hub, results: Path | None, saved: int) -> int:
+    """Copy final results that arrived since the last call into the results folder (so they survive the stack
+    being stopped); return how many there are now."""
+    stored = hub_store(hub).results.get(topology.analysis_id, [])
+    if results is not None:
+        for result in stored[saved:]:
+            target = results / topology.analysis_id / Path(result.filename).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.copyfile, result.path, target)
+            _say("hub", f"final result written to {target}")
+    return len(stored)
 
 
-def _verdict(statuses: dict[str, dict], names: dict[str, str], saved: list[tuple[str, bytes]]) -> int:
-    failed = [names[n] for n, s in statuses.items() if s["status"] != "executed"]
-    if failed:
-        _say("hub", f"FAILED: {', '.join(failed)} did not finish as executed")
+def _verdict(analysis: HubAnalysis, names: dict[str, str], stored: list[StoredResult]) -> int:
+    """Print the outcome; 0 when every node executed and a final result arrived."""
+    unfinished = {n: s["status"] for n, s in analysis.statuses.items() if s["status"] != "executed"}
+    for node_id, status in unfinished.items():
+        errors = [r["log"] for r in analysis.logs.get(node_id, []) if r.get("log_type") in ("error", "crit", "emerg")]
+        _say("hub", f"FAILED: {names[node_id]} ended {status}" + (f": {errors[-1]}" if errors else ""))
+    if unfinished:
         return 1
-    if not saved:
+    if not stored:
         _say("hub", "FAILED: every node executed but no final result was submitted")
         return 1
-    for name, content in saved:
-        _say("hub", f"final result {name}:\n{results_view.render(content)}")
+    for result in stored:
+        shown = results_view.render(result.path.read_bytes()) if result.size <= SHOW_LIMIT else f"<{result.size} bytes>"
+        _say("hub", f"final result {result.filename}:\n{shown}")
     _say("hub", "analysis executed on every node")
     return 0
 
