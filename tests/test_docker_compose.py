@@ -204,7 +204,8 @@ def test_healthchecks_and_start_order(compose, topology):
         assert f":{urlsplit(node.gateway_url).port or 80}/healthz" in " ".join(stack["healthcheck"]["test"])
         assert stack["depends_on"] == {"hub": {"condition": "service_healthy"},
                                        "seed": {"condition": "service_completed_successfully"}}
-        assert services[f"analysis-{node.name}"]["depends_on"] == {node.name: {"condition": "service_healthy"}}
+        assert services[f"analysis-{node.name}"]["depends_on"] == {n.name: {"condition": "service_healthy"}
+                                                                   for n in topology.nodes}
     stores = {urlsplit(topology.s3_endpoint).hostname} | set(fhir_services(topology))
     assert services["seed"]["depends_on"] == {s: {"condition": "service_started"} for s in stores}
 
