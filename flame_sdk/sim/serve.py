@@ -44,6 +44,10 @@ FAILURE_GRACE = 15.0
 SHOW_LIMIT = 1024 * 1024
 
 
+class ServeError(RuntimeError):
+    """A service this process needs did not come up."""
+
+
 def _say(role: str, text: str) -> None:
     print(f"flame-sim {role}: {text}", flush=True)
 
@@ -77,7 +81,7 @@ def serve(role: str, topology_path: Path, node: str | None = None, host: str = "
             return asyncio.run(_serve_node(topology, node, host, port, token_secret(os.environ),
                                            s3_endpoint(topology, os.environ)))
         raise TopologyError(f"unknown role {role!r}; use 'hub' or 'node'")
-    except TopologyError as exc:
+    except (TopologyError, ServeError) as exc:
         print(f"flame-sim serve: {exc}", file=sys.stderr, flush=True)
         return 2
 
@@ -179,7 +183,7 @@ async def _wait_for_hub(hub_url: str, timeout: float) -> None:
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise TopologyError(f"the hub at {hub_url} did not answer within {timeout:.0f} s; is it running?")
+                raise ServeError(f"the hub at {hub_url} did not answer within {timeout:.0f} s; is it running?")
             await asyncio.sleep(0.5)
 
 
