@@ -200,3 +200,14 @@ def test_seed_without_s3_credentials_names_the_variables(tmp_path, monkeypatch, 
     assert seed(path, timeout=1) == 1
     err = capsys.readouterr().err
     assert all(name in err for name in S3_KEY_VARS), err
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"kind": "fhir", "name": "x-fhir", "url": "fhir-node-1:8080/fhir"}, "'url' must be the http(s) base URL"),
+    ({"kind": "s3", "name": "x-s3", "bucket": "Node_1"}, "'bucket' must be an S3 bucket name"),
+    ({"kind": "fhir", "name": "x-fhir", "bucket": "b1"}, "unknown key(s) ['bucket']"),
+])
+def test_external_store_keys_are_validated_with_the_fix_named(raw, message):
+    with pytest.raises(ValueError) as info:
+        parse_data_sources([raw])
+    assert message in str(info.value)
