@@ -147,8 +147,13 @@ async def _save_new_results(topology: Topology, hub: Hub, results: Path | None, 
     if results is not None:
         for result in stored[saved:]:
             target = results / topology.analysis_id / Path(result.filename).name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(shutil.copyfile, result.path, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(shutil.copyfile, result.path, target)
+            except OSError as exc:
+                _say("hub", f"cannot write {target} ({exc}); is the results folder writable by uid {os.getuid()}? "
+                            f"(`make compose-up` runs the hub with your uid)")
+                continue
             _say("hub", f"final result written to {target}")
     return len(stored)
 
