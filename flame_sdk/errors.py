@@ -46,6 +46,10 @@ class RoleError(FlameError, PermissionError):
     """The operation is not allowed for this node's role."""
 
 
+class DataSourceError(FlameError):
+    """A data source refused a request, answered something unusable, or paged in a loop."""
+
+
 class TamperedDataError(FlameError):
     """Encrypted data failed authentication: it was modified, or is not meant for this node."""
 

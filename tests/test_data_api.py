@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from flame_sdk import FlameCoreSDK
-from flame_sdk.clients.data import DataSourceError, S3SourceClient
+from flame_sdk.clients.data import S3SourceClient
+from flame_sdk.errors import DataSourceError
 from flame_sdk.sim.data_sources import default_cohort
 from flame_sdk.sim.simulation import SimAnalysis, SimConfig, Simulation
 from flame_sdk.sim.synthetic import CohortParams, cohort_csv, cohort_resources, cohort_signals

@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from flame_sdk.clients.data import DataApiClient, DataSourceError
+from flame_sdk.clients.data import DataApiClient
 from flame_sdk.config import NodeConfig
+from flame_sdk.errors import DataSourceError
 from flame_sdk.http import RetryPolicy, ServiceClient
 from flame_sdk.logs import FlameLogger
 from flame_sdk.tokens import TokenHolder

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from flame_sdk.config import NodeConfig
 from flame_sdk.data.bundles import fhir_suffix, next_link
-from flame_sdk.errors import FlameError, ServiceHTTPError
+from flame_sdk.errors import DataSourceError, ServiceHTTPError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
 
@@ -37,10 +37,6 @@ _HINTS = {
     403: "this analysis' project is not allowed to use the source",
     404: "the source is not routed for this project, or the resource does not exist",
 }
-
-
-class DataSourceError(FlameError):
-    """A data source refused a request, answered something unusable, or paged in a loop."""
 
 
 def source_type(source: dict[str, Any]) -> str | None:
