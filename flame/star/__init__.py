@@ -1,0 +1,23 @@
+"""Alias: ``from flame.star import StarModel, StarAnalyzer, ...`` as in the FLAME star templates."""
+
+from flame_sdk.star import (
+    NodeFailedError,
+    RoundTimeoutError,
+    StarAggregator,
+    StarAnalyzer,
+    StarLocalDPModel,
+    StarModel,
+    StarModelTester,
+    StarRunError,
+)
+
+__all__ = [
+    "NodeFailedError",
+    "RoundTimeoutError",
+    "StarAggregator",
+    "StarAnalyzer",
+    "StarLocalDPModel",
+    "StarModel",
+    "StarModelTester",
+    "StarRunError",
+]

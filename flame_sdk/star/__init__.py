@@ -1,0 +1,19 @@
+"""Star templates: analyzers on data nodes, one aggregator; ``from flame.star import ...`` re-exports them."""
+
+from flame_sdk.star.aggregator import StarAggregator
+from flame_sdk.star.analyzer import StarAnalyzer
+from flame_sdk.star.errors import NodeFailedError, RoundTimeoutError, StarRunError
+from flame_sdk.star.local_dp import StarLocalDPModel
+from flame_sdk.star.model import StarModel
+from flame_sdk.star.tester import StarModelTester
+
+__all__ = [
+    "NodeFailedError",
+    "RoundTimeoutError",
+    "StarAggregator",
+    "StarAnalyzer",
+    "StarLocalDPModel",
+    "StarModel",
+    "StarModelTester",
+    "StarRunError",
+]

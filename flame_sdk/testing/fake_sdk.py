@@ -1,0 +1,363 @@
+"""FakeFlameSDK: an in-memory stand-in for FlameCoreSDK to unit-test one analyzer or aggregator.
+
+No server, no threads, never blocks. It has every public method of ``FlameCoreSDK``; what a partner would
+send is scripted with :meth:`FakeFlameSDK.push_intermediate_data` and :meth:`FakeFlameSDK.deliver_message`,
+and what the node did is recorded in ``sent_data``, ``sent_messages``, ``final_results`` and ``logs``::
+
+    flame = FakeFlameSDK("default", s3_data=[{"data.csv": b"x\\n1\\n2\\n"}])
+    analyzer = MyAnalyzer(flame)
+    assert analyzer.analysis_method(flame.get_s3_data(), None) == 1.5
+
+    flame = FakeFlameSDK("aggregator", partner_ids=["a", "b"])
+    assert MyAggregator(flame).aggregation_method([1.0, 2.0]) == 1.5
+
+Intermediate data is pickled on the way out and in (as the real storage path does), so data that could
+not travel between nodes fails here too. A wait with nothing scripted returns None at once (as a timeout
+would). ``local_dp`` is recorded on the submitted result, but no noise is added.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from io import StringIO
+from typing import Any, Literal
+
+from flame_sdk.clients.messages import Message
+from flame_sdk.constants import AnalysisStatus
+from flame_sdk.errors import AnalysisError, RoleError, UnknownNodeError
+from flame_sdk.logs import FlameLogger, LogRecord
+
+OUTPUT_TYPES = ("str", "bytes", "pickle")
+
+
+@dataclass
+class SentData:
+    receivers: list[str]
+    data: Any
+    category: str
+
+
+@dataclass
+class SentMessage:
+    receivers: list[str]
+    category: str
+    body: dict[str, Any]
+
+
+@dataclass
+class FinalResult:
+    result: Any
+    output_type: Any
+    multiple_results: bool
+    filename: str | list[str] | None
+    local_dp: dict[str, float] | None
+
+
+def _travel(data: Any) -> Any:
+    """A copy of ``data`` as a partner would get it (pickled and unpickled)."""
+    try:
+        return pickle.loads(pickle.dumps(data, protocol=5))
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise ValueError(f"cannot send {type(data).__name__} between nodes ({exc}); use plain data (lists, dicts, "
+                         f"numbers, numpy arrays, pandas frames)") from None
+
+
+class FakeFlameSDK:
+    """One fake node. ``role`` is ``'default'`` (analyzer) or ``'aggregator'``."""
+
+    def __init__(
+        self,
+        role: Literal["default", "aggregator"] = "default",
+        *,
+        node_id: str | None = None,
+        aggregator_id: str = "aggregator",
+        partner_ids: list[str] | None = None,
+        fhir_data: list[dict[str, Any]] | None = None,
+        s3_data: list[dict[str, bytes]] | None = None,
+        analysis_id: str = "fake-analysis",
+        project_id: str = "fake-project",
+        unready: Iterable[str] = (),
+        silent: bool = True,
+    ) -> None:
+        if role not in ("default", "aggregator"):
+            raise ValueError(f"role must be 'default' or 'aggregator', got {role!r}")
+        self.role = role
+        self.node_id = node_id or (aggregator_id if role == "aggregator" else "analyzer-1")
+        self.aggregator_id = aggregator_id
+        if partner_ids is None:
+            partner_ids = ["analyzer-1", "analyzer-2"] if role == "aggregator" else [aggregator_id]
+        if self.node_id in partner_ids:
+            raise ValueError(f"partner_ids must not contain this node's own id {self.node_id!r}")
+        self.partner_ids = list(partner_ids)
+        self.fhir_data, self.s3_data = fhir_data, s3_data
+        self.analysis_id, self.project_id = analysis_id, project_id
+        self.unready = set(unready)
+        self.logger = FlameLogger(silent=silent, label=self.node_id)
+        self.logger.set_status(AnalysisStatus.EXECUTING)
+        self.finished = False
+        self.sent_data: list[SentData] = []
+        self.sent_messages: list[SentMessage] = []
+        self.final_results: list[FinalResult] = []
+        self._inbox: list[Message] = []
+        self._queued: dict[tuple[str, str], deque[Any]] = {}
+        self._store: dict[str, Any] = {}
+        self._tags: dict[str, list[str]] = {}
+        self._number = 0
+
+    # -- scripting (test side) ------------------------------------------------------------------------
+    def push_intermediate_data(self, sender: str, data: Any, message_category: str = "intermediate_data") -> None:
+        """Queue data as if ``sender`` had sent it; each await takes the oldest one per sender."""
+        self._check(sender, "sender")
+        self._queued.setdefault((sender, message_category), deque()).append(_travel(data))
+
+    def deliver_message(self, sender: str, message_category: str, message: dict[str, Any]) -> Message:
+        """Put a message from ``sender`` into this node's inbox (``analysis_finished`` finishes the node)."""
+        self._check(sender, "sender")
+        self._number += 1
+        msg = Message.outgoing(copy.deepcopy(message), message_category, sender, self._number)
+        msg.meta["type"] = "incoming"
+        self._inbox.append(msg)
+        if message_category == "analysis_finished":
+            self._finish()
+        return msg
+
+    @property
+    def logs(self) -> list[LogRecord]:
+        return list(self.logger.history)
+
+    @property
+    def status(self) -> str:
+        return self.logger.status.value
+
+    def _check(self, node: str, what: str) -> None:
+        if node not in self.partner_ids:
+            raise UnknownNodeError(f"{what} {node!r} is not a partner of this fake node; partners: {self.partner_ids}")
+
+    def _finish(self) -> None:
+        self.finished = True
+        if self.logger.progress < 100:
+            self.logger.progress = 100
+        self.logger.set_status(AnalysisStatus.EXECUTED)
+
+    # -- general ----------------------------------------------------------------------------------------
+    def get_aggregator_id(self) -> str | None:
+        return None if self.role == "aggregator" else self.aggregator_id
+
+    def get_participants(self) -> list[dict[str, str]]:
+        return [{"nodeId": p, "nodeType": "aggregator" if p == self.aggregator_id else "default"}
+                for p in self.partner_ids]
+
+    def get_participant_ids(self) -> list[str]:
+        return list(self.partner_ids)
+
+    def get_analysis_id(self) -> str:
+        return self.analysis_id
+
+    def get_project_id(self) -> str:
+        return self.project_id
+
+    def get_id(self) -> str:
+        return self.node_id
+
+    def get_role(self) -> str:
+        return self.role
+
+    def analysis_finished(self) -> bool:
+        if self.partner_ids:
+            self.send_message(self.partner_ids, "analysis_finished", {})
+        self._finish()
+        return True
+
+    def ready_check(self, nodes: list[str] | Literal["all"] = "all", attempt_interval: int = 30,
+                    timeout: int | None = None) -> dict[str, bool]:
+        targets = self.partner_ids if nodes == "all" else list(nodes)
+        for node in targets:
+            self._check(node, "node")
+        return {node: node not in self.unready for node in targets}
+
+    def flame_log(self, msg: str | bytes | Iterable[Any], sep: str = "", end: str = "", log_type: str = "info",
+                  append: bool = False, halt_submission: bool = False) -> None:
+        if log_type == "error":
+            self.logger.set_status(AnalysisStatus.FAILED)
+            raise AnalysisError(self.logger.log(msg, log_type, sep, end, append, halt_submission))
+        self.logger.log(msg, log_type, sep, end, append, halt_submission)
+
+    def get_progress(self) -> int:
+        return self.logger.progress
+
+    def set_progress(self, progress: int | float) -> None:
+        self.logger.set_progress(progress)
+
+    def fhir_to_csv(self, fhir_data: dict[str, Any], col_key_seq: str, value_key_seq: str, input_resource: str,
+                    row_key_seq: str | None = None, row_id_filters: list[str] | None = None,
+                    col_id_filters: list[str] | None = None, row_col_name: str = "", separator: str = ",",
+                    output_type: Literal["file", "dict"] = "file") -> StringIO | dict[Any, dict[Any, Any]] | None:
+        """Same conversion as the real SDK, without following ``next`` page links."""
+        from flame_sdk.data.fhir_to_csv import fhir_to_csv
+
+        return fhir_to_csv(fhir_data, col_key_seq, value_key_seq, input_resource, row_key_seq=row_key_seq,
+                           row_id_filters=row_id_filters, col_id_filters=col_id_filters, row_col_name=row_col_name,
+                           separator=separator, output_type=output_type, next_page=None)
+
+    # -- messages -------------------------------------------------------------------------------------
+    def send_message(self, receivers: list[str], message_category: str, message: dict[str, Any],
+                     max_attempts: int = 1, timeout: int | None = None,
+                     attempt_timeout: int = 10) -> tuple[list[str], list[str]]:
+        for node in receivers:
+            self._check(node, "receiver")
+        self.sent_messages.append(SentMessage(list(receivers), message_category, copy.deepcopy(message)))
+        return list(receivers), []
+
+    def await_messages(self, senders: list[str], message_category: str, message_id: str | None = None,
+                       timeout: int | None = None) -> dict[str, list[Message] | None]:
+        result: dict[str, list[Message] | None] = {}
+        for sender in senders:
+            self._check(sender, "sender")
+            found = [m for m in self._inbox if m.sender == sender and m.category == message_category
+                     and m.status == "unread" and (message_id is None or m.id == message_id)]
+            for msg in found:
+                msg.set_read()
+            result[sender] = found or None
+        return result
+
+    def get_messages(self, status: Literal["unread", "read"] = "unread") -> list[Message]:
+        if status not in ("unread", "read"):
+            raise ValueError(f"status must be 'unread' or 'read', got {status!r}")
+        return [m for m in self._inbox if m.status == status]
+
+    def delete_messages(self, message_ids: list[str]) -> int:
+        before = len(self._inbox)
+        self._inbox = [m for m in self._inbox if m.id not in set(message_ids)]
+        return before - len(self._inbox)
+
+    def clear_messages(self, status: Literal["read", "unread", "all"] = "read", min_age: int | None = None) -> int:
+        before = len(self._inbox)
+        self._inbox = [m for m in self._inbox if not (status == "all" or m.status == status)]
+        return before - len(self._inbox)
+
+    def send_message_and_wait_for_responses(self, receivers: list[str], message_category: str,
+                                            message: dict[str, Any], max_attempts: int = 1,
+                                            timeout: int | None = None,
+                                            attempt_timeout: int = 10) -> dict[str, list[Message] | None]:
+        self.send_message(receivers, message_category, message, max_attempts, timeout, attempt_timeout)
+        return self.await_messages(receivers, message_category, timeout=timeout)
+
+    # -- storage --------------------------------------------------------------------------------------
+    def submit_final_result(self, result: Any, output_type: Literal["str", "bytes", "pickle"] | list = "str",
+                            multiple_results: bool = False, filename: str | list[str] | None = None,
+                            local_dp: dict[str, float] | None = None) -> dict[str, str] | list[dict[str, str]]:
+        if self.role != "aggregator":
+            raise RoleError("submit_final_result is only available on the aggregator node; send your result to "
+                            "the aggregator with send_intermediate_data instead")
+        for kind in output_type if isinstance(output_type, list) else [output_type]:
+            if kind not in OUTPUT_TYPES:
+                raise ValueError(f"output_type {kind!r} is not supported; use one of {', '.join(OUTPUT_TYPES)}")
+        self.final_results.append(FinalResult(copy.deepcopy(result), output_type, multiple_results, filename,
+                                              local_dp))
+        response = {"status": "success", "url": f"fake://final/{len(self.final_results)}"}
+        if multiple_results and isinstance(result, (list, tuple)):
+            return [dict(response) for _ in result]
+        return response
+
+    def save_intermediate_data(self, data: Any, location: Literal["local", "global"],
+                               remote_node_ids: list[str] | None = None,
+                               tag: str | None = None) -> dict[str, dict[str, str]] | dict[str, str]:
+        if location not in ("local", "global"):
+            raise ValueError(f"location must be 'local' or 'global', got {location!r}")
+        if location == "global":
+            if not remote_node_ids:
+                raise ValueError("saving globally needs remote_node_ids: the nodes the data is encrypted for")
+            saved = {}
+            for node in remote_node_ids:
+                self._check(node, "remote node")
+                saved[node] = self._put(data)
+            return saved
+        response = self._put(data)
+        if tag is not None:
+            self._tags.setdefault(tag, []).append(response["id"])
+        return response
+
+    def _put(self, data: Any) -> dict[str, str]:
+        key = uuid.uuid4().hex
+        self._store[key] = _travel(data)
+        return {"status": "success", "url": f"fake://intermediate/{key}", "id": key}
+
+    def get_intermediate_data(self, location: Literal["local", "global"], query: str | None = None,
+                              tag: str | None = None,
+                              tag_option: Literal["all", "last", "first"] | None = "all") -> Any:
+        if tag is not None:
+            ids = self._tags.get(tag, [])
+            if not ids:
+                raise KeyError(f"no local data with tag {tag!r}; tags: {sorted(self._tags)}")
+            picked = {"first": ids[:1], "last": ids[-1:]}.get(tag_option or "all", ids)
+            values = [_travel(self._store[i]) for i in picked]
+            return values[0] if len(values) == 1 else values
+        if query not in self._store:
+            raise KeyError(f"no intermediate data with id {query!r}")
+        return _travel(self._store[query])
+
+    def send_intermediate_data(self, receivers: list[str], data: Any, message_category: str = "intermediate_data",
+                               max_attempts: int = 1, timeout: int | None = None,
+                               attempt_timeout: int = 10) -> tuple[list[str], list[str]]:
+        for node in receivers:
+            self._check(node, "receiver")
+        self.sent_data.append(SentData(list(receivers), _travel(data), message_category))
+        return list(receivers), []
+
+    def await_intermediate_data(self, senders: list[str], message_category: str = "intermediate_data",
+                                timeout: int | None = None) -> dict[str, Any]:
+        result = {}
+        for sender in senders:
+            self._check(sender, "sender")
+            queue = self._queued.get((sender, message_category))
+            result[sender] = queue.popleft() if queue else None
+        return result
+
+    def get_local_tags(self, filter: str | None = None) -> list[str]:  # noqa: A002 - documented name
+        return sorted(t for t in self._tags if filter is None or filter in t)
+
+    # -- data -----------------------------------------------------------------------------------------
+    def get_data_sources(self) -> list[dict[str, Any]] | None:
+        sources = [("fhir", self.fhir_data), ("s3", self.s3_data)]
+        return [{"id": f"fake-{kind}", "type": kind} for kind, data in sources if data is not None]
+
+    def get_data_client(self, data_id: str) -> Any:
+        return None
+
+    def get_fhir_data(self, fhir_queries: list[str] | None = []) -> list[dict[str, Any]] | None:  # noqa: B006
+        """The given FHIR data (whatever the queries); None without queries, as the docs say."""
+        if not fhir_queries:
+            return None
+        if self.fhir_data is None:
+            self.logger.log("no FHIR data was given to this FakeFlameSDK (fhir_data=...)", "warn")
+            return None
+        return copy.deepcopy(self.fhir_data)
+
+    def get_s3_data(self, s3_keys: list[str] | None = []) -> list[dict[str, bytes]] | None:  # noqa: B006
+        """The given S3 data filtered by key (all for ``[]``); None for None, as the docs say."""
+        if s3_keys is None:
+            return None
+        if self.s3_data is None:
+            self.logger.log("no S3 data was given to this FakeFlameSDK (s3_data=...)", "warn")
+            return None
+        keys = set(s3_keys or ())
+        return [{name: value for name, value in source.items() if not keys or name in keys}
+                for source in copy.deepcopy(self.s3_data)]
+
+    # -- lifecycle (extensions) -----------------------------------------------------------------------
+    def wait_until_reported(self, timeout: float | None = 600.0) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FakeFlameSDK:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

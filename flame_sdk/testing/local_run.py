@@ -1,0 +1,212 @@
+"""Run a whole star analysis (N-1 analyzers + 1 aggregator) in one process over the simulator.
+
+Every node runs its StarModel in its own thread with its own ``FlameCoreSDK``, talking real HTTP on
+loopback to the simulated hub and node services (real encryption, real FHIR/S3 data). The same seed
+gives the same node ids and synthetic data, so a run is repeatable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flame_sdk.star.aggregator import StarAggregator
+from flame_sdk.star.analyzer import StarAnalyzer
+from flame_sdk.star.errors import StarRunError
+from flame_sdk.star.local_dp import StarLocalDPModel
+from flame_sdk.star.model import StarModel
+
+#: Bound on a whole local run (seconds) unless the caller gives one.
+DEFAULT_RUN_TIMEOUT = 300.0
+#: Bound on waiting for the hub to record the final statuses once every node thread ended (seconds).
+HUB_SETTLE_TIMEOUT = 10.0
+
+
+@dataclass
+class NodeRun:
+    """What one node did: its role, final status on the hub, error (if any) and streamed logs."""
+
+    node_id: str
+    name: str
+    role: str
+    status: str = "unknown"
+    error: BaseException | None = None
+    result: Any = None
+    data: list[dict[str, Any]] | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+
+    def log_text(self) -> str:
+        return "\n".join(f"[{self.name}] {r['log_type']}: {r['log']}" for r in self.logs)
+
+
+@dataclass
+class LocalRun:
+    """Outcome of :func:`run_local`. ``result`` is the aggregator's result object as submitted."""
+
+    analysis_id: str
+    nodes: dict[str, NodeRun]
+    result: Any = None
+    rounds: int = 0
+    converged: bool = False
+    final_results: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def aggregator(self) -> NodeRun:
+        return next(n for n in self.nodes.values() if n.role == "aggregator")
+
+    def logs(self, name: str) -> list[dict[str, Any]]:
+        """Log records of one node, by node name (``node-0`` ...) or id."""
+        for node in self.nodes.values():
+            if name in (node.name, node.node_id):
+                return node.logs
+        raise KeyError(f"no node {name!r}; nodes: {[n.name for n in self.nodes.values()]}")
+
+    def failure(self) -> BaseException | None:
+        """The error to report: the one raised where the failure started, else the most specific one."""
+        errors = [(n.node_id, n.error) for n in self.nodes.values() if n.error is not None]
+
+        def rank(item: tuple[str, BaseException]) -> int:
+            node_id, error = item
+            if not isinstance(error, StarRunError):
+                return 4
+            if error.relayed:
+                return 2
+            return 0 if error.node_id == node_id else 1 if error.node_id else 3
+
+        return min(errors, key=rank)[1] if errors else None
+
+
+def split_specs(data_splits: list[list[dict[str, Any]]], data_type: Literal["fhir", "s3"]) -> list[list[dict]]:
+    """Simulator data source specs from per-node data in the shape ``get_fhir_data``/``get_s3_data`` return."""
+    specs = []
+    for index, split in enumerate(data_splits, start=1):
+        check_split(split, data_type, index)
+        sources = []
+        for number, source in enumerate(split):
+            name = f"split{index}-{data_type}-{number}"
+            if data_type == "s3":
+                objects = {key: value.encode() if isinstance(value, str) else bytes(value)
+                           for key, value in source.items()}
+                sources.append({"kind": "s3", "name": name, "objects": objects})
+            else:
+                sources.append({"kind": "fhir", "name": name, "resources": list(source.values())})
+        specs.append(sources)
+    return specs
+
+
+def check_split(split: Any, data_type: str, index: int) -> None:
+    """Raise a ValueError explaining the platform's data shape when a split does not have it."""
+    shape = ("a list with one dict per data source, mapping dataset name (S3 key) to bytes" if data_type == "s3"
+             else "a list with one dict per data source, mapping FHIR query to a Bundle dict")
+    if not isinstance(split, list) or not split or not all(isinstance(s, dict) and s for s in split):
+        raise ValueError(f"data split {index} must be {shape} (what get_{data_type}_data returns on a node), "
+                         f"got {type(split).__name__}: {str(split)[:80]}")
+    for source in split:
+        for key, value in source.items():
+            ok = isinstance(value, (bytes, bytearray, str)) if data_type == "s3" else \
+                isinstance(value, dict) and value.get("resourceType") == "Bundle"
+            if not ok:
+                raise ValueError(f"data split {index}, entry {key!r}: expected "
+                                 f"{'bytes' if data_type == 's3' else 'a FHIR Bundle dict'}, "
+                                 f"got {type(value).__name__}; each split must be {shape}")
+
+
+def run_local(
+    analyzer: type[StarAnalyzer],
+    aggregator: type[StarAggregator],
+    data_type: Literal["fhir", "s3"],
+    query: str | list[str] | None = None,
+    *,
+    data_splits: list[list[dict[str, Any]]] | None = None,
+    nodes: int = 3,
+    seed: int = 0,
+    simple_analysis: bool = True,
+    output_type: Any = "str",
+    multiple_results: bool = False,
+    analyzer_kwargs: dict | None = None,
+    aggregator_kwargs: dict | None = None,
+    epsilon: float | None = None,
+    sensitivity: float | None = None,
+    max_rounds: int = 100,
+    round_timeout: float = 60.0,
+    ready_timeout: float = 60.0,
+    result_filename: str | list[str] | None = None,
+    timeout: float = DEFAULT_RUN_TIMEOUT,
+    simulation: Any = None,
+    raise_on_failure: bool = True,
+) -> LocalRun:
+    """Run the analysis on a fresh simulator (or on ``simulation``) and return the outcome.
+
+    ``data_splits`` (one entry per data node, in the shape of ``get_fhir_data``/``get_s3_data``) replaces
+    the synthetic data; then ``nodes`` is ``len(data_splits) + 1``. With ``raise_on_failure`` a failed run
+    raises the error of the node that caused it (``StarRunError`` naming it); the run is ``error.run``.
+    """
+    from flame_sdk.sim.simulation import SimConfig, Simulation
+
+    if data_splits is not None:
+        if simulation is not None:
+            raise ValueError("give data_splits or simulation, not both: a running simulation has its data already")
+        nodes = len(data_splits) + 1
+    model_kwargs = dict(query=query, simple_analysis=simple_analysis, output_type=output_type,
+                        multiple_results=multiple_results, analyzer_kwargs=analyzer_kwargs,
+                        aggregator_kwargs=aggregator_kwargs, max_rounds=max_rounds, round_timeout=round_timeout,
+                        ready_timeout=ready_timeout, result_filename=result_filename)
+    if epsilon is not None or sensitivity is not None:
+        model_kwargs.update(epsilon=epsilon, sensitivity=sensitivity)
+    model_class = StarLocalDPModel if "epsilon" in model_kwargs else StarModel
+    if simulation is not None:
+        return _run(simulation, model_class, analyzer, aggregator, data_type, model_kwargs, timeout,
+                    raise_on_failure)
+    node_data = None if data_splits is None else split_specs(data_splits, data_type)
+    with Simulation(SimConfig(nodes=nodes, seed=seed, node_data=node_data, status_interval=0.2)) as sim:
+        return _run(sim, model_class, analyzer, aggregator, data_type, model_kwargs, timeout, raise_on_failure)
+
+
+def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], aggregator: type[StarAggregator],
+         data_type: str, model_kwargs: dict[str, Any], timeout: float, raise_on_failure: bool) -> LocalRun:
+    analysis = sim.create_analysis()
+    runs = {node_id: NodeRun(node_id, sim.node(node_id).spec.name,
+                             "aggregator" if node_id == analysis.aggregator_id else "default")
+            for node_id in analysis.node_ids}
+    models: dict[str, StarModel] = {}
+
+    def run_node(node_id: str) -> None:
+        try:
+            models[node_id] = model_class(analyzer, aggregator, data_type, env=analysis.env(node_id),
+                                          report_timeout=30.0, **model_kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported per node
+            runs[node_id].error = exc
+
+    threads = [threading.Thread(target=run_node, args=(n,), name=f"flame-{runs[n].name}", daemon=True)
+               for n in analysis.node_ids]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [runs[n].name for n, t in zip(analysis.node_ids, threads, strict=True) if t.is_alive()]
+    if not stuck:  # the hub records a node's last status just after the node served it
+        try:
+            analysis.wait_finished(timeout=HUB_SETTLE_TIMEOUT)
+        except TimeoutError:
+            pass  # reported below with whatever status the hub has
+
+    run = LocalRun(analysis.analysis_id, {r.name: r for r in runs.values()})
+    for node_id, node in runs.items():
+        node.status = analysis.status(node_id)
+        node.logs = analysis.logs(node_id)
+        model = models.get(node_id)
+        if model is not None:
+            node.result, node.data = model.result, model.data
+            if node.role == "aggregator":
+                run.result, run.rounds, run.converged = model.result, model.rounds, model.converged
+    run.final_results = analysis.final_results()
+    if stuck:
+        raise TimeoutError(f"local run {analysis.analysis_id}: node(s) {stuck} still running after {timeout:g} s")
+    error = run.failure()
+    if error is not None and raise_on_failure:
+        error.run = run  # type: ignore[attr-defined]
+        raise error
+    return run
