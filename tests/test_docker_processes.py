@@ -105,14 +105,15 @@ class Stack:
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text()
 
-    def start_all(self) -> None:
+    def start_all(self, failure_grace: str = "15") -> None:
         services = self.compose["services"]
         seeder = self.start("seed", local_command(services["seed"]["command"], topology=str(self.topology_path)),
                             environment(services["seed"]))
         assert seeder.wait(120) == 0, self.log("seed")
         hub_port = urlsplit(self.topology.hub_url).port
         hub = self.start("hub", local_command(services["hub"]["command"], topology=str(self.topology_path),
-                                              host="127.0.0.1", port=str(hub_port), results=str(self.results)),
+                                              host="127.0.0.1", port=str(hub_port), results=str(self.results),
+                                              failure_grace=failure_grace),
                          environment(services["hub"]))
         wait_healthy(compose_healthcheck(services["hub"], hub_port), hub, self.tmp / "hub.log")
         for node in self.topology.nodes:
@@ -142,25 +143,32 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """Seeder, hub and node stacks as processes, with stand-ins for MinIO and each node's HAPI FHIR server."""
-    assert entrypoint_command(DOCKER / "Dockerfile.sim", "0") == ["flame-sim"]
+def stores() -> Iterator[tuple[dict[str, str], str]]:
+    """Stand-ins for each data node's HAPI FHIR server and for MinIO: ({compose FHIR URL: local URL}, S3 URL)."""
     loop = EventLoopThread("fhir-stand-ins")
     topology = load_topology(DOCKER / "topology.json")
     servers = {host: HapiStandIn(loop).start() for host in fhir_services(topology)}
     s3 = S3Endpoint().start()
-    urls = {source["url"]: servers[urlsplit(source["url"]).hostname].base
-            for node in topology.nodes for source in node.data_sources if source.get("url")}
-    processes = Stack(tmp_path, urls, s3.url)
+    try:
+        yield ({source["url"]: servers[urlsplit(source["url"]).hostname].base
+                for node in topology.nodes for source in node.data_sources if source.get("url")}, s3.url)
+    finally:
+        for server in servers.values():
+            server.stop()
+        loop.stop()
+        s3.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, stores) -> Iterator[Stack]:
+    """Seeder, hub and node stacks as processes, started with the compose commands."""
+    assert entrypoint_command(DOCKER / "Dockerfile.sim", "0") == ["flame-sim"]
+    processes = Stack(tmp_path, *stores)
     try:
         processes.start_all()
         yield processes
     finally:
         processes.stop()
-        for server in servers.values():
-            server.stop()
-        loop.stop()
-        s3.stop()
 
 
 QUERIES = ["Patient?_summary=count", "Patient?_count=40", "Observation?code=8480-6&_count=100"]
@@ -248,21 +256,25 @@ def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack
         assert stack.processes[name].wait(15) == 0, stack.log(name)
 
 
-def test_the_hub_exit_code_names_a_failed_node_and_its_error(stack):
-    names = [n.name for n in stack.topology.nodes]
-    with ThreadPoolExecutor(len(names)) as pool:
-        sdks = dict(zip(names, pool.map(lambda n: FlameCoreSDK(env=stack.analysis_env(n), silent=True), names),
-                        strict=True))
+def test_the_hub_exit_code_names_a_failed_node_and_its_error(tmp_path, stores):
+    """One node fails, the others never end: after the failure grace the hub exits 1 naming them."""
+    stack = Stack(tmp_path, *stores)
+    sdks: list[FlameCoreSDK] = []
     try:
+        stack.start_all(failure_grace="1")
+        names = [n.name for n in stack.topology.nodes]
+        with ThreadPoolExecutor(len(names)) as pool:
+            sdks = list(pool.map(lambda n: FlameCoreSDK(env=stack.analysis_env(n), silent=True), names))
         with pytest.raises(AnalysisError, match="division went wrong"):
-            sdks["node-2"].flame_log("division went wrong", log_type="error")
-        assert sdks["node-0"].analysis_finished() is True
-        hub = stack.processes["hub"]
-        assert hub.wait(30) == 1
-        assert "FAILED: node-2 ended failed: division went wrong" in stack.log("hub")
+            sdks[2].flame_log("division went wrong", log_type="error")
+        assert stack.processes["hub"].wait(30) == 1
+        log = stack.log("hub")
+        assert "FAILED: node-2 ended failed: division went wrong" in log
+        assert "FAILED: node-0 is still executing" in log and "FAILED: node-1 is still executing" in log
     finally:
-        for sdk in sdks.values():
+        for sdk in sdks:
             sdk.close()
+        stack.stop()
 
 
 def test_the_compose_analysis_containers_as_processes_run_the_sample_algorithm(stack):

@@ -32,7 +32,8 @@ def _serve(args: argparse.Namespace) -> int:
     from flame_sdk.sim.serve import serve
 
     return serve(args.role, Path(args.topology), node=args.node, host=args.host, port=args.port,
-                 results=Path(args.results) if args.results else None, exit_when_finished=args.exit_when_finished)
+                 results=Path(args.results) if args.results else None, exit_when_finished=args.exit_when_finished,
+                 failure_grace=args.failure_grace)
 
 
 def _seed(args: argparse.Namespace) -> int:
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--results", help="hub: write final results into this folder as they arrive")
     srv.add_argument("--exit-when-finished", action="store_true",
                      help="hub: exit once every node reported a terminal status (0 if all executed with a result)")
+    srv.add_argument("--failure-grace", type=float, default=15.0,
+                     help="hub: seconds the other nodes get to end after one failed (default 15)")
     srv.set_defaults(func=_serve)
 
     sed = commands.add_parser("seed", help="load the topology's synthetic data into external FHIR/S3 stores (docker)",

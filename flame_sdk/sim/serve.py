@@ -38,7 +38,7 @@ TERMINAL = ("executed", "failed", "stopped")
 HUB_WAIT = 120.0
 #: How often the hub checks statuses and results.
 WATCH_INTERVAL = 0.5
-#: After a node failed, the others get this long to end before the hub gives its verdict.
+#: After a node failed, the others get this long (default) to end before the hub gives its verdict.
 FAILURE_GRACE = 15.0
 #: Final results up to this size are printed when the analysis ends (larger ones by size only).
 SHOW_LIMIT = 1024 * 1024
@@ -68,12 +68,12 @@ def token_secret(env: Mapping[str, str]) -> bytes:
 
 
 def serve(role: str, topology_path: Path, node: str | None = None, host: str = "0.0.0.0", port: int = 80,
-          results: Path | None = None, exit_when_finished: bool = False) -> int:
+          results: Path | None = None, exit_when_finished: bool = False, failure_grace: float = FAILURE_GRACE) -> int:
     """Run the hub or one node stack until stopped; return the process exit code."""
     try:
         topology = load_topology(topology_path)
         if role == "hub":
-            return asyncio.run(_serve_hub(topology, host, port, results, exit_when_finished))
+            return asyncio.run(_serve_hub(topology, host, port, results, exit_when_finished, failure_grace))
         if role == "node":
             if not node:
                 raise TopologyError(f"serve node needs --node NAME; nodes: {[n.name for n in topology.nodes]}")
@@ -103,7 +103,7 @@ async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
 
 # -- hub ----------------------------------------------------------------------------------------------
 async def _serve_hub(topology: Topology, host: str, port: int, results: Path | None,
-                     exit_when_finished: bool) -> int:
+                     exit_when_finished: bool, failure_grace: float) -> int:
     stop = _stop_event()
     hub = Hub()
     await hub.start()
@@ -127,7 +127,7 @@ async def _serve_hub(topology: Topology, host: str, port: int, results: Path | N
             if exit_when_finished:
                 statuses = [s["status"] for s in analysis.statuses.values()]
                 if "failed" in statuses:
-                    verdict_at = min(verdict_at, time.monotonic() + FAILURE_GRACE)
+                    verdict_at = min(verdict_at, time.monotonic() + failure_grace)
                 if all(s in TERMINAL for s in statuses) or time.monotonic() > verdict_at:
                     code = _verdict(analysis, names, hub_store(hub).results.get(topology.analysis_id, []))
                     break
@@ -163,7 +163,8 @@ def _verdict(analysis: HubAnalysis, names: dict[str, str], stored: list[StoredRe
     unfinished = {n: s["status"] for n, s in analysis.statuses.items() if s["status"] != "executed"}
     for node_id, status in unfinished.items():
         errors = [r["log"] for r in analysis.logs.get(node_id, []) if r.get("log_type") in ("error", "crit", "emerg")]
-        _say("hub", f"FAILED: {names[node_id]} ended {status}" + (f": {errors[-1]}" if errors else ""))
+        state = f"ended {status}" if status in TERMINAL else f"is still {status}"
+        _say("hub", f"FAILED: {names[node_id]} {state}" + (f": {errors[-1]}" if errors else ""))
     if unfinished:
         return 1
     if not stored:
