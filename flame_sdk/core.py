@@ -79,7 +79,8 @@ class FlameCoreSDK:
         self._data: Any = None
         self._api = AnalysisAPI(self._state, self._tokens, on_message=None)
         self._startup(aggregator_requires_data, float(env.get(ENV_STARTUP_TIMEOUT, DEFAULT_STARTUP_TIMEOUT)))
-        self._install_excepthook()
+        if env is os.environ:  # the analysis owns this process (not one of several SDKs in a test)
+            self._install_excepthook()
 
     # ============================================ startup ============================================
     async def _open_session(self) -> aiohttp.ClientSession:

@@ -202,7 +202,7 @@ class MessageBrokerClient:
                 msg.set_read()
             result[sender] = found or None
         silent = [s for s, found in result.items() if found is None]
-        if silent:
+        if silent and self.run_ended() is None:
             self.logger.log(
                 f"no message of category {message_category!r} arrived from {silent} within {timeout} s", "warn"
             )

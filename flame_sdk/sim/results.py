@@ -35,7 +35,7 @@ def as_table(content: bytes) -> pd.DataFrame | None:
         frame = pd.read_csv(io.StringIO(text))
     except (pd.errors.ParserError, ValueError):
         return None
-    return frame if frame.shape[1] > 1 else None
+    return frame.convert_dtypes() if frame.shape[1] > 1 else None
 
 
 def render(content: bytes) -> str:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def run_analysis(analysis_ref: str, nodes: int = 3, seed: int = 0, results_dir: 
     command = analysis_command(analysis_ref)
     out_lock = threading.Lock()
     with Simulation(SimConfig(nodes=nodes, seed=seed)) as sim:
-        analysis = sim.create_analysis()
+        # The id depends on the seed and the analysis, so runs of different analyses never share a folder.
+        analysis = sim.create_analysis(analysis_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}:{analysis_ref}")))
         names = {n: sim.node(n).spec.name for n in analysis.node_ids}
         print(f"flame-sim: analysis {analysis.analysis_id} on {nodes} nodes "
               f"(aggregator {names[analysis.aggregator_id]}), seed {seed}", flush=True)
