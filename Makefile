@@ -27,8 +27,11 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check flame_sdk flame tests algorithms benchmarks
 
+# The hub exits once the analysis finished (its exit code is the run's); results land in ./results.
 compose-up:
-	docker compose -f docker/compose.yml --env-file docker/compose.env up --build --abort-on-container-exit
+	mkdir -p results
+	FLAME_UID=$$(id -u) FLAME_GID=$$(id -g) \
+	docker compose -f docker/compose.yml --env-file docker/compose.env up --build --exit-code-from hub
 
 compose-down:
 	docker compose -f docker/compose.yml --env-file docker/compose.env down --volumes

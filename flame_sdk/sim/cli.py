@@ -31,7 +31,15 @@ def _results(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from flame_sdk.sim.serve import serve
 
-    return serve(args.role, Path(args.topology), node=args.node, host=args.host, port=args.port)
+    return serve(args.role, Path(args.topology), node=args.node, host=args.host, port=args.port,
+                 results=Path(args.results) if args.results else None, exit_when_finished=args.exit_when_finished,
+                 failure_grace=args.failure_grace)
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from flame_sdk.sim.seed import seed
+
+    return seed(Path(args.topology), timeout=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--node", help="node name (for role 'node')")
     srv.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     srv.add_argument("--port", type=int, default=80, help="listen port (default 80)")
+    srv.add_argument("--results", help="hub: write final results into this folder as they arrive")
+    srv.add_argument("--exit-when-finished", action="store_true",
+                     help="hub: exit once every node reported a terminal status (0 if all executed with a result)")
+    srv.add_argument("--failure-grace", type=float, default=15.0,
+                     help="hub: seconds the other nodes get to end after one failed (default 15)")
     srv.set_defaults(func=_serve)
+
+    sed = commands.add_parser("seed", help="load the topology's synthetic data into external FHIR/S3 stores (docker)",
+                              description="Write each data source's generated data to the FHIR server (url) or S3 "
+                                          "bucket (bucket) the topology names, waiting for them to come up.")
+    sed.add_argument("--topology", required=True, help="topology JSON file (see docker/topology.json)")
+    sed.add_argument("--timeout", type=float, default=600, help="seconds to wait for the stores (default 600)")
+    sed.set_defaults(func=_seed)
     return parser
 
 

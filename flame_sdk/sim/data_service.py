@@ -5,7 +5,8 @@ service named after the source, linked to every project deployed on the node. A 
 
 * ``/hub-adapter/kong/datastore/{project_id}``: ``{"data": [Kong service objects]}`` (``?detailed=true`` adds
   each service's ``routes``);
-* ``/kong/{name}/fhir/{...}``: the source's FHIR server (``flame_sdk.sim.fhir_server``);
+* ``/kong/{name}/fhir/{...}``: the source's FHIR server (``flame_sdk.sim.fhir_server``), or the external one
+  its ``url`` names (proxied; the server's own base URL in its answers, e.g. page links, becomes the route's);
 * ``/kong/{name}/s3`` (bucket listing, S3 ListObjects XML; query parameters pass through) and ``/kong/{name}/s3/{key}``
   (object), proxied with SigV4 to the node's bucket on the simulation's S3 endpoint, streamed.
 
@@ -51,6 +52,7 @@ class LinkedSource:
     service: dict[str, Any]
     store: FhirStore | None = None
     bucket: str | None = None
+    upstream: str | None = None  # external FHIR base URL
 
     def route(self, project_id: str) -> dict[str, Any]:
         kind, name = self.spec.kind, self.spec.name
@@ -82,7 +84,11 @@ class DataService:
                 "ca_certificates": None, "client_certificate": None, "created_at": now, "updated_at": now,
             }
             source = LinkedSource(spec, service)
-            if spec.kind == "fhir":
+            if spec.kind == "fhir" and spec.url:
+                source.upstream = spec.url
+                upstream = URL(spec.url)
+                service.update(host=upstream.host, port=upstream.port, path=upstream.path)
+            elif spec.kind == "fhir":
                 source.store = await asyncio.to_thread(lambda s=spec: FhirStore(s.fhir_resources(), s.page_size))
                 service["path"] = "/fhir"
             else:
@@ -90,9 +96,12 @@ class DataService:
                 if endpoint is None:
                     raise RuntimeError(f"node {self.node.spec.name} has S3 source {spec.name!r} but the simulation "
                                        f"started no S3 endpoint; give SimNode an S3Endpoint (s3_endpoint=...)")
-                source.bucket = endpoint.bucket_name(self.node.spec.name, spec.name)
-                objects = await asyncio.to_thread(spec.s3_objects)
-                await asyncio.to_thread(endpoint.create_bucket, source.bucket, objects)
+                if spec.bucket:
+                    source.bucket = spec.bucket  # filled by `flame-sim seed`
+                else:
+                    source.bucket = endpoint.bucket_name(self.node.spec.name, spec.name)
+                    objects = await asyncio.to_thread(spec.s3_objects)
+                    await asyncio.to_thread(endpoint.create_bucket, source.bucket, objects)
                 upstream = URL(endpoint.url)
                 service.update(host=upstream.host, port=upstream.port, path=f"/{source.bucket}")
             self.sources[spec.name] = source
@@ -144,6 +153,8 @@ class DataService:
                 return _kong_message(status, f"injected fault (HTTP {status})")
             if source.store is not None:
                 return self._fhir(request, source.store, tail)
+            if source.upstream is not None:
+                return await self._fhir_upstream(request, source.upstream, tail)
             return await self._s3(request, source, tail)
 
         app = web.Application()
@@ -161,6 +172,20 @@ class DataService:
         except Exception as exc:  # noqa: BLE001 - a FHIR server answers errors as OperationOutcome
             body, status = json.dumps(operation_outcome("exception", f"internal error: {exc!r}")).encode(), 500
         return web.Response(status=status, body=body, content_type=FHIR_JSON)
+
+    async def _fhir_upstream(self, request: web.Request, upstream: str, tail: str) -> web.Response:
+        path = request.path
+        base = f"{request.scheme}://{request.host}{path[: path.index('/fhir') + len('/fhir')]}"
+        url = upstream + tail + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")
+        assert self._session is not None
+        try:
+            async with self._session.get(URL(url, encoded=True), headers={"Accept": FHIR_JSON}) as answer:
+                body, status = await answer.read(), answer.status
+                content_type = answer.headers.get("Content-Type", FHIR_JSON)
+        except aiohttp.ClientError as exc:
+            return _kong_message(502, f"An invalid response was received from the upstream server: {exc!r}")
+        return web.Response(status=status, body=body.replace(upstream.encode(), base.encode()),
+                            headers={"Content-Type": content_type})
 
     async def _s3(self, request: web.Request, source: LinkedSource, tail: str) -> web.StreamResponse:
         endpoint = self.node.s3_endpoint

@@ -25,6 +25,10 @@ S3 bucket::
 Common optional key: ``"id"`` (the Kong service id; by default a UUID derived from node id and name).
 ``name`` is the Kong service name: letters, digits, ``.``, ``_``, ``~``, ``-``, unique on the node and not a
 bare UUID (the hub adapter's rule). A source needs ``generator`` or inline data (or both).
+
+External stores (docker compose: HAPI FHIR, MinIO): ``"url"`` (fhir) is the base URL of a FHIR server the
+data service proxies to, ``"bucket"`` (s3) an existing bucket on the node's S3 endpoint. The data then lives
+there (``flame-sim seed`` writes the source's generated and inline data); neither needs other data keys.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ KINDS = ("fhir", "s3")
 GENERATED_DATASETS = {"cohort.csv": cohort_csv, "signals.npy": cohort_signals}
 DEFAULT_PAGE_SIZE = 50
 _NAME = re.compile(r"^[a-zA-Z0-9._~-]+$")
-_KEYS = {"fhir": {"kind", "name", "id", "generator", "resources", "page_size"},
-         "s3": {"kind", "name", "id", "generator", "datasets", "objects"}}
+_KEYS = {"fhir": {"kind", "name", "id", "generator", "resources", "page_size", "url"},
+         "s3": {"kind", "name", "id", "generator", "datasets", "objects", "bucket"}}
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 @dataclass
@@ -62,6 +67,8 @@ class DataSourceSpec:
     objects: dict[str, bytes] = field(default_factory=dict)
     datasets: tuple[str, ...] = tuple(GENERATED_DATASETS)
     page_size: int = DEFAULT_PAGE_SIZE
+    url: str | None = None  # external FHIR server base URL
+    bucket: str | None = None  # existing bucket on the node's S3 endpoint
 
     def fhir_resources(self) -> list[dict[str, Any]]:
         """Generated resources followed by the inline ones."""
@@ -121,7 +128,11 @@ def parse_data_source(raw: dict[str, Any]) -> DataSourceSpec:
         spec.page_size = int(raw.get("page_size", DEFAULT_PAGE_SIZE))
         if spec.page_size < 1:
             raise ValueError(f"{where}: 'page_size' must be >= 1")
-        has_data = generator is not None or "resources" in raw
+        if raw.get("url") is not None:
+            if not isinstance(raw["url"], str) or not raw["url"].startswith(("http://", "https://")):
+                raise ValueError(f"{where}: 'url' must be the http(s) base URL of a FHIR server, got {raw['url']!r}")
+            spec.url = raw["url"].rstrip("/")
+        has_data = generator is not None or "resources" in raw or spec.url is not None
     else:
         objects = raw.get("objects", {})
         if not isinstance(objects, dict):
@@ -132,9 +143,15 @@ def parse_data_source(raw: dict[str, Any]) -> DataSourceSpec:
         if bad:
             raise ValueError(f"{where}: unknown generated dataset(s) {bad}; available: {sorted(GENERATED_DATASETS)}")
         spec.datasets = datasets
-        has_data = generator is not None or "objects" in raw
+        if raw.get("bucket") is not None:
+            if not isinstance(raw["bucket"], str) or not _BUCKET.match(raw["bucket"]):
+                raise ValueError(f"{where}: 'bucket' must be an S3 bucket name (3-63 of a-z, 0-9, '.', '-'), "
+                                 f"got {raw['bucket']!r}")
+            spec.bucket = raw["bucket"]
+        has_data = generator is not None or "objects" in raw or spec.bucket is not None
     if not has_data:
-        raise ValueError(f"{where}: give a 'generator' or inline data ('resources' for fhir, 'objects' for s3)")
+        raise ValueError(f"{where}: give a 'generator' or inline data ('resources' for fhir, 'objects' for s3), "
+                         f"or an external store ('url' for fhir, 'bucket' for s3)")
     return spec
 
 

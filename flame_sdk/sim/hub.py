@@ -117,6 +117,9 @@ class Hub:
         strangers = [r for r in recipients if r not in analysis.participants]
         if strangers:
             return _error(400, f"recipients {strangers} are not participants of analysis {analysis.analysis_id}")
+        absent = [r for r in recipients if r not in self.nodes]
+        if absent:  # a node stack that is still starting (separate processes): worth a retry
+            return _error(503, f"recipients {absent} have not registered at the hub yet")
         assert self._session is not None
         deliveries = [
             self._session.post(f"{self.nodes[r].inbox_url}/hub/messages",

@@ -74,23 +74,28 @@ class SimNode:
         self._runners.append(runner)
         return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    async def start(self, inbox_port: int = 0) -> None:
+    async def start(self, inbox_port: int = 0, inbox_url: str | None = None) -> None:
+        """Serve the hub inbox and register at the hub. ``inbox_url``: the address the hub should use
+        when it differs from the listen address (a container name)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.hub_session = aiohttp.ClientSession(headers={NODE_HEADER: self.node_id})
         inbox = web.Application(client_max_size=64 * 1024 * 1024)
         inbox.router.add_post("/hub/messages", self.broker.from_hub)
         inbox.router.add_get("/healthz", fixed_json({"status": "ok"}))
-        self.inbox_url = f"http://{self.host}:{await self._serve(inbox, inbox_port)}"
+        port = await self._serve(inbox, inbox_port)
+        self.inbox_url = inbox_url or f"http://{self.host}:{port}"
         await self.hub_json("POST", "/nodes", json={"node_id": self.node_id, "name": self.spec.name,
                                                     "public_key": self.public_key_hex(), "inbox_url": self.inbox_url})
         await self.storage.start()
         await self.data.start()
 
     async def deploy(self, deployment: Deployment, port: int = 0) -> Deployment:
-        """Start the gateway (nginx-<deployment_name>) for one analysis and begin status polling."""
+        """Start the gateway (nginx-<deployment_name>) for one analysis and begin status polling.
+
+        A preset ``deployment.gateway_url`` is kept (the name the gateway is reached by, e.g. in docker)."""
         self.deployments[deployment.deployment_name] = deployment
         port = await self._serve(build_gateway_app(self, deployment), port)
-        deployment.gateway_url = f"http://{self.host}:{port}"
+        deployment.gateway_url = deployment.gateway_url or f"http://{self.host}:{port}"
         self.po.watch(deployment)
         return deployment
 

@@ -1,4 +1,5 @@
-"""One real S3 endpoint per simulation: moto's S3 server on a loopback port.
+"""One real S3 endpoint per simulation: moto's S3 server on a loopback port (or, with ``S3Endpoint.external``,
+an S3 server run elsewhere, such as MinIO in docker compose; same client code).
 
 Node data services create their buckets here and reach them through their Kong S3 routes, as the Kong
 S3 gateway plugin reaches a node's bucket on a real node. The analysis never talks to it directly.
@@ -41,6 +42,15 @@ class S3Endpoint:
         self._server: Any = None
         self._prefix = "flame-" + secrets.token_hex(3)
         self._lock = threading.Lock()
+        self._access = dict(_ACCESS)
+
+    @classmethod
+    def external(cls, url: str, access_key: str, secret_key: str) -> S3Endpoint:
+        """An S3 server that runs elsewhere (nothing to start or stop), used with these credentials."""
+        endpoint = cls()
+        endpoint.url = url.rstrip("/")
+        endpoint._access = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
+        return endpoint
 
     def start(self) -> S3Endpoint:
         from moto.server import ThreadedMotoServer
@@ -63,12 +73,12 @@ class S3Endpoint:
             raise RuntimeError("S3Endpoint.start() must run before clients are created")
         config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, connect_timeout=5,
                         read_timeout=60, max_pool_connections=UPLOAD_THREADS)
-        return boto3.client("s3", endpoint_url=self.url, region_name=REGION, config=config, **_ACCESS)
+        return boto3.client("s3", endpoint_url=self.url, region_name=REGION, config=config, **self._access)
 
     def signed_headers(self, method: str, url: str) -> dict[str, str]:
         """SigV4 headers for a request to ``url`` (an already encoded URL on this endpoint)."""
         request = AWSRequest(method=method, url=url, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
-        S3SigV4Auth(Credentials(_ACCESS["aws_access_key_id"], _ACCESS["aws_secret_access_key"]), "s3",
+        S3SigV4Auth(Credentials(self._access["aws_access_key_id"], self._access["aws_secret_access_key"]), "s3",
                     REGION).add_auth(request)
         return dict(request.headers.items())
 
@@ -78,10 +88,13 @@ class S3Endpoint:
         return text[:63].rstrip("-")
 
     def create_bucket(self, name: str, objects: dict[str, bytes]) -> None:
-        """Create ``name`` (blocking; call from a worker thread) and upload ``objects``."""
+        """Create ``name`` unless it is already ours (blocking; call from a worker thread), upload ``objects``."""
         client = self.client()
         with self._lock:
-            client.create_bucket(Bucket=name)
+            try:
+                client.create_bucket(Bucket=name)
+            except client.exceptions.BucketAlreadyOwnedByYou:
+                pass  # seeding an external store again
         with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
             list(pool.map(lambda item: client.put_object(Bucket=name, Key=item[0], Body=item[1]), objects.items()))
 

@@ -13,10 +13,16 @@ class TokenError(Exception):
 
 
 class TokenIssuer:
-    """Issues and verifies HS256 tokens for analyses (one secret per simulation)."""
+    """Issues and verifies HS256 tokens for analyses (one secret per simulation).
 
-    def __init__(self, ttl_seconds: float = 3600.0) -> None:
-        self._secret = secrets.token_bytes(32)
+    Processes that must accept each other's tokens (the docker-compose node stacks) pass the same ``secret``;
+    by default every issuer draws its own.
+    """
+
+    def __init__(self, ttl_seconds: float = 3600.0, secret: bytes | None = None) -> None:
+        if secret is not None and len(secret) < 32:
+            raise ValueError(f"the token secret has {len(secret)} bytes; use at least 32 (64 hex digits)")
+        self._secret = secrets.token_bytes(32) if secret is None else secret
         self.ttl_seconds = ttl_seconds
 
     def issue(self, analysis_id: str, ttl_seconds: float | None = None) -> str:
