@@ -223,6 +223,8 @@ class FlameCoreSDK:
         self._node_finished()
 
     def _node_finished(self) -> bool:
+        if self._state.ended() in ("failed", "stopped"):
+            return False
         if not self._state.finished:
             if self._logger.progress < 100:
                 self._logger.progress = 100

@@ -35,3 +35,9 @@ def test_next_link_and_resources() -> None:
     assert bundle_resources([patient, [bundle]]) == [patient, patient]
     with pytest.raises(TypeError, match="expected FHIR Bundles"):
         bundle_resources(42)
+
+
+def test_a_query_containing_a_code_system_url_is_a_query():
+    from flame_sdk.data.bundles import fhir_suffix
+
+    assert fhir_suffix("Observation?code=http://loinc.org|8480-6") == "/Observation?code=http://loinc.org|8480-6"

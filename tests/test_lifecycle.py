@@ -162,3 +162,12 @@ def test_log_streaming_levels_halt_and_append(analysis):
         assert analysis.logs(node)[-1]["progress"] == 40 and sdk.get_progress() == 40
     finally:
         sdk.close()
+
+
+def test_a_failed_node_stays_failed_when_a_partner_finishes(analysis, sdks):
+    failing = analysis.data_node_ids[0]
+    with pytest.raises(AnalysisError):
+        sdks[failing].flame_log("broken", log_type="error")
+    sdks[analysis.aggregator_id].send_message([failing], "analysis_finished", {}, timeout=10)
+    status, health = _http("GET", _api(analysis, failing) + "/healthz")
+    assert health["status"] == "failed"

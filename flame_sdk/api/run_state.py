@@ -42,10 +42,10 @@ class RunState:
     def ended(self) -> str | None:
         """The terminal status once the run is over, else None."""
         status = self.logger.status
+        if status in (AnalysisStatus.FAILED, AnalysisStatus.STOPPED):
+            return status.value  # a failed or stopped run stays so, even if a partner finishes later
         if self.finished or status == AnalysisStatus.EXECUTED:
             return AnalysisStatus.EXECUTED.value
-        if status in (AnalysisStatus.FAILED, AnalysisStatus.STOPPED):
-            return status.value
         return None
 
     def interrupted(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +23,7 @@ def fhir_suffix(url_or_query: str, base_paths: Iterable[str] = ()) -> str:
     occurrence of one of ``base_paths`` (e.g. the Kong service's ``path``) or of ``/fhir``, followed by
     ``/``, ``?`` or the end; a URL without one of them raises ValueError.
     """
-    if "://" not in url_or_query:
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url_or_query):  # a query may contain URLs (code systems)
         return "/" + url_or_query.lstrip("/")
     parts = urlsplit(url_or_query)
     query = f"?{parts.query}" if parts.query else ""
