@@ -13,7 +13,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from flame_sdk.constants import MAX_MESSAGE_BYTES
 from flame_sdk.sim.model import Deployment
-from flame_sdk.sim.web import fixed_json
+from flame_sdk.sim.web import fixed_json, json_error
 
 if TYPE_CHECKING:
     from flame_sdk.sim.node import SimNode
@@ -25,9 +25,6 @@ DELIVERY_ATTEMPTS = 6
 class _DeliveryFailed(Exception):
     pass
 
-
-def _error(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=status)
 
 
 class BrokerService:
@@ -84,7 +81,7 @@ class BrokerService:
         analysis = await self._analysis(request.match_info["analysis_id"])
         me = [n for n in analysis["nodes"] if n["node_id"] == self.node.node_id]
         if not me:
-            return _error(404, "this node does not participate in the analysis")
+            return json_error(404, "this node does not participate in the analysis")
         return web.json_response(self._participant(me[0]))
 
     async def subscribe(self, request: web.Request) -> web.Response:
@@ -95,7 +92,7 @@ class BrokerService:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            return _error(400, 'expected {"webhookUrl": "http://..."}')
+            return json_error(400, 'expected {"webhookUrl": "http://..."}')
         subscription_id = str(uuid.uuid4())
         self.subscriptions.setdefault(analysis_id, {})[subscription_id] = url
         return web.json_response({"subscriptionId": subscription_id, "analysisId": analysis_id, "webhookUrl": url},
@@ -128,22 +125,22 @@ class BrokerService:
         analysis_id = request.match_info["analysis_id"]
         body, error = await self._read_message(request)
         if error:
-            return _error(413 if "exceeds" in error else 400, error)
+            return json_error(413 if "exceeds" in error else 400, error)
         recipients = body.get("recipients")
         if not isinstance(recipients, list) or not recipients or not all(isinstance(r, str) for r in recipients):
-            return _error(400, "recipients must be a non-empty list of node ids")
+            return json_error(400, "recipients must be a non-empty list of node ids")
         analysis = await self._analysis(analysis_id)
         others = {n["node_id"] for n in analysis["nodes"] if n["node_id"] != self.node.node_id}
         strangers = [r for r in recipients if r not in others]
         if strangers:
-            return _error(400, f"recipients {strangers} are not other participants of analysis {analysis_id}")
+            return json_error(400, f"recipients {strangers} are not other participants of analysis {analysis_id}")
         return await self._relay(analysis_id, recipients, body["message"])
 
     async def broadcast(self, request: web.Request) -> web.Response:
         analysis_id = request.match_info["analysis_id"]
         body, error = await self._read_message(request)
         if error:
-            return _error(413 if "exceeds" in error else 400, error)
+            return json_error(413 if "exceeds" in error else 400, error)
         analysis = await self._analysis(analysis_id)
         others = [n["node_id"] for n in analysis["nodes"] if n["node_id"] != self.node.node_id]
         return await self._relay(analysis_id, others, body["message"])

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from flame_sdk.sim.model import Deployment
 from flame_sdk.sim.tokens import TokenError, bearer_token
+from flame_sdk.sim.web import json_error
 
 if TYPE_CHECKING:
     from flame_sdk.sim.node import SimNode
@@ -36,9 +37,6 @@ def allowed_paths(deployment: Deployment) -> list[re.Pattern[str]]:
     )]
 
 
-def _deny(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=status)
-
 
 async def _healthy(_: web.Request) -> web.Response:
     return web.Response(text="healthy")
@@ -53,12 +51,12 @@ def build_gateway_app(node: SimNode, deployment: Deployment) -> web.Application:
         if path == "/healthz" or path.startswith("/analysis/"):
             return await handler(request)
         if not any(rule.match(path) for rule in rules):
-            return _deny(403, f"{path} is not reachable from analysis {deployment.analysis_id} through its gateway")
+            return json_error(403, f"{path} is not reachable from analysis {deployment.analysis_id} through its gateway")
         if not path.startswith("/kong/"):
             try:
                 node.tokens.verify(bearer_token(request.headers.get("Authorization")), deployment.analysis_id)
             except TokenError as exc:
-                return _deny(401, str(exc))
+                return json_error(401, str(exc))
         return await handler(request)
 
     app = web.Application(middlewares=[guard], client_max_size=1024**3)
@@ -93,7 +91,7 @@ def _add_forwarder(app: web.Application, target: str) -> None:
                 out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
                 return web.Response(status=resp.status, body=body, headers=out)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return _deny(502, f"the analysis API at {target} did not answer: {exc!r}")
+            return json_error(502, f"the analysis API at {target} did not answer: {exc!r}")
 
     app.cleanup_ctx.append(session_ctx)
     app.router.add_route("*", "/analysis/{tail:.*}", forward)

@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from flame_sdk.sim.hub_storage import add_hub_storage_routes
-from flame_sdk.sim.web import fixed_json
+from flame_sdk.sim.web import fixed_json, json_error
 
 NODE_HEADER = "X-Node-Id"
 
@@ -31,9 +31,6 @@ class HubAnalysis:
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> {"status", "progress"}
     logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-
-def _error(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=status)
 
 
 class Hub:
@@ -69,7 +66,7 @@ class Hub:
     async def _node_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         open_paths = request.path == "/healthz" or (request.method == "POST" and request.path in ("/nodes", "/analyses"))
         if not open_paths and request.headers.get(NODE_HEADER) not in self.nodes:
-            return _error(401, f"unknown or missing {NODE_HEADER} header")
+            return json_error(401, f"unknown or missing {NODE_HEADER} header")
         return await handler(request)
 
     def analysis(self, request: web.Request) -> HubAnalysis:
@@ -101,7 +98,7 @@ class Hub:
     async def get_node(self, request: web.Request) -> web.Response:
         node = self.nodes.get(request.match_info["node_id"])
         if node is None:
-            return _error(404, f"node {request.match_info['node_id']} does not exist")
+            return json_error(404, f"node {request.match_info['node_id']} does not exist")
         return web.json_response({"id": node.node_id, "name": node.name, "public_key": node.public_key_hex})
 
     async def get_analysis(self, request: web.Request) -> web.Response:
@@ -116,10 +113,10 @@ class Hub:
         sender, recipients = request.headers[NODE_HEADER], body["recipients"]
         strangers = [r for r in recipients if r not in analysis.participants]
         if strangers:
-            return _error(400, f"recipients {strangers} are not participants of analysis {analysis.analysis_id}")
+            return json_error(400, f"recipients {strangers} are not participants of analysis {analysis.analysis_id}")
         absent = [r for r in recipients if r not in self.nodes]
         if absent:  # a node stack that is still starting (separate processes): worth a retry
-            return _error(503, f"recipients {absent} have not registered at the hub yet")
+            return json_error(503, f"recipients {absent} have not registered at the hub yet")
         assert self._session is not None
         deliveries = [
             self._session.post(f"{self.nodes[r].inbox_url}/hub/messages",
@@ -128,7 +125,7 @@ class Hub:
         ]
         for response in await asyncio.gather(*deliveries, return_exceptions=True):
             if isinstance(response, BaseException):
-                return _error(502, f"delivery to a node failed: {response!r}")
+                return json_error(502, f"delivery to a node failed: {response!r}")
             response.release()
         return web.json_response({"delivered": len(recipients)}, status=202)
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from flame_sdk.sim.web import json_error
+
 if TYPE_CHECKING:
     from flame_sdk.sim.hub import Hub, HubAnalysis
 
@@ -81,9 +83,6 @@ def final_results(hub: Hub, analysis_id: str) -> list[tuple[str, bytes]]:
     return [(r.filename, r.path.read_bytes()) for r in store.results.get(analysis_id, [])]
 
 
-def _error(status: int, reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=status)
-
 
 async def _receive_file(request: web.Request, path: Path) -> int:
     """Stream the request body to ``path``; return its size. A failed upload leaves no file."""
@@ -117,7 +116,7 @@ def add_hub_storage_routes(app: web.Application, hub: Hub) -> None:
         analysis, sender = member(request)
         recipient = request.query.get("recipient", "")
         if recipient not in analysis.participants:
-            return _error(400, f"recipient {recipient!r} is not a participant of analysis {analysis.analysis_id}")
+            return json_error(400, f"recipient {recipient!r} is not a participant of analysis {analysis.analysis_id}")
         object_id = str(uuid.uuid4())
         path = store.root / "temp" / analysis.analysis_id / object_id
         size = await _receive_file(request, path)
@@ -129,13 +128,13 @@ def add_hub_storage_routes(app: web.Application, hub: Hub) -> None:
         analysis, _ = member(request)
         stored = store.objects.get(request.match_info["object_id"])
         if stored is None or stored.analysis_id != analysis.analysis_id:
-            return _error(404, f"object {request.match_info['object_id']} does not exist in this analysis' bucket")
+            return json_error(404, f"object {request.match_info['object_id']} does not exist in this analysis' bucket")
         return web.FileResponse(stored.path, headers={"Content-Type": "application/octet-stream"})
 
     async def put_result(request: web.Request) -> web.Response:
         analysis, caller = member(request)
         if analysis.participants[caller] != "aggregator":
-            return _error(403, f"only the aggregator of analysis {analysis.analysis_id} may submit final results")
+            return json_error(403, f"only the aggregator of analysis {analysis.analysis_id} may submit final results")
         filename = request.query.get("filename") or "result.bin"
         file_id = str(uuid.uuid4())
         path = store.root / "results" / analysis.analysis_id / file_id
@@ -153,7 +152,7 @@ def add_hub_storage_routes(app: web.Application, hub: Hub) -> None:
         analysis = hub.analysis(request)
         found = [r for r in store.results.get(analysis.analysis_id, []) if r.file_id == request.match_info["file_id"]]
         if not found:
-            return _error(404, f"final result {request.match_info['file_id']} does not exist")
+            return json_error(404, f"final result {request.match_info['file_id']} does not exist")
         return web.FileResponse(found[0].path, headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": 'attachment; filename="{}"'.format(found[0].filename.replace('"', "'")),
