@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from flame_sdk import FlameCoreSDK
-from flame_sdk.sim.simulation import SimAnalysis, SimConfig, Simulation
+from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
 
 
 @pytest.fixture(scope="module")

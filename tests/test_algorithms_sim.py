@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flame_sdk.sim.runner import run_analysis
+from flame_sdk.sim.run.runner import run_analysis
 from flame_sdk.testing import assert_matches_pooled, run_local
 from tests.test_algorithms_math import ALGORITHMS, load
 

@@ -10,7 +10,7 @@ ANALYSES = Path(__file__).parent / "analyses"
 
 
 def flame_sim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flame_sdk.sim.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "flame_sdk.sim.run.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=240)
 
 

@@ -7,9 +7,9 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flame_sdk import crypto
-from flame_sdk.crypto import Decryptor, Encryptor, EnvelopeHeader, decrypt, encrypt
 from flame_sdk.errors import TamperedDataError
+from flame_sdk.sim.common import crypto
+from flame_sdk.sim.common.crypto import Decryptor, Encryptor, EnvelopeHeader, decrypt, encrypt
 
 SEG = 1024
 

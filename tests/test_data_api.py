@@ -15,9 +15,9 @@ import pytest
 from flame_sdk import FlameCoreSDK
 from flame_sdk.clients.data import S3SourceClient
 from flame_sdk.errors import DataSourceError
-from flame_sdk.sim.data_sources import default_cohort
-from flame_sdk.sim.simulation import SimAnalysis, SimConfig, Simulation
-from flame_sdk.sim.synthetic import CohortParams, cohort_csv, cohort_resources, cohort_signals
+from flame_sdk.sim.data.data_sources import default_cohort
+from flame_sdk.sim.data.synthetic import CohortParams, cohort_csv, cohort_resources, cohort_signals
+from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
 
 SEED = 11  # tests/conftest.py's simulation seed
 

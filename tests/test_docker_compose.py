@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from flame_sdk.config import ENV_API_HOST, ENV_API_PORT, ENV_NODE_BASE_URL, PLATFORM_ENV, NodeConfig
-from flame_sdk.sim.cli import build_parser
-from flame_sdk.sim.simulation import SimConfig, Simulation
-from flame_sdk.sim.tokens import TokenIssuer
-from flame_sdk.sim.topology import (
+from flame_sdk.sim.common.keycloak import TokenIssuer
+from flame_sdk.sim.run.cli import build_parser
+from flame_sdk.sim.run.simulation import SimConfig, Simulation
+from flame_sdk.sim.run.topology import (
     S3_KEY_VARS,
     SECRET_VAR,
     Topology,

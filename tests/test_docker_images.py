@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flame_sdk.constants import DEFAULT_API_PORT
-from flame_sdk.sim.topology import HUB_PORT, INBOX_PORT
+from flame_sdk.sim.run.topology import HUB_PORT, INBOX_PORT
 from tests.test_docker_compose import DOCKER, load_compose
 
 ROOT = DOCKER.parent
@@ -130,7 +130,7 @@ def test_sim_image_entrypoint_is_the_flame_sim_console_script():
     dockerfile = DOCKER / "Dockerfile.sim"
     assert entrypoint_command(dockerfile, "0") == ["flame-sim"]
     script = re.search(r'^flame-sim\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
-    assert script is not None and script.group(1) == "flame_sdk.sim.cli:main"
+    assert script is not None and script.group(1) == "flame_sdk.sim.run.cli:main"
     final = effective(dockerfile, "0")
     assert any("[sim]" in args for k, args in final if k == "RUN" and "pip install" in args)
     assert {"80", str(HUB_PORT), str(INBOX_PORT)} <= set((last(final, "EXPOSE") or "").split())

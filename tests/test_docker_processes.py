@@ -28,17 +28,17 @@ from flame_sdk import FlameCoreSDK
 from flame_sdk.config import ENV_API_HOST, ENV_API_PORT, ENV_NODE_BASE_URL
 from flame_sdk.errors import AnalysisError
 from flame_sdk.runtime import EventLoopThread
-from flame_sdk.sim.node import free_port
-from flame_sdk.sim.s3_server import S3Endpoint
-from flame_sdk.sim.simulation import SimConfig, Simulation
-from flame_sdk.sim.topology import Topology, fhir_services, load_topology
+from flame_sdk.sim.run.simulation import SimConfig, Simulation
+from flame_sdk.sim.run.topology import Topology, fhir_services, load_topology
+from flame_sdk.sim.services.node_stack import free_port
+from flame_sdk.sim.services.s3_server import S3Endpoint
 from tests.test_docker_compose import DOCKER, environment, load_compose
 from tests.test_docker_images import entrypoint_command
 from tests.test_docker_seed import HapiStandIn
 
 ROOT = DOCKER.parent
-#: ``flame-sim`` (the sim image's ENTRYPOINT) is the console script for flame_sdk.sim.cli:main.
-FLAME_SIM = [sys.executable, "-m", "flame_sdk.sim.cli"]
+#: ``flame-sim`` (the sim image's ENTRYPOINT) is the console script for flame_sdk.sim.run.cli:main.
+FLAME_SIM = [sys.executable, "-m", "flame_sdk.sim.run.cli"]
 START_LIMIT = 30.0
 
 

@@ -18,11 +18,11 @@ import pytest
 from aiohttp import web
 
 from flame_sdk.runtime import EventLoopThread
-from flame_sdk.sim.data_sources import default_data_sources, parse_data_sources
-from flame_sdk.sim.fhir_server import FhirStore
-from flame_sdk.sim.s3_server import S3Endpoint
-from flame_sdk.sim.seed import seed
-from flame_sdk.sim.topology import S3_KEY_VARS, compose_topology
+from flame_sdk.sim.data.data_sources import default_data_sources, parse_data_sources
+from flame_sdk.sim.run.seed import seed
+from flame_sdk.sim.run.topology import S3_KEY_VARS, compose_topology
+from flame_sdk.sim.services.fhir_server import FhirStore
+from flame_sdk.sim.services.s3_server import S3Endpoint
 
 FHIR_JSON = "application/fhir+json"
 SCAN = 1000

@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl
 import pytest
 
 from flame_sdk.data.bundles import next_link
-from flame_sdk.sim.fhir_server import FhirError, FhirStore
-from flame_sdk.sim.synthetic import CohortParams, cohort_resources
+from flame_sdk.sim.data.synthetic import CohortParams, cohort_resources
+from flame_sdk.sim.services.fhir_server import FhirError, FhirStore
 
 BASE = "http://gw/kong/src/fhir"
 RESOURCES = cohort_resources(CohortParams(patients=30, seed=5, id_prefix="s"))

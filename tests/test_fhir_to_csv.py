@@ -9,7 +9,7 @@ import pytest
 
 from flame_sdk.data.fhir_to_csv import fhir_to_csv
 from flame_sdk.data.frames import resources_frame, to_models
-from flame_sdk.sim.synthetic import CohortParams, cohort_resources
+from flame_sdk.sim.data.synthetic import CohortParams, cohort_resources
 
 RESOURCES = cohort_resources(CohortParams(patients=25, seed=8, id_prefix="x"))
 OBSERVATIONS = [r for r in RESOURCES if r["resourceType"] == "Observation"]

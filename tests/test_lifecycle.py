@@ -11,7 +11,7 @@ import pytest
 
 from flame_sdk import FlameCoreSDK
 from flame_sdk.errors import AnalysisError, ConfigurationError
-from flame_sdk.sim.simulation import SimConfig, Simulation
+from flame_sdk.sim.run.simulation import SimConfig, Simulation
 from tests.conftest import connect_all
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from flame.star import NodeFailedError, StarAggregator, StarAnalyzer, StarModelTester
-from flame_sdk.sim.simulation import SimConfig, Simulation
+from flame_sdk.sim.run.simulation import SimConfig, Simulation
 from flame_sdk.star.errors import StarRunError
 from flame_sdk.testing import run_local
 from flame_sdk.testing.local_run import split_specs

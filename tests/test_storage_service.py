@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from flame_sdk import crypto
-from flame_sdk.sim.simulation import SimAnalysis, Simulation
+from flame_sdk.sim.common import crypto
+from flame_sdk.sim.run.simulation import SimAnalysis, Simulation
 
 
 async def call(analysis: SimAnalysis, node_id: str, method: str, path: str, *, fields: dict[str, str] | None = None,

@@ -12,8 +12,8 @@ import pytest
 
 from flame_sdk import FlameCoreSDK
 from flame_sdk.errors import RoleError, TamperedDataError, UnknownNodeError
-from flame_sdk.sim.hub_storage import hub_store
-from flame_sdk.sim.simulation import SimAnalysis, Simulation
+from flame_sdk.sim.run.simulation import SimAnalysis, Simulation
+from flame_sdk.sim.services.hub_storage import hub_store
 from tests.conftest import connect_all
 
 

@@ -11,14 +11,15 @@ import pandas as pd
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from flame_sdk.sim.data_sources import (
+from flame_sdk.sim.data.bundle_export import write_bundles
+from flame_sdk.sim.data.data_sources import (
     default_cohort,
     default_data_sources,
     parse_data_source,
     parse_data_sources,
     sources_from_split,
 )
-from flame_sdk.sim.synthetic import (
+from flame_sdk.sim.data.synthetic import (
     CONDITION_CODES,
     CSV_COLUMNS,
     OBSERVATION_CODES,
@@ -27,7 +28,6 @@ from flame_sdk.sim.synthetic import (
     cohort_resources,
     cohort_signals,
     generate_patients,
-    write_bundles,
 )
 
 SMALL = CohortParams(patients=40, seed=3, id_prefix="t")

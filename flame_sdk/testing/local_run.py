@@ -143,7 +143,7 @@ def run_local(
     the synthetic data; then ``nodes`` is ``len(data_splits) + 1``. With ``raise_on_failure`` a failed run
     raises the error of the node that caused it (``StarRunError`` naming it); the run is ``error.run``.
     """
-    from flame_sdk.sim.simulation import SimConfig, Simulation
+    from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
     if data_splits is not None:
         if simulation is not None:

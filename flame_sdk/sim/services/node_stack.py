@@ -11,15 +11,14 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flame_sdk.sim.broker import BrokerService
-from flame_sdk.sim.data_service import DataService
-from flame_sdk.sim.gateway import build_gateway_app
-from flame_sdk.sim.hub import NODE_HEADER
-from flame_sdk.sim.model import Deployment, NodeSpec
-from flame_sdk.sim.po import POService
-from flame_sdk.sim.storage_service import StorageService
-from flame_sdk.sim.tokens import TokenIssuer
-from flame_sdk.sim.web import fixed_json
+from flame_sdk.sim.common.keycloak import TokenIssuer
+from flame_sdk.sim.common.platform_model import NODE_HEADER, Deployment, NodeSpec
+from flame_sdk.sim.common.web import fixed_json
+from flame_sdk.sim.services.broker_service import BrokerService
+from flame_sdk.sim.services.data_service import DataService
+from flame_sdk.sim.services.gateway import build_gateway_app
+from flame_sdk.sim.services.po_service import POService
+from flame_sdk.sim.services.result_service import StorageService
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -94,7 +93,9 @@ class SimNode:
 
         A preset ``deployment.gateway_url`` is kept (the name the gateway is reached by, e.g. in docker)."""
         self.deployments[deployment.deployment_name] = deployment
-        port = await self._serve(build_gateway_app(self, deployment), port)
+        app = build_gateway_app(deployment, self.tokens, broker=self.broker, po=self.po, storage=self.storage,
+                                data=self.data)
+        port = await self._serve(app, port)
         deployment.gateway_url = deployment.gateway_url or f"http://{self.host}:{port}"
         self.po.watch(deployment)
         return deployment

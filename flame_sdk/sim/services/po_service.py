@@ -15,11 +15,11 @@ import aiohttp
 from aiohttp import web
 
 from flame_sdk.constants import LOG_LEVELS
-from flame_sdk.sim.model import Deployment
-from flame_sdk.sim.web import fixed_json
+from flame_sdk.sim.common.platform_model import Deployment
+from flame_sdk.sim.common.web import fixed_json
 
 if TYPE_CHECKING:
-    from flame_sdk.sim.node import SimNode
+    from flame_sdk.sim.services.service_interfaces import NodeContext
 
 TERMINAL = ("executed", "stopped", "failed")
 #: Refresh the token when less than this many seconds remain (the real PO: two loop intervals + 1 s).
@@ -37,7 +37,7 @@ def _error(status: int, reason: str) -> web.Response:
 class POService:
     """Node-level PO: received log records per analysis and one status watcher task per deployment."""
 
-    def __init__(self, node: SimNode) -> None:
+    def __init__(self, node: NodeContext) -> None:
         self.node = node
         self.logs: dict[str, list[dict[str, Any]]] = {}
         self.statuses: dict[str, str] = {}  # deployment name -> last status seen on /healthz

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from flame_sdk.sim.web import json_error
+from flame_sdk.sim.common.platform_model import NODE_HEADER
+from flame_sdk.sim.common.web import json_error
 
 if TYPE_CHECKING:
-    from flame_sdk.sim.hub import Hub, HubAnalysis
-
-NODE_HEADER = "X-Node-Id"
+    from flame_sdk.sim.common.platform_model import HubAnalysis
+    from flame_sdk.sim.services.service_interfaces import HubRegistry as Hub
 CHUNK = 1024 * 1024
 
 

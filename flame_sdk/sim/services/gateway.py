@@ -13,12 +13,16 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from flame_sdk.sim.model import Deployment
-from flame_sdk.sim.tokens import TokenError, bearer_token
-from flame_sdk.sim.web import json_error
+from flame_sdk.sim.common.keycloak import TokenError, bearer_token
+from flame_sdk.sim.common.platform_model import Deployment
+from flame_sdk.sim.common.web import json_error
 
 if TYPE_CHECKING:
-    from flame_sdk.sim.node import SimNode
+    from flame_sdk.sim.common.keycloak import TokenIssuer
+    from flame_sdk.sim.services.broker_service import BrokerService
+    from flame_sdk.sim.services.data_service import DataService
+    from flame_sdk.sim.services.po_service import POService
+    from flame_sdk.sim.services.result_service import StorageService
 
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 
@@ -42,7 +46,9 @@ async def _healthy(_: web.Request) -> web.Response:
     return web.Response(text="healthy")
 
 
-def build_gateway_app(node: SimNode, deployment: Deployment) -> web.Application:
+def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: BrokerService, po: POService,
+                      storage: StorageService, data: DataService) -> web.Application:
+    """The gateway of one deployment over the node's services."""
     rules = allowed_paths(deployment)
 
     @web.middleware
@@ -54,7 +60,7 @@ def build_gateway_app(node: SimNode, deployment: Deployment) -> web.Application:
             return json_error(403, f"{path} is not reachable from analysis {deployment.analysis_id} through its gateway")
         if not path.startswith("/kong/"):
             try:
-                node.tokens.verify(bearer_token(request.headers.get("Authorization")), deployment.analysis_id)
+                tokens.verify(bearer_token(request.headers.get("Authorization")), deployment.analysis_id)
             except TokenError as exc:
                 return json_error(401, str(exc))
         return await handler(request)
@@ -62,11 +68,11 @@ def build_gateway_app(node: SimNode, deployment: Deployment) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=1024**3)
     app.router.add_get("/healthz", _healthy)
     _add_forwarder(app, deployment.analysis_api_url)
-    app.add_subapp("/message-broker", node.broker.create_app(deployment))
-    app.add_subapp("/po", node.po.create_app(deployment))
-    app.add_subapp("/storage", node.storage.create_app(deployment))
-    app.add_subapp("/kong", node.data.create_kong_app(deployment))
-    app.add_subapp("/hub-adapter", node.data.create_hub_adapter_app(deployment))
+    app.add_subapp("/message-broker", broker.create_app(deployment))
+    app.add_subapp("/po", po.create_app(deployment))
+    app.add_subapp("/storage", storage.create_app(deployment))
+    app.add_subapp("/kong", data.create_kong_app(deployment))
+    app.add_subapp("/hub-adapter", data.create_hub_adapter_app(deployment))
     return app
 
 

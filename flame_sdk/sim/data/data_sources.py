@@ -38,7 +38,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from flame_sdk.sim.synthetic import (
+from flame_sdk.sim.data.synthetic import (
     CohortParams,
     cohort_csv,
     cohort_resources,

@@ -1,4 +1,4 @@
-"""Plain data describing a simulated platform: nodes, analyses and their deployments."""
+"""Plain data describing a simulated platform: nodes, analyses, their deployments, and the hub's records."""
 
 from __future__ import annotations
 
@@ -44,3 +44,28 @@ class Deployment:
             "FLAME_API_HOST": api.hostname or "127.0.0.1",
             "FLAME_API_PORT": str(api.port or 8000),
         }
+
+
+#: Header by which node services identify themselves to the simulated hub (a simulator-internal hop).
+NODE_HEADER = "X-Node-Id"
+
+
+@dataclass
+class HubNode:
+    """A node as registered at the hub."""
+
+    node_id: str
+    name: str
+    public_key_hex: str
+    inbox_url: str  # where the hub delivers messages for this node's broker
+
+
+@dataclass
+class HubAnalysis:
+    """An analysis as the hub records it: participants, their statuses and streamed logs."""
+
+    analysis_id: str
+    project_id: str
+    participants: dict[str, str]  # node id -> role
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> {"status", "progress"}
+    logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)

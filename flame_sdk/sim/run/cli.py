@@ -6,18 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from flame_sdk.sim import results as results_view
+from flame_sdk.sim.run import results_view
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flame_sdk.sim.runner import run_analysis
+    from flame_sdk.sim.run.runner import run_analysis
 
     return run_analysis(args.analysis, nodes=args.nodes, seed=args.seed, results_dir=Path(args.results),
                         timeout=args.timeout, refresh=args.refresh)
 
 
 def _data(args: argparse.Namespace) -> int:
-    from flame_sdk.sim.synthetic import write_bundles
+    from flame_sdk.sim.data.bundle_export import write_bundles
 
     for path in write_bundles(Path(args.out), nodes=args.nodes, seed=args.seed):
         print(path)
@@ -29,7 +29,7 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from flame_sdk.sim.serve import serve
+    from flame_sdk.sim.run.serve import serve
 
     return serve(args.role, Path(args.topology), node=args.node, host=args.host, port=args.port,
                  results=Path(args.results) if args.results else None, exit_when_finished=args.exit_when_finished,
@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from flame_sdk.sim.seed import seed
+    from flame_sdk.sim.run.seed import seed
 
     return seed(Path(args.topology), timeout=args.timeout)
 

@@ -8,7 +8,7 @@ Paths, form fields and answers follow PrivateAIM/node-result-service:
 * ``PUT /local`` (``file`` + optional ``tag``) -> ``{"url"}``; ``GET /local/tags`` -> ``{"tags": [{"name", "url"}]}``;
   ``GET /local/tags/{tag}`` -> ``{"results": [{"filename", "url"}]}``; ``GET /local/{object_id}``
 
-Global data is encrypted here for its recipient with ``flame_sdk.crypto`` and streamed to the hub;
+Global data is encrypted here for its recipient with ``flame_sdk.sim.common.crypto`` and streamed to the hub;
 the recipient's service verifies and decrypts it into a spool file before answering, so only
 authenticated plaintext ever reaches the analysis. Differences from the reference are listed in
 docs/protocol.md.
@@ -27,15 +27,15 @@ import numpy as np
 from aiohttp import BodyPartReader, web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flame_sdk import crypto
 from flame_sdk.errors import TamperedDataError
-from flame_sdk.sim.local_store import LocalStore
+from flame_sdk.sim.common import crypto
+from flame_sdk.sim.services.local_store import LocalStore
 from flame_sdk.storage import local_dp
 from flame_sdk.storage.tags import is_valid_tag
 
 if TYPE_CHECKING:
-    from flame_sdk.sim.model import Deployment
-    from flame_sdk.sim.node import SimNode
+    from flame_sdk.sim.common.platform_model import Deployment
+    from flame_sdk.sim.services.service_interfaces import NodeContext
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
@@ -117,7 +117,7 @@ def _base_url(request: web.Request, prefix: str) -> str:
 class StorageService:
     """Per-node storage service; ``create_app`` gives the routes one deployment sees."""
 
-    def __init__(self, node: SimNode) -> None:
+    def __init__(self, node: NodeContext) -> None:
         self.node = node
         self.local = LocalStore(node.state_dir / "storage" / "local")
         self.spool = node.state_dir / "storage" / "spool"

@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from flame_sdk.sim.hub_storage import add_hub_storage_routes
-from flame_sdk.sim.web import fixed_json, json_error
-
-NODE_HEADER = "X-Node-Id"
-
-
-@dataclass
-class HubNode:
-    node_id: str
-    name: str
-    public_key_hex: str
-    inbox_url: str  # where the hub delivers messages for this node's broker
-
-
-@dataclass
-class HubAnalysis:
-    analysis_id: str
-    project_id: str
-    participants: dict[str, str]  # node id -> role
-    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> {"status", "progress"}
-    logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
+from flame_sdk.sim.common.platform_model import NODE_HEADER, HubAnalysis, HubNode
+from flame_sdk.sim.common.web import fixed_json, json_error
+from flame_sdk.sim.services.hub_storage import add_hub_storage_routes
 
 
 class Hub:

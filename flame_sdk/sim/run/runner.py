@@ -11,8 +11,8 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-from flame_sdk.sim import results as results_view
-from flame_sdk.sim.simulation import SimAnalysis, SimConfig, Simulation
+from flame_sdk.sim.run import results_view
+from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
 
 TERMINAL = ("executed", "failed", "stopped")
 #: After one node failed, the others get this long to stop on their own before they are terminated.

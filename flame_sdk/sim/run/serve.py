@@ -24,14 +24,14 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from flame_sdk.sim import results as results_view
-from flame_sdk.sim.hub import Hub, HubAnalysis
-from flame_sdk.sim.hub_storage import StoredResult, hub_store
-from flame_sdk.sim.node import SimNode
-from flame_sdk.sim.s3_server import S3Endpoint
-from flame_sdk.sim.seed import s3_endpoint
-from flame_sdk.sim.tokens import TokenIssuer
-from flame_sdk.sim.topology import SECRET_VAR, Topology, TopologyError, load_topology
+from flame_sdk.sim.common.keycloak import TokenIssuer
+from flame_sdk.sim.run import results_view
+from flame_sdk.sim.run.seed import s3_endpoint
+from flame_sdk.sim.run.topology import SECRET_VAR, Topology, TopologyError, load_topology
+from flame_sdk.sim.services.hub import Hub, HubAnalysis
+from flame_sdk.sim.services.hub_storage import StoredResult, hub_store
+from flame_sdk.sim.services.node_stack import SimNode
+from flame_sdk.sim.services.s3_server import S3Endpoint
 
 TERMINAL = ("executed", "failed", "stopped")
 #: How long a node stack waits for the hub to answer before it gives up.

@@ -1,11 +1,11 @@
 """Node data API: Kong routes to FHIR and S3 sources, and the hub adapter's datastore listing.
 
-Per node, every data source of ``node.spec.data_sources`` (see ``flame_sdk.sim.data_sources``) becomes a Kong
+Per node, every data source of ``node.spec.data_sources`` (see ``flame_sdk.sim.data.data_sources``) becomes a Kong
 service named after the source, linked to every project deployed on the node. A deployment sees:
 
 * ``/hub-adapter/kong/datastore/{project_id}``: ``{"data": [Kong service objects]}`` (``?detailed=true`` adds
   each service's ``routes``);
-* ``/kong/{name}/fhir/{...}``: the source's FHIR server (``flame_sdk.sim.fhir_server``), or the external one
+* ``/kong/{name}/fhir/{...}``: the source's FHIR server (``flame_sdk.sim.services.fhir_server``), or the external one
   its ``url`` names (proxied; the server's own base URL in its answers, e.g. page links, becomes the route's);
 * ``/kong/{name}/s3`` (bucket listing, S3 ListObjects XML; query parameters pass through) and ``/kong/{name}/s3/{key}``
   (object), proxied with SigV4 to the node's bucket on the simulation's S3 endpoint, streamed.
@@ -27,12 +27,12 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from flame_sdk.sim.data_sources import DataSourceSpec, parse_data_sources
-from flame_sdk.sim.fhir_server import FhirError, FhirStore, operation_outcome
+from flame_sdk.sim.data.data_sources import DataSourceSpec, parse_data_sources
+from flame_sdk.sim.services.fhir_server import FhirError, FhirStore, operation_outcome
 
 if TYPE_CHECKING:
-    from flame_sdk.sim.model import Deployment
-    from flame_sdk.sim.node import SimNode
+    from flame_sdk.sim.common.platform_model import Deployment
+    from flame_sdk.sim.services.service_interfaces import NodeContext
 
 FHIR_JSON = "application/fhir+json"
 _NS = uuid.UUID("6f1e5a0c-4b7e-4d55-9a53-6a1d1c0f1a5e")
@@ -65,7 +65,7 @@ class LinkedSource:
 class DataService:
     """Per-node data service; ``create_*_app`` give the routes one deployment sees."""
 
-    def __init__(self, node: SimNode) -> None:
+    def __init__(self, node: NodeContext) -> None:
         self.node = node
         self.sources: dict[str, LinkedSource] = {}
         self._session: aiohttp.ClientSession | None = None

@@ -21,9 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from flame_sdk.sim.data_sources import DataSourceSpec, parse_data_sources
-from flame_sdk.sim.s3_server import S3Endpoint
-from flame_sdk.sim.topology import S3_KEY_VARS, Topology, TopologyError, load_topology
+from flame_sdk.sim.data.data_sources import DataSourceSpec, parse_data_sources
+from flame_sdk.sim.run.topology import S3_KEY_VARS, Topology, TopologyError, load_topology
+from flame_sdk.sim.services.s3_server import S3Endpoint
 
 #: Resources per transaction Bundle.
 CHUNK = 500

@@ -12,11 +12,11 @@ from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from flame_sdk.constants import MAX_MESSAGE_BYTES
-from flame_sdk.sim.model import Deployment
-from flame_sdk.sim.web import fixed_json, json_error
+from flame_sdk.sim.common.platform_model import Deployment
+from flame_sdk.sim.common.web import fixed_json, json_error
 
 if TYPE_CHECKING:
-    from flame_sdk.sim.node import SimNode
+    from flame_sdk.sim.services.service_interfaces import NodeContext
 
 #: Webhook delivery retries (the real broker: 5 retries, exponential backoff with jitter).
 DELIVERY_ATTEMPTS = 6
@@ -30,7 +30,7 @@ class _DeliveryFailed(Exception):
 class BrokerService:
     """Node-level broker state: webhook subscriptions per analysis."""
 
-    def __init__(self, node: SimNode) -> None:
+    def __init__(self, node: NodeContext) -> None:
         self.node = node
         self.subscriptions: dict[str, dict[str, str]] = {}  # analysis id -> {subscription id: webhook url}
         self._session: aiohttp.ClientSession | None = None

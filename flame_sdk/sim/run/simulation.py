@@ -22,10 +22,10 @@ from typing import Any
 from aiohttp import web
 
 from flame_sdk.runtime import EventLoopThread
-from flame_sdk.sim.hub import Hub
-from flame_sdk.sim.model import Deployment, NodeSpec
-from flame_sdk.sim.node import SimNode, free_port
-from flame_sdk.sim.tokens import TokenIssuer
+from flame_sdk.sim.common.keycloak import TokenIssuer
+from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
+from flame_sdk.sim.services.hub import Hub
+from flame_sdk.sim.services.node_stack import SimNode, free_port
 
 
 @dataclass
@@ -69,7 +69,7 @@ def build_node_specs(config: SimConfig) -> list[NodeSpec]:
 
 def _default_sources(index: int, seed: int) -> list[dict[str, Any]]:
     try:
-        from flame_sdk.sim.data_sources import default_data_sources
+        from flame_sdk.sim.data.data_sources import default_data_sources
     except ImportError:
         return []
     return default_data_sources(index, seed)
@@ -116,7 +116,7 @@ class SimAnalysis:
 
     def final_results(self) -> list[tuple[str, bytes]]:
         """Final result files on the hub: (filename, content)."""
-        from flame_sdk.sim.hub_storage import final_results
+        from flame_sdk.sim.services.hub_storage import final_results
 
         return final_results(self.sim.hub, self.analysis_id)
 
@@ -173,7 +173,7 @@ class Simulation:
     async def _start(self) -> None:
         host = self.config.host
         if _needs_s3(self.specs):
-            from flame_sdk.sim.s3_server import S3Endpoint
+            from flame_sdk.sim.services.s3_server import S3Endpoint
 
             self.s3_endpoint = S3Endpoint(host=host)
             await asyncio.to_thread(self.s3_endpoint.start)
