@@ -50,7 +50,7 @@ def test_odds_ratio_matches_the_pooled_table():
 def test_a_failing_algorithm_argument_names_the_node():
     module = load("odds_ratio")
     arguments = module.star_arguments({"ALGO_EXPOSURE": "no_such_column"})
-    from flame_sdk.star.errors import NodeFailedError
+    from flame_sdk.star.run_errors import NodeFailedError
 
     with pytest.raises(NodeFailedError, match=r"columns \['no_such_column'\] are not in the dataset"):
         assert_matches_pooled(pooled=module.pooled_table, nodes=2, seed=7, **arguments)

@@ -12,7 +12,7 @@ from flame.star import (
     StarLocalDPModel,
     StarModel,
 )
-from flame_sdk.star.errors import StarRunError
+from flame_sdk.star.run_errors import StarRunError
 from flame_sdk.testing import FakeFlameSDK
 
 S3 = [{"values.csv": b"x\n1\n2\n3\n"}]

@@ -9,7 +9,7 @@ import pytest
 
 from flame.star import NodeFailedError, StarAggregator, StarAnalyzer, StarModelTester
 from flame_sdk.sim.run.simulation import SimConfig, Simulation
-from flame_sdk.star.errors import StarRunError
+from flame_sdk.star.run_errors import StarRunError
 from flame_sdk.testing import run_local
 from flame_sdk.testing.local_run import split_specs
 

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from flame_sdk.sim.common import laplace
 from flame_sdk.storage import local_dp
 from flame_sdk.storage.final_files import plan_final_files
 from flame_sdk.storage.serialization import dump_object, encode_final, load_object
@@ -97,10 +98,10 @@ def test_dp_normalize_and_reject():
 
 def test_dp_wire_round_trip():
     for value in (1.25, [1.0, [2.0]], {"a": 1.0}):
-        assert local_dp.decode(local_dp.encode(value)) == value
-    assert local_dp.decode(b" 42 ") == 42.0
+        assert laplace.decode(local_dp.encode(value)) == value
+    assert laplace.decode(b" 42 ") == 42.0
     with pytest.raises(ValueError, match="must contain a number"):
-        local_dp.decode(b"forty-two")
+        laplace.decode(b"forty-two")
 
 
 def test_laplace_noise_scale_statistics():
@@ -108,12 +109,12 @@ def test_laplace_noise_scale_statistics():
     rng = np.random.default_rng(1234)
     epsilon, sensitivity, draws = 0.5, 2.0, 20000
     scale = sensitivity / epsilon
-    noisy = np.array(local_dp.add_laplace_noise([10.0] * draws, epsilon, sensitivity, rng))
+    noisy = np.array(laplace.add_laplace_noise([10.0] * draws, epsilon, sensitivity, rng))
     noise = noisy - 10.0
     assert abs(noise.mean()) < 5 * scale * np.sqrt(2 / draws)
     assert abs(np.abs(noise).mean() - scale) < 0.05 * scale
     assert abs(noise.var() - 2 * scale**2) < 0.1 * 2 * scale**2
-    scalar = local_dp.add_laplace_noise(3.0, epsilon, sensitivity, np.random.default_rng(1))
+    scalar = laplace.add_laplace_noise(3.0, epsilon, sensitivity, np.random.default_rng(1))
     assert scalar != 3.0 and isinstance(scalar, float)
-    nested = local_dp.add_laplace_noise({"a": [1.0, 2.0]}, epsilon, sensitivity, np.random.default_rng(1))
+    nested = laplace.add_laplace_noise({"a": [1.0, 2.0]}, epsilon, sensitivity, np.random.default_rng(1))
     assert set(nested) == {"a"} and len(nested["a"]) == 2 and nested["a"] != [1.0, 2.0]

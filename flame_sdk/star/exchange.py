@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flame_sdk.errors import AnalysisError
-from flame_sdk.star.errors import NodeFailedError, RoundTimeoutError, StarRunError
+from flame_sdk.star.run_errors import NodeFailedError, RoundTimeoutError, StarRunError
 
 FAILED_CATEGORY = "analysis_failed"
 FINISHED_CATEGORY = "analysis_finished"

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from flame_sdk.errors import AnalysisError
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
-from flame_sdk.star.errors import NodeFailedError, StarRunError
 from flame_sdk.star.exchange import Exchange
+from flame_sdk.star.run_errors import NodeFailedError, StarRunError
 
 DEFAULT_MAX_ROUNDS = 100
 DEFAULT_ROUND_TIMEOUT = 600.0

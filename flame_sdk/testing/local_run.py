@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
-from flame_sdk.star.errors import StarRunError
-from flame_sdk.star.local_dp import StarLocalDPModel
+from flame_sdk.star.local_dp_model import StarLocalDPModel
 from flame_sdk.star.model import StarModel
+from flame_sdk.star.run_errors import StarRunError
 
 #: Bound on a whole local run (seconds) unless the caller gives one.
 DEFAULT_RUN_TIMEOUT = 300.0

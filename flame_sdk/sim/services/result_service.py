@@ -28,7 +28,7 @@ from aiohttp import BodyPartReader, web
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flame_sdk.errors import TamperedDataError
-from flame_sdk.sim.common import crypto
+from flame_sdk.sim.common import crypto, laplace
 from flame_sdk.sim.services.local_store import LocalStore
 from flame_sdk.storage import local_dp
 from flame_sdk.storage.tags import is_valid_tag
@@ -229,12 +229,12 @@ class _DeploymentRoutes:
         try:
             epsilon, sensitivity = local_dp.check_params(
                 {key: float(fields[key]) for key in ("epsilon", "sensitivity")})
-            value = local_dp.decode(content)
+            value = laplace.decode(content)
         except KeyError as exc:
             raise HTTPFail(400, f"form field {exc.args[0]!r} is required for local DP") from None
         except ValueError as exc:
             raise HTTPFail(400, str(exc)) from None
-        noisy = local_dp.add_laplace_noise(value, epsilon, sensitivity, self.service.rng)
+        noisy = laplace.add_laplace_noise(value, epsilon, sensitivity, self.service.rng)
 
         async def body() -> AsyncIterator[bytes]:
             yield local_dp.encode(noisy)
