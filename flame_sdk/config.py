@@ -6,15 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flame_sdk.constants import DEFAULT_API_PORT
 from flame_sdk.errors import ConfigurationError
-
-#: Variables set by the platform on every analysis container.
-PLATFORM_ENV = ("ANALYSIS_ID", "PROJECT_ID", "KEYCLOAK_TOKEN", "DATA_SOURCE_TOKEN", "DEPLOYMENT_NAME")
-#: Optional overrides (not set on a real node) so that many nodes can run on one machine.
-ENV_NODE_BASE_URL = "FLAME_NODE_BASE_URL"
-ENV_API_HOST = "FLAME_API_HOST"
-ENV_API_PORT = "FLAME_API_PORT"
+from flame_sdk.protocol import env as names
+from flame_sdk.protocol.analysis_api import DEFAULT_PORT as DEFAULT_API_PORT
 
 
 @dataclass
@@ -35,27 +29,27 @@ class NodeConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
         env = os.environ if env is None else env
-        base_url = env.get(ENV_NODE_BASE_URL)
-        required = ["ANALYSIS_ID", "PROJECT_ID", "KEYCLOAK_TOKEN"] + ([] if base_url else ["DEPLOYMENT_NAME"])
+        base_url = env.get(names.NODE_BASE_URL)
+        required = [names.ANALYSIS_ID, names.PROJECT_ID, names.KEYCLOAK_TOKEN] + ([] if base_url else [names.DEPLOYMENT_NAME])
         missing = [name for name in required if not env.get(name)]
         if missing:
             raise ConfigurationError(
                 f"missing environment variable(s) {', '.join(missing)}: a FLAME node sets them on the analysis "
                 f"container; to run locally use `flame-sim run <analysis.py>` or flame_sdk.testing"
             )
-        port_text = env.get(ENV_API_PORT, str(DEFAULT_API_PORT))
+        port_text = env.get(names.API_PORT, str(DEFAULT_API_PORT))
         try:
             api_port = int(port_text)
         except ValueError:
-            raise ConfigurationError(f"{ENV_API_PORT}={port_text!r} is not a port number") from None
-        deployment = env.get("DEPLOYMENT_NAME")
+            raise ConfigurationError(f"{names.API_PORT}={port_text!r} is not a port number") from None
+        deployment = env.get(names.DEPLOYMENT_NAME)
         return cls(
-            analysis_id=env["ANALYSIS_ID"],
-            project_id=env["PROJECT_ID"],
-            keycloak_token=env["KEYCLOAK_TOKEN"],
-            data_source_token=env.get("DATA_SOURCE_TOKEN"),
+            analysis_id=env[names.ANALYSIS_ID],
+            project_id=env[names.PROJECT_ID],
+            keycloak_token=env[names.KEYCLOAK_TOKEN],
+            data_source_token=env.get(names.DATA_SOURCE_TOKEN),
             deployment_name=deployment,
-            base_url=(base_url or f"http://nginx-{deployment}").rstrip("/"),
-            api_host=env.get(ENV_API_HOST, "0.0.0.0"),
+            base_url=(base_url or names.gateway_url(str(deployment))).rstrip("/"),
+            api_host=env.get(names.API_HOST, names.DEFAULT_API_HOST),
             api_port=api_port,
         )

@@ -19,10 +19,10 @@ from flame_sdk.clients.message_broker import MessageBrokerClient
 from flame_sdk.clients.messages import Message
 from flame_sdk.clients.po import POClient
 from flame_sdk.config import NodeConfig
-from flame_sdk.constants import AnalysisStatus
 from flame_sdk.errors import AnalysisError, FlameError
 from flame_sdk.http import DEFAULT_RETRY, RetryPolicy, ServiceClient
 from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.runtime import EventLoopThread
 from flame_sdk.tokens import TokenHolder
 

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from flame_sdk.constants import LOG_LEVELS, TERMINAL_STATUSES, AnalysisStatus
+from flame_sdk.protocol.po_api import LOG_LEVELS
+from flame_sdk.protocol.status import FINAL_STATUSES, AnalysisStatus
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class FlameLogger:
         except ValueError:
             new = AnalysisStatus.FAILED
         with self._lock:
-            if self.status in TERMINAL_STATUSES or self.status == new:
+            if self.status in FINAL_STATUSES or self.status == new:
                 return False
             self.status = new
             return True

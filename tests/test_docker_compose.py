@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from flame_sdk.config import ENV_API_HOST, ENV_API_PORT, ENV_NODE_BASE_URL, PLATFORM_ENV, NodeConfig
+from flame_sdk.config import NodeConfig
+from flame_sdk.protocol.env import LOCAL_OVERRIDES, PLATFORM_ENV
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.run.cli import build_parser
 from flame_sdk.sim.run.simulation import SimConfig, Simulation
@@ -168,7 +169,7 @@ def test_each_analysis_gets_exactly_the_platform_env_and_finds_its_gateway(compo
     for node in topology.nodes:
         env = environment(compose["services"][f"analysis-{node.name}"])
         assert set(env) == set(PLATFORM_ENV), "only what a real node sets; no local overrides in compose"
-        assert not {ENV_NODE_BASE_URL, ENV_API_HOST, ENV_API_PORT} & set(env)
+        assert not set(LOCAL_OVERRIDES) & set(env)
         assert env["DEPLOYMENT_NAME"] == node.deployment_name
         assert env["DATA_SOURCE_TOKEN"] == node.data_source_token
         config = NodeConfig.from_env(env)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flame_sdk.constants import DEFAULT_API_PORT
+from flame_sdk.protocol.analysis_api import DEFAULT_PORT as DEFAULT_API_PORT
 from flame_sdk.sim.run.topology import HUB_PORT, INBOX_PORT
 from tests.test_docker_compose import DOCKER, load_compose
 

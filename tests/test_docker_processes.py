@@ -25,8 +25,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from flame_sdk import FlameCoreSDK
-from flame_sdk.config import ENV_API_HOST, ENV_API_PORT, ENV_NODE_BASE_URL
 from flame_sdk.errors import AnalysisError
+from flame_sdk.protocol.env import API_HOST as ENV_API_HOST
+from flame_sdk.protocol.env import API_PORT as ENV_API_PORT
+from flame_sdk.protocol.env import NODE_BASE_URL as ENV_NODE_BASE_URL
 from flame_sdk.runtime import EventLoopThread
 from flame_sdk.sim.run.simulation import SimConfig, Simulation
 from flame_sdk.sim.run.topology import Topology, fhir_services, load_topology

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from flame_sdk.constants import AnalysisStatus
 from flame_sdk.logs import FlameLogger, format_message
+from flame_sdk.protocol.status import AnalysisStatus
 
 
 def test_format_message_variants():

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from flame_sdk.constants import MAX_MESSAGE_BYTES
 from flame_sdk.errors import MessageTooLargeError, UnknownNodeError
+from flame_sdk.protocol.envelope import MAX_MESSAGE_BYTES
 
 
 def _roles(analysis, sdks):

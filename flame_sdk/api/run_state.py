@@ -7,8 +7,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from flame_sdk.constants import AnalysisStatus
 from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol.status import AnalysisStatus
 
 SYNCABLE = ("executed", "stopped", "failed")
 

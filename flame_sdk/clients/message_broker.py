@@ -13,6 +13,7 @@ from flame_sdk.config import NodeConfig
 from flame_sdk.errors import AnalysisError, UnknownNodeError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol import broker_api, envelope
 
 #: While a wait has no timeout, a warning naming the silent nodes is logged this often (seconds).
 SILENCE_WARNING_INTERVAL = 60.0
@@ -33,22 +34,21 @@ class MessageBrokerClient:
         #: Returns the terminal run status once the run ended (finished, failed, stopped), else None.
         self.run_ended: Callable[[], str | None] = lambda: None
 
-    @property
-    def _analysis(self) -> str:
-        return f"/analyses/{self.config.analysis_id}"
+    def _route(self, template: str) -> str:
+        return broker_api.route(template, self.config.analysis_id)
 
     async def connect(self) -> None:
         """Subscribe the webhook, then learn this node's id/role and its partners."""
-        webhook = f"{self.config.base_url}/analysis/webhook"
-        await self.service.json("POST", f"{self._analysis}/messages/subscriptions", json={"webhookUrl": webhook})
-        me = await self.service.json("GET", f"{self._analysis}/participants/self")
-        self.config.node_id, self.config.node_role = me["nodeId"], me["nodeType"]
-        everyone = await self.service.json("GET", f"{self._analysis}/participants")
-        self.participants = [p for p in everyone if p["nodeId"] != self.config.node_id]
+        webhook = self.config.base_url + broker_api.WEBHOOK_PATH
+        await self.service.json("POST", self._route(broker_api.SUBSCRIPTIONS), json={broker_api.WEBHOOK_URL: webhook})
+        me = await self.service.json("GET", self._route(broker_api.PARTICIPANTS_SELF))
+        self.config.node_id, self.config.node_role = me[broker_api.NODE_ID], me[broker_api.NODE_TYPE]
+        everyone = await self.service.json("GET", self._route(broker_api.PARTICIPANTS))
+        self.participants = [p for p in everyone if p[broker_api.NODE_ID] != self.config.node_id]
 
     # -- validation ---------------------------------------------------------------------------------
     def participant_ids(self) -> list[str]:
-        return [p["nodeId"] for p in self.participants]
+        return [p[broker_api.NODE_ID] for p in self.participants]
 
     def check_nodes(self, node_ids: Any, what: str) -> list[str]:
         if isinstance(node_ids, str) or not isinstance(node_ids, (list, tuple)):
@@ -67,7 +67,7 @@ class MessageBrokerClient:
         payload = encode_request(recipients, body)
         await self.service.send(
             "POST",
-            f"{self._analysis}/messages",
+            self._route(broker_api.MESSAGES),
             data=payload,
             headers={"Content-Type": "application/json"},
             deadline=deadline,
@@ -158,16 +158,16 @@ class MessageBrokerClient:
             return
         if meta["sender"] == own_id:
             return
-        meta["type"] = "incoming"
+        meta["type"] = envelope.INCOMING
         meta["akn_id"] = own_id
         meta["arrived_at"] = str(datetime.datetime.now())
-        meta.setdefault("status", "unread")
+        meta.setdefault("status", envelope.UNREAD)
         is_new = self.inbox.add(Message(body))
         if is_new:
             self.logger.log(f"received message {meta['id']} ({meta['category']}) from {meta['sender']}", "debug")
-            if meta["category"] == "analysis_finished" and self.on_analysis_finished is not None:
+            if meta["category"] == envelope.ANALYSIS_FINISHED and self.on_analysis_finished is not None:
                 self.on_analysis_finished()
-        ack = {"meta": dict(meta)}  # acknowledgements carry only the metadata
+        ack = envelope.acknowledgement(meta)
         task = asyncio.ensure_future(self._send_ack(meta["sender"], ack))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -8,6 +8,7 @@ import contextlib
 from flame_sdk.errors import FlameError, ServiceHTTPError, TokenExpiredError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import LogRecord
+from flame_sdk.protocol import po_api
 from flame_sdk.runtime import EventLoopThread
 
 #: Pause before re-sending a record after the PO service stayed unreachable for a whole retry deadline.
@@ -38,7 +39,7 @@ class POClient:
             record = await self._queue.get()
             while True:
                 try:
-                    await self.service.send("POST", "/stream_logs", json={
+                    await self.service.send("POST", po_api.STREAM_LOGS, json={
                         "log": record.log,
                         "log_type": record.log_type,
                         "analysis_id": self.analysis_id,

@@ -28,9 +28,9 @@ from io import StringIO
 from typing import Any, Literal
 
 from flame_sdk.clients.messages import Message
-from flame_sdk.constants import AnalysisStatus
 from flame_sdk.errors import AnalysisError, RoleError, UnknownNodeError
 from flame_sdk.logs import FlameLogger, LogRecord
+from flame_sdk.protocol.status import AnalysisStatus
 
 OUTPUT_TYPES = ("str", "bytes", "pickle")
 

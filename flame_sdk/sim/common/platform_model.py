@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flame_sdk.protocol import analysis_api, env
+
 
 @dataclass
 class NodeSpec:
@@ -35,14 +37,14 @@ class Deployment:
 
         api = urlsplit(self.analysis_api_url)
         return {
-            "ANALYSIS_ID": self.analysis_id,
-            "PROJECT_ID": self.project_id,
-            "KEYCLOAK_TOKEN": self.keycloak_token,
-            "DATA_SOURCE_TOKEN": self.data_source_token,
-            "DEPLOYMENT_NAME": self.deployment_name,
-            "FLAME_NODE_BASE_URL": self.gateway_url,
-            "FLAME_API_HOST": api.hostname or "127.0.0.1",
-            "FLAME_API_PORT": str(api.port or 8000),
+            env.ANALYSIS_ID: self.analysis_id,
+            env.PROJECT_ID: self.project_id,
+            env.KEYCLOAK_TOKEN: self.keycloak_token,
+            env.DATA_SOURCE_TOKEN: self.data_source_token,
+            env.DEPLOYMENT_NAME: self.deployment_name,
+            env.NODE_BASE_URL: self.gateway_url,
+            env.API_HOST: api.hostname or "127.0.0.1",
+            env.API_PORT: str(api.port or analysis_api.DEFAULT_PORT),
         }
 
 

@@ -11,10 +11,10 @@ import uuid
 from collections import deque
 from pathlib import Path
 
+from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.sim.run import results_view
 from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
 
-TERMINAL = ("executed", "failed", "stopped")
 #: After one node failed, the others get this long to stop on their own before they are terminated.
 FAILURE_GRACE = 15.0
 
@@ -145,7 +145,7 @@ def _first_failure(analysis: SimAnalysis, processes: dict[str, NodeProcess]) -> 
         if code not in (None, 0):
             return node_id, process.error_summary()
     for node_id in analysis.node_ids:
-        if analysis.status(node_id) == "failed":
+        if analysis.status(node_id) == AnalysisStatus.FAILED:
             errors = [r["log"] for r in analysis.logs(node_id) if r["log_type"] in ("error", "crit", "emerg")]
             return node_id, errors[-1] if errors else "reported status failed"
     return None

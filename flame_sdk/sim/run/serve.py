@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from flame_sdk.protocol.status import AnalysisStatus, is_final
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.run import results_view
 from flame_sdk.sim.run.seed import s3_endpoint
@@ -33,7 +34,6 @@ from flame_sdk.sim.services.hub_storage import StoredResult, hub_store
 from flame_sdk.sim.services.node_stack import SimNode
 from flame_sdk.sim.services.s3_server import S3Endpoint
 
-TERMINAL = ("executed", "failed", "stopped")
 #: How long a node stack waits for the hub to answer before it gives up.
 HUB_WAIT = 120.0
 #: How often the hub checks statuses and results.
@@ -126,9 +126,9 @@ async def _serve_hub(topology: Topology, host: str, port: int, results: Path | N
             saved = await _save_new_results(topology, hub, results, saved)
             if exit_when_finished:
                 statuses = [s["status"] for s in analysis.statuses.values()]
-                if "failed" in statuses:
+                if AnalysisStatus.FAILED in statuses:
                     verdict_at = min(verdict_at, time.monotonic() + failure_grace)
-                if all(s in TERMINAL for s in statuses) or time.monotonic() > verdict_at:
+                if all(is_final(s) for s in statuses) or time.monotonic() > verdict_at:
                     code = _verdict(analysis, names, hub_store(hub).results.get(topology.analysis_id, []))
                     break
             with contextlib.suppress(asyncio.TimeoutError):
@@ -160,10 +160,10 @@ async def _save_new_results(topology: Topology, hub: Hub, results: Path | None, 
 
 def _verdict(analysis: HubAnalysis, names: dict[str, str], stored: list[StoredResult]) -> int:
     """Print the outcome; 0 when every node executed and a final result arrived."""
-    unfinished = {n: s["status"] for n, s in analysis.statuses.items() if s["status"] != "executed"}
+    unfinished = {n: s["status"] for n, s in analysis.statuses.items() if s["status"] != AnalysisStatus.EXECUTED}
     for node_id, status in unfinished.items():
         errors = [r["log"] for r in analysis.logs.get(node_id, []) if r.get("log_type") in ("error", "crit", "emerg")]
-        state = f"ended {status}" if status in TERMINAL else f"is still {status}"
+        state = f"ended {status}" if is_final(status) else f"is still {status}"
         _say("hub", f"FAILED: {names[node_id]} {state}" + (f": {errors[-1]}" if errors else ""))
     if unfinished:
         return 1

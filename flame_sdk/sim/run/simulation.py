@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from flame_sdk.protocol import env as names
+from flame_sdk.protocol.status import is_final
 from flame_sdk.runtime import EventLoopThread
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
@@ -100,7 +102,7 @@ class SimAnalysis:
         """The environment for this node's analysis container (platform variables plus local overrides)."""
         node = self.sim.node(node_id)
         env = self.deployments[node_id].analysis_env()
-        env.update({"FLAME_STATUS_SYNC_GRACE_SECONDS": "0", "FLAME_LOG_PREFIX": node.spec.name})
+        env.update({names.STATUS_SYNC_GRACE: "0", names.LOG_PREFIX: node.spec.name})
         env.update(self.sim.config.extra_env)
         return env
 
@@ -125,7 +127,7 @@ class SimAnalysis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             statuses = {n: self.status(n) for n in self.node_ids}
-            if all(s in ("executed", "failed", "stopped") for s in statuses.values()):
+            if all(is_final(s) for s in statuses.values()):
                 return statuses
             time.sleep(0.05)
         raise TimeoutError(f"analysis {self.analysis_id} did not finish in {timeout} s: "

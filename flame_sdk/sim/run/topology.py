@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from flame_sdk.protocol import env as names
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
 from flame_sdk.sim.run.simulation import SimConfig, build_node_specs
@@ -217,9 +218,9 @@ def fhir_services(topology: Topology) -> dict[str, str]:
 def compose_env(topology: Topology, secret: bytes) -> dict[str, str]:
     """The variables compose.yml interpolates: token secret, analysis ids, tokens per node."""
     token = TokenIssuer(COMPOSE_TOKEN_TTL, secret=secret).issue(topology.analysis_id)
-    env = {SECRET_VAR: secret.hex(), "ANALYSIS_ID": topology.analysis_id, "PROJECT_ID": topology.project_id,
-           "KEYCLOAK_TOKEN": token}
-    env.update({f"{n.env_prefix}_DATA_SOURCE_TOKEN": n.data_source_token for n in topology.nodes})
+    env = {SECRET_VAR: secret.hex(), names.ANALYSIS_ID: topology.analysis_id, names.PROJECT_ID: topology.project_id,
+           names.KEYCLOAK_TOKEN: token}
+    env.update({f"{n.env_prefix}_{names.DATA_SOURCE_TOKEN}": n.data_source_token for n in topology.nodes})
     env.update({"MINIO_ROOT_USER": MINIO_USER, "MINIO_ROOT_PASSWORD": MINIO_PASSWORD})
     return env
 

@@ -11,15 +11,14 @@ import aiohttp
 from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from flame_sdk.constants import MAX_MESSAGE_BYTES
+from flame_sdk.protocol import broker_api as api
+from flame_sdk.protocol.envelope import MAX_MESSAGE_BYTES
 from flame_sdk.sim.common.platform_model import Deployment
 from flame_sdk.sim.common.web import fixed_json, json_error
 
 if TYPE_CHECKING:
     from flame_sdk.sim.services.service_interfaces import NodeContext
 
-#: Webhook delivery retries (the real broker: 5 retries, exponential backoff with jitter).
-DELIVERY_ATTEMPTS = 6
 
 
 class _DeliveryFailed(Exception):
@@ -53,14 +52,13 @@ class BrokerService:
 
     def create_app(self, deployment: Deployment) -> web.Application:
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 64 * 1024)
-        base = "/analyses/{analysis_id}"
-        app.router.add_get("/healthz", fixed_json({"status": "UP"}))
-        app.router.add_get(base + "/participants", self.participants)
-        app.router.add_get(base + "/participants/self", self.participants_self)
-        app.router.add_post(base + "/messages/subscriptions", self.subscribe)
-        app.router.add_get(base + "/messages/subscriptions", self.list_subscriptions)
-        app.router.add_post(base + "/messages", self.send)
-        app.router.add_post(base + "/messages/broadcast", self.broadcast)
+        app.router.add_get(api.HEALTH, fixed_json({"status": "UP"}))
+        app.router.add_get(api.PARTICIPANTS, self.participants)
+        app.router.add_get(api.PARTICIPANTS_SELF, self.participants_self)
+        app.router.add_post(api.SUBSCRIPTIONS, self.subscribe)
+        app.router.add_get(api.SUBSCRIPTIONS, self.list_subscriptions)
+        app.router.add_post(api.MESSAGES, self.send)
+        app.router.add_post(api.BROADCAST, self.broadcast)
         return app
 
     async def _analysis(self, analysis_id: str) -> dict[str, Any]:
@@ -71,7 +69,7 @@ class BrokerService:
 
     @staticmethod
     def _participant(entry: dict[str, Any]) -> dict[str, str]:
-        return {"nodeId": entry["node_id"], "nodeType": entry["role"]}
+        return {api.NODE_ID: entry["node_id"], api.NODE_TYPE: entry["role"]}
 
     async def participants(self, request: web.Request) -> web.Response:
         analysis = await self._analysis(request.match_info["analysis_id"])
@@ -88,26 +86,26 @@ class BrokerService:
         analysis_id = request.match_info["analysis_id"]
         try:
             body = await request.json()
-            url = body["webhookUrl"]
+            url = body[api.WEBHOOK_URL]
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             return json_error(400, 'expected {"webhookUrl": "http://..."}')
         subscription_id = str(uuid.uuid4())
         self.subscriptions.setdefault(analysis_id, {})[subscription_id] = url
-        return web.json_response({"subscriptionId": subscription_id, "analysisId": analysis_id, "webhookUrl": url},
-                                 status=201)
+        return web.json_response({api.SUBSCRIPTION_ID: subscription_id, api.ANALYSIS_ID: analysis_id,
+                                  api.WEBHOOK_URL: url}, status=api.SUBSCRIBED)
 
     async def list_subscriptions(self, request: web.Request) -> web.Response:
         analysis_id = request.match_info["analysis_id"]
         subs = self.subscriptions.get(analysis_id, {})
-        return web.json_response([{"subscriptionId": s, "analysisId": analysis_id, "webhookUrl": u}
+        return web.json_response([{api.SUBSCRIPTION_ID: s, api.ANALYSIS_ID: analysis_id, api.WEBHOOK_URL: u}
                                   for s, u in subs.items()])
 
     async def _relay(self, analysis_id: str, recipients: list[str], message: Any) -> web.Response:
         await self.node.hub_json("POST", f"/analyses/{analysis_id}/messages",
                                  json={"recipients": recipients, "payload": message})
-        return web.Response(status=202)
+        return web.Response(status=api.ACCEPTED)
 
     async def _read_message(self, request: web.Request) -> tuple[dict[str, Any] | None, str | None]:
         raw = await request.read()
@@ -117,7 +115,7 @@ class BrokerService:
             body = json.loads(raw)
         except ValueError:
             return None, "body is not valid JSON"
-        if not isinstance(body, dict) or "message" not in body:
+        if not isinstance(body, dict) or api.MESSAGE not in body:
             return None, 'expected {"recipients": [...], "message": {...}}'
         return body, None
 
@@ -125,8 +123,8 @@ class BrokerService:
         analysis_id = request.match_info["analysis_id"]
         body, error = await self._read_message(request)
         if error:
-            return json_error(413 if "exceeds" in error else 400, error)
-        recipients = body.get("recipients")
+            return json_error(api.TOO_LARGE if "exceeds" in error else 400, error)
+        recipients = body.get(api.RECIPIENTS)
         if not isinstance(recipients, list) or not recipients or not all(isinstance(r, str) for r in recipients):
             return json_error(400, "recipients must be a non-empty list of node ids")
         analysis = await self._analysis(analysis_id)
@@ -134,16 +132,16 @@ class BrokerService:
         strangers = [r for r in recipients if r not in others]
         if strangers:
             return json_error(400, f"recipients {strangers} are not other participants of analysis {analysis_id}")
-        return await self._relay(analysis_id, recipients, body["message"])
+        return await self._relay(analysis_id, recipients, body[api.MESSAGE])
 
     async def broadcast(self, request: web.Request) -> web.Response:
         analysis_id = request.match_info["analysis_id"]
         body, error = await self._read_message(request)
         if error:
-            return json_error(413 if "exceeds" in error else 400, error)
+            return json_error(api.TOO_LARGE if "exceeds" in error else 400, error)
         analysis = await self._analysis(analysis_id)
         others = [n["node_id"] for n in analysis["nodes"] if n["node_id"] != self.node.node_id]
-        return await self._relay(analysis_id, others, body["message"])
+        return await self._relay(analysis_id, others, body[api.MESSAGE])
 
     # -- inbound from the hub -------------------------------------------------------------------------
     async def from_hub(self, request: web.Request) -> web.Response:
@@ -156,7 +154,7 @@ class BrokerService:
 
     async def _deliver(self, url: str, payload: Any) -> None:
         try:
-            async for attempt in AsyncRetrying(stop=stop_after_attempt(DELIVERY_ATTEMPTS),
+            async for attempt in AsyncRetrying(stop=stop_after_attempt(api.DELIVERY_ATTEMPTS),
                                                wait=wait_random_exponential(multiplier=0.1, max=2.0),
                                                retry=retry_if_exception_type((_DeliveryFailed, aiohttp.ClientError,
                                                                               asyncio.TimeoutError))):

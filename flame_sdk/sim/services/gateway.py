@@ -7,12 +7,12 @@ and forwards ``/analysis/*`` to the analysis' embedded API.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
+from flame_sdk.protocol import analysis_api, broker_api, data_api, gateway_api, po_api, result_api
 from flame_sdk.sim.common.keycloak import TokenError, bearer_token
 from flame_sdk.sim.common.platform_model import Deployment
 from flame_sdk.sim.common.web import json_error
@@ -27,38 +27,23 @@ if TYPE_CHECKING:
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 
 
-def allowed_paths(deployment: Deployment) -> list[re.Pattern[str]]:
-    """The egress paths of the real nginx config, for one analysis."""
-    a, p = re.escape(deployment.analysis_id), re.escape(deployment.project_id)
-    return [re.compile(x) for x in (
-        rf"^/message-broker/analyses/{a}/participants(/self)?$",
-        rf"^/message-broker/analyses/{a}/messages(/subscriptions|/broadcast)?$",
-        r"^/message-broker/healthz$",
-        r"^/po/stream_logs$",
-        r"^/storage/(final|local|intermediate)(/.*)?$",
-        rf"^/hub-adapter/kong/datastore/{p}$",
-        r"^/kong/.+$",
-    )]
-
-
-
 async def _healthy(_: web.Request) -> web.Response:
-    return web.Response(text="healthy")
+    return web.Response(text=gateway_api.HEALTH_ANSWER)
 
 
 def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: BrokerService, po: POService,
                       storage: StorageService, data: DataService) -> web.Application:
     """The gateway of one deployment over the node's services."""
-    rules = allowed_paths(deployment)
+    rules = gateway_api.allowed_egress(deployment.analysis_id, deployment.project_id)
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         path = request.path
-        if path == "/healthz" or path.startswith("/analysis/"):
+        if path == gateway_api.HEALTH or path.startswith(analysis_api.PREFIX + "/"):
             return await handler(request)
         if not any(rule.match(path) for rule in rules):
             return json_error(403, f"{path} is not reachable from analysis {deployment.analysis_id} through its gateway")
-        if not path.startswith("/kong/"):
+        if not path.startswith(data_api.KONG_PREFIX + "/"):
             try:
                 tokens.verify(bearer_token(request.headers.get("Authorization")), deployment.analysis_id)
             except TokenError as exc:
@@ -66,13 +51,13 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
         return await handler(request)
 
     app = web.Application(middlewares=[guard], client_max_size=1024**3)
-    app.router.add_get("/healthz", _healthy)
+    app.router.add_get(gateway_api.HEALTH, _healthy)
     _add_forwarder(app, deployment.analysis_api_url)
-    app.add_subapp("/message-broker", broker.create_app(deployment))
-    app.add_subapp("/po", po.create_app(deployment))
-    app.add_subapp("/storage", storage.create_app(deployment))
-    app.add_subapp("/kong", data.create_kong_app(deployment))
-    app.add_subapp("/hub-adapter", data.create_hub_adapter_app(deployment))
+    app.add_subapp(broker_api.PREFIX, broker.create_app(deployment))
+    app.add_subapp(po_api.PREFIX, po.create_app(deployment))
+    app.add_subapp(result_api.PREFIX, storage.create_app(deployment))
+    app.add_subapp(data_api.KONG_PREFIX, data.create_kong_app(deployment))
+    app.add_subapp(data_api.HUB_ADAPTER_PREFIX, data.create_hub_adapter_app(deployment))
     return app
 
 
@@ -100,4 +85,4 @@ def _add_forwarder(app: web.Application, target: str) -> None:
             return json_error(502, f"the analysis API at {target} did not answer: {exc!r}")
 
     app.cleanup_ctx.append(session_ctx)
-    app.router.add_route("*", "/analysis/{tail:.*}", forward)
+    app.router.add_route("*", analysis_api.PREFIX + "/{tail:.*}", forward)

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.sim.common.platform_model import NODE_HEADER, HubAnalysis, HubNode
 from flame_sdk.sim.common.web import fixed_json, json_error
 from flame_sdk.sim.services.hub_storage import add_hub_storage_routes
@@ -59,7 +60,7 @@ class Hub:
     def add_analysis(self, analysis_id: str, project_id: str, participants: dict[str, str]) -> HubAnalysis:
         analysis = HubAnalysis(analysis_id, project_id, dict(participants))
         for node_id in participants:
-            analysis.statuses[node_id] = {"status": "starting", "progress": 0}
+            analysis.statuses[node_id] = {"status": AnalysisStatus.STARTING.value, "progress": 0}
             analysis.logs[node_id] = []
         self.analyses[analysis_id] = analysis
         return analysis

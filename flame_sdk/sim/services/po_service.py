@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from flame_sdk.constants import LOG_LEVELS
+from flame_sdk.protocol import analysis_api, po_api
+from flame_sdk.protocol.po_api import LOG_LEVELS
+from flame_sdk.protocol.status import AnalysisStatus, is_final
 from flame_sdk.sim.common.platform_model import Deployment
 from flame_sdk.sim.common.web import fixed_json
 
 if TYPE_CHECKING:
     from flame_sdk.sim.services.service_interfaces import NodeContext
 
-TERMINAL = ("executed", "stopped", "failed")
 #: Refresh the token when less than this many seconds remain (the real PO: two loop intervals + 1 s).
 REFRESH_MARGIN = 2.0
 #: A deployment whose API never answered within this time is reported failed.
@@ -49,18 +50,18 @@ class POService:
         async def stream_logs(request: web.Request) -> web.Response:
             return await self.stream_logs(request, deployment)
 
-        app.router.add_post("/stream_logs", stream_logs)
-        app.router.add_get("/healthz", fixed_json({"status": "ok"}))
+        app.router.add_post(po_api.STREAM_LOGS, stream_logs)
+        app.router.add_get(po_api.HEALTH, fixed_json({"status": "ok"}))
         return app
 
     async def stream_logs(self, request: web.Request, deployment: Deployment) -> web.Response:
         try:
             body = await request.json()
         except ValueError:
-            return _error(422, "body is not valid JSON")
+            return _error(po_api.INVALID_BODY, "body is not valid JSON")
         problems = []
         if not isinstance(body, dict):
-            return _error(422, "body must be an object")
+            return _error(po_api.INVALID_BODY, "body must be an object")
         if not isinstance(body.get("log"), str):
             problems.append("log must be a string")
         if body.get("log_type") not in LOG_LEVELS:
@@ -72,7 +73,7 @@ class POService:
         if not isinstance(body.get("progress"), int):
             problems.append("progress must be an integer")
         if problems:
-            return _error(422, "; ".join(problems))
+            return _error(po_api.INVALID_BODY, "; ".join(problems))
         record = {k: body[k] for k in ("log", "log_type", "status", "progress")}
         record["created_at"] = time.time()
         self.logs.setdefault(deployment.analysis_id, []).append(record)
@@ -94,36 +95,35 @@ class POService:
 
     async def _watch(self, deployment: Deployment) -> None:
         self._session = self._session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        analysis_url = deployment.gateway_url + "/analysis"
+        analysis_url = deployment.gateway_url + analysis_api.PREFIX
         started, last_seen, progress = time.monotonic(), None, 0
         path = f"/analyses/{deployment.analysis_id}/nodes/{self.node.node_id}"
         while True:
             await asyncio.sleep(self.node.status_interval)
             try:
-                async with self._session.get(analysis_url + "/healthz") as resp:
+                async with self._session.get(analysis_url + analysis_api.HEALTH) as resp:
                     health = await resp.json()
-                status, remaining = health["status"], health["token_remaining_time"]
+                status, remaining = health[analysis_api.STATUS], health[analysis_api.TOKEN_REMAINING_TIME]
                 last_seen = time.monotonic()
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError):
                 limit, since = (LOST_LIMIT, last_seen) if last_seen else (STARTUP_LIMIT, started)
                 if time.monotonic() - since < limit:
                     continue
-                status, remaining = "failed", None
-            if status not in ("executing", "executed", "stuck"):
-                status = "failed"  # the real PO maps every other health answer to failed
+                status, remaining = AnalysisStatus.FAILED.value, None
+            status = po_api.health_as_seen_by_po(status).value
             self.statuses[deployment.deployment_name] = status
             analysis = await self.node.hub_json("GET", f"/analyses/{deployment.analysis_id}")
             mine = next(n for n in analysis["nodes"] if n["node_id"] == self.node.node_id)
             progress = mine.get("progress", progress)
             await self.node.hub_json("POST", path + "/status", json={"status": status, "progress": progress})
-            if status in TERMINAL:
+            if is_final(status):
                 return
             if remaining is not None and remaining < REFRESH_MARGIN + self.node.status_interval * 2:
                 token = self.node.tokens.issue(deployment.analysis_id)
                 deployment.keycloak_token = token
-                await self._post(analysis_url + "/token_refresh", {"token": token})
+                await self._post(analysis_url + analysis_api.TOKEN_REFRESH, {analysis_api.TOKEN: token})
             partners = {n["node_id"]: n["status"] for n in analysis["nodes"] if n["node_id"] != self.node.node_id}
-            await self._post(analysis_url + "/partner_status", {"partner_status": partners})
+            await self._post(analysis_url + analysis_api.PARTNER_STATUS, {analysis_api.PARTNER_STATUS_FIELD: partners})
 
     async def _post(self, url: str, body: dict[str, Any]) -> None:
         try:

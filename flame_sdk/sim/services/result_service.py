@@ -28,6 +28,7 @@ from aiohttp import BodyPartReader, web
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flame_sdk.errors import TamperedDataError
+from flame_sdk.protocol.result_api import SENDER_HEADER
 from flame_sdk.sim.common import crypto, laplace
 from flame_sdk.sim.services.local_store import LocalStore
 from flame_sdk.storage import local_dp
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 MAX_DP_FILE_BYTES = 16 * 1024 * 1024
-SENDER_HEADER = "X-Flame-Sender"
 
 
 class HTTPFail(Exception):
