@@ -1,19 +1,36 @@
-"""Node configuration from the environment the FLAME pod orchestrator gives an analysis container."""
+"""Node configuration: what the FLAME pod orchestrator gives an analysis container, and who the node is.
+
+Both are immutable: ``NodeConfig`` is read from the environment once at startup; ``NodeIdentity`` (this node's
+id and role) is learnt from the message broker once, when it connects.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from flame_sdk.errors import ConfigurationError
 from flame_sdk.protocol import env as names
 from flame_sdk.protocol.analysis_api import DEFAULT_PORT as DEFAULT_API_PORT
+from flame_sdk.protocol.broker_api import AGGREGATOR
 
 
-@dataclass
+@dataclass(frozen=True)
+class NodeIdentity:
+    """This node as the message broker knows it: its id and role (``aggregator`` or ``default``)."""
+
+    node_id: str
+    node_role: str
+
+    @property
+    def is_aggregator(self) -> bool:
+        return self.node_role == AGGREGATOR
+
+
+@dataclass(frozen=True)
 class NodeConfig:
-    """Who and where this analysis is. ``node_id`` and ``node_role`` come from the message broker."""
+    """Where this analysis is and how it authenticates, from the environment."""
 
     analysis_id: str
     project_id: str
@@ -21,10 +38,8 @@ class NodeConfig:
     data_source_token: str | None
     deployment_name: str | None
     base_url: str
-    api_host: str = "0.0.0.0"
+    api_host: str = names.DEFAULT_API_HOST
     api_port: int = DEFAULT_API_PORT
-    node_id: str | None = None
-    node_role: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -53,3 +68,23 @@ class NodeConfig:
             api_host=env.get(names.API_HOST, names.DEFAULT_API_HOST),
             api_port=api_port,
         )
+
+    def identified(self, identity: NodeIdentity | None) -> IdentifiedNodeConfig:
+        """This configuration together with the node's identity (None: the message broker never answered)."""
+        return IdentifiedNodeConfig(**{f.name: getattr(self, f.name) for f in fields(NodeConfig)}, identity=identity)
+
+
+@dataclass(frozen=True)
+class IdentifiedNodeConfig(NodeConfig):
+    """A ``NodeConfig`` plus the ``NodeIdentity`` the message broker told (``node_id``, ``node_role``; None
+    when the broker never answered)."""
+
+    identity: NodeIdentity | None = field(kw_only=True)
+
+    @property
+    def node_id(self) -> str | None:
+        return None if self.identity is None else self.identity.node_id
+
+    @property
+    def node_role(self) -> str | None:
+        return None if self.identity is None else self.identity.node_role

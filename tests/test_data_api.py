@@ -117,7 +117,7 @@ def test_a_node_cannot_read_another_nodes_sources(sim, analysis) -> None:
     # the S3 route of another node, addressed through boto3 like a source of this node
     sdk = FlameCoreSDK(env=analysis.env(mine), silent=True)
     try:
-        foreign = S3SourceClient(sdk._data, {"id": "x", "name": f"node{node_index(sim, other)}-s3"})
+        foreign = S3SourceClient(sdk._core._parts.data, {"id": "x", "name": f"node{node_index(sim, other)}-s3"})
         with pytest.raises(DataSourceError, match="HTTP 404"):
             asyncio.run(foreign.list_keys())
     finally:

@@ -11,9 +11,11 @@ import pytest
 
 import flame
 import flame_sdk
-from flame_sdk import FlameCoreSDK
+from flame_sdk import AsyncFlameCoreSDK, FlameCoreSDK
 
-DOCS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "flame-core-sdk-docs.txt"
+_DOCS_PATH = Path("shared") / "reference" / "flame-core-sdk-docs.txt"
+#: The docs sit beside the repository (or beside the worktree folder): the first parent that has them.
+DOCS = next((p / _DOCS_PATH for p in Path(__file__).resolve().parents if (p / _DOCS_PATH).exists()), _DOCS_PATH)
 
 
 def documented_signatures() -> dict[str, list[tuple[str, object]]]:
@@ -43,12 +45,17 @@ def documented_signatures() -> dict[str, list[tuple[str, object]]]:
 
 
 @pytest.mark.skipif(not DOCS.exists(), reason="the FLAME docs are not beside the repository")
-def test_every_documented_method_has_the_documented_parameters_and_defaults():
+@pytest.mark.parametrize("sdk_class", [FlameCoreSDK, AsyncFlameCoreSDK])
+def test_every_documented_method_has_the_documented_parameters_and_defaults(sdk_class: type) -> None:
     documented = documented_signatures()
     assert len(documented) >= 30, sorted(documented)
     for name, params in documented.items():
-        target = FlameCoreSDK.__init__ if name == "FlameCoreSDK" else getattr(FlameCoreSDK, name, None)
-        assert target is not None, f"FlameCoreSDK lacks documented method {name}"
+        if name == "FlameCoreSDK":
+            target = FlameCoreSDK.__init__ if sdk_class is FlameCoreSDK else AsyncFlameCoreSDK.create
+        else:
+            target = getattr(sdk_class, name, None)
+            assert target is not None, f"{sdk_class.__name__} lacks documented method {name}"
+            assert inspect.iscoroutinefunction(target) == (sdk_class is AsyncFlameCoreSDK), name
         actual = [p for p in inspect.signature(target).parameters.values()
                   if p.name != "self" and p.kind is not inspect.Parameter.KEYWORD_ONLY]
         assert [p.name for p in actual] == [p for p, _ in params], name
@@ -58,3 +65,4 @@ def test_every_documented_method_has_the_documented_parameters_and_defaults():
 
 def test_import_paths_of_the_docs():
     assert flame.FlameCoreSDK is flame_sdk.FlameCoreSDK is FlameCoreSDK
+    assert flame_sdk.AsyncFlameCoreSDK is AsyncFlameCoreSDK

@@ -61,7 +61,7 @@ def test_unreachable_gateway_fails_startup_in_bounded_time(analysis):
                FLAME_STARTUP_TIMEOUT="1")
     sdk = FlameCoreSDK(env=env, silent=True)
     try:
-        assert sdk._state.init_failed
+        assert sdk._core._state.init_failed
         status, health = _http("GET", f"http://127.0.0.1:{env['FLAME_API_PORT']}/healthz")
         assert health["status"] == "stuck"
         with pytest.raises(Exception, match="message broker is not available"):
@@ -75,12 +75,12 @@ def test_token_refresh_mid_run():
         analysis = sim.create_analysis()
         sdks = connect_all(analysis)
         try:
-            first = {n: s._tokens.token for n, s in sdks.items()}
+            first = {n: s._core._tokens.token for n, s in sdks.items()}
             time.sleep(5)  # the first tokens have expired; the PO refreshed them before that
             a, b = analysis.node_ids
             assert sdks[a].send_message([b], "after-refresh", {"ok": True}, timeout=10) == ([b], [])
             assert sdks[b].await_messages([a], "after-refresh", timeout=10)[a][0].body["ok"] is True
-            assert all(sdks[n]._tokens.token != first[n] for n in sdks)
+            assert all(sdks[n]._core._tokens.token != first[n] for n in sdks)
             # a direct refresh is accepted; a malformed one is refused with a reason
             assert _http("POST", _api(analysis, a) + "/token_refresh", {"token": sim.tokens.issue(
                 analysis.analysis_id)})[0] == 200

@@ -8,6 +8,7 @@ import pytest
 
 from flame_sdk.logs import FlameLogger, format_message
 from flame_sdk.protocol.status import AnalysisStatus
+from flame_sdk.run_state import RunState
 
 
 def test_format_message_variants():
@@ -50,15 +51,21 @@ def test_silent_prints_nothing_but_still_streams():
     assert out.getvalue() == "" and len(sent) == 1
 
 
-def test_terminal_status_is_final_and_progress_is_monotone():
-    logger = FlameLogger(silent=True)
-    assert logger.set_status(AnalysisStatus.EXECUTING)
-    assert logger.set_status("failed")
-    assert not logger.set_status("executing") and logger.status == AnalysisStatus.FAILED
-    logger.set_progress(10.9)
-    logger.set_progress(5)
-    logger.set_progress(101)
-    logger.set_progress("a")
-    assert logger.progress == 10
-    warnings = [r.log for r in logger.history if r.log_type == "warn"]
-    assert len(warnings) == 3 and "only increases" in warnings[0]
+def test_final_status_is_final_and_progress_is_monotone():
+    state = RunState()
+    assert state.set_status(AnalysisStatus.EXECUTING)
+    assert state.set_status("failed")
+    assert not state.set_status("executing") and state.status == AnalysisStatus.FAILED
+    problems = [state.set_progress(value) for value in (10.9, 5, 101, "a")]
+    assert state.progress == 10
+    assert problems[0] is None and "only increases" in problems[1] and None not in problems[1:]
+
+
+def test_records_carry_the_run_states_status_and_progress():
+    state = RunState()
+    logger = FlameLogger(silent=True, state=state)
+    logger.log("before")
+    state.set_status(AnalysisStatus.EXECUTING)
+    state.set_progress(40)
+    logger.log("after")
+    assert [(r.status, r.progress) for r in logger.history] == [("starting", 0), ("executing", 40)]

@@ -84,7 +84,7 @@ def test_await_timeout_names_silent_sender(analysis, sdks):
     result = agg.await_messages(analysis.data_node_ids, "update", timeout=1)
     assert time.monotonic() - start < 5
     assert result[silent] is None and result[talker][0].body["v"] == 1
-    warnings = [r.log for r in agg._logger.history if r.log_type == "warn"]
+    warnings = [r.log for r in agg._core._logger.history if r.log_type == "warn"]
     assert any(silent in w and "update" in w for w in warnings), warnings
 
 

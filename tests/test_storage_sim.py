@@ -162,7 +162,7 @@ def test_truncated_envelope_on_the_hub_is_detected(sim, nodes):
 def test_wrong_explicit_sender_is_refused(nodes):
     agg, first, second = nodes
     saved = agg.save_intermediate_data("from the aggregator", "global", remote_node_ids=[first.get_id()])
-    fetch = first._store.get_intermediate_data  # the path await_intermediate_data takes, with a known sender
+    fetch = first._core._parts.require_storage().get_intermediate_data  # the path await_intermediate_data takes, with a known sender
     object_id = saved[first.get_id()]["id"]
     assert first._run(fetch("global", object_id, sender_id=agg.get_id())) == "from the aggregator"
     with pytest.raises(TamperedDataError, match="cannot be decrypted"):

@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from flame_sdk.api.run_state import RunState
+from flame_sdk.logs import FlameLogger
 from flame_sdk.protocol import analysis_api as api
 from flame_sdk.protocol.envelope import validate_incoming
 from flame_sdk.protocol.status import STATUS_VALUES, is_final
+from flame_sdk.run_state import RunState
 from flame_sdk.tokens import TokenHolder
 
 
@@ -33,9 +34,11 @@ async def _json_body(request: web.Request) -> tuple[Any, str | None]:
 class AnalysisAPI:
     """Routes of the embedded API; ``on_message`` receives validated broker messages."""
 
-    def __init__(self, state: RunState, tokens: TokenHolder, on_message: Callable[[dict[str, Any]], None] | None):
+    def __init__(self, state: RunState, tokens: TokenHolder, logger: FlameLogger,
+                 on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.state = state
         self.tokens = tokens
+        self.logger = logger
         self.on_message = on_message
         self.runner: web.AppRunner | None = None
 
@@ -60,7 +63,7 @@ class AnalysisAPI:
         status = self.state.health_status()
         if is_final(status):
             self.state.reported.set()
-        return web.json_response({api.STATUS: status, api.TOKEN_REMAINING_TIME: self.tokens.remaining_seconds()})
+        return web.json_response({api.STATUS: status.value, api.TOKEN_REMAINING_TIME: self.tokens.remaining_seconds()})
 
     async def webhook(self, request: web.Request) -> web.Response:
         body, error = await _json_body(request)
@@ -80,7 +83,7 @@ class AnalysisAPI:
         if not isinstance(token, str) or not token.strip():
             return _bad_request('expected {"token": "<new keycloak token>"}')
         self.tokens.set(token.strip())
-        self.state.logger.log("keycloak token refreshed", "debug")
+        self.logger.log("keycloak token refreshed", "debug")
         return web.json_response({"message": api.TOKEN_REFRESHED})
 
     async def partner_status(self, request: web.Request) -> web.Response:
@@ -95,5 +98,8 @@ class AnalysisAPI:
         unknown = sorted({v for v in statuses.values() if v not in STATUS_VALUES})
         if unknown:
             return _bad_request(f"unknown status value(s) {unknown}; known: {list(STATUS_VALUES)}")
-        self.state.apply_partner_statuses(statuses)
-        return web.json_response({api.STATUS: self.state.health_status()})
+        adopted = self.state.apply_partner_statuses(statuses)
+        if adopted is not None:
+            status, senders = adopted
+            self.logger.log(f"setting status to {status.value} because partner node(s) {senders} are {status.value}")
+        return web.json_response({api.STATUS: self.state.health_status().value})

@@ -45,19 +45,23 @@ class Message:
 
     @property
     def id(self) -> str:
-        return self.meta["id"]
+        value: str = self.meta["id"]
+        return value
 
     @property
     def sender(self) -> str:
-        return self.meta["sender"]
+        value: str = self.meta["sender"]
+        return value
 
     @property
     def category(self) -> str:
-        return self.meta["category"]
+        value: str = self.meta["category"]
+        return value
 
     @property
     def status(self) -> str:
-        return self.meta["status"]
+        value: str = self.meta["status"]
+        return value
 
     def set_read(self) -> None:
         self.meta["status"] = envelope.READ

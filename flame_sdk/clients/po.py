@@ -9,7 +9,7 @@ from flame_sdk.errors import FlameError, ServiceHTTPError, TokenExpiredError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import LogRecord
 from flame_sdk.protocol import po_api
-from flame_sdk.runtime import EventLoopThread
+from flame_sdk.runtime import call_soon_on
 
 #: Pause before re-sending a record after the PO service stayed unreachable for a whole retry deadline.
 RESEND_PAUSE = 2.0
@@ -18,7 +18,7 @@ RESEND_PAUSE = 2.0
 class POClient:
     """Sends records in order from a queue on the SDK loop; records survive PO outages."""
 
-    def __init__(self, service: ServiceClient, analysis_id: str, loop: EventLoopThread) -> None:
+    def __init__(self, service: ServiceClient, analysis_id: str, loop: asyncio.AbstractEventLoop) -> None:
         self.service = service
         self.analysis_id = analysis_id
         self._loop = loop
@@ -32,7 +32,7 @@ class POClient:
 
     def submit(self, record: LogRecord) -> None:
         """Thread-safe: queue a record for streaming."""
-        self._loop.call_soon(self._queue.put_nowait, record)
+        call_soon_on(self._loop, self._queue.put_nowait, record)
 
     async def _run(self) -> None:
         while True:

@@ -7,10 +7,14 @@ they stop with that node's error instead of a generic one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flame_sdk.errors import AnalysisError
+from flame_sdk.interface import FlameSDK
 from flame_sdk.star.run_errors import NodeFailedError, RoundTimeoutError, StarRunError
+
+if TYPE_CHECKING:
+    from flame_sdk.clients.messages import Message
 
 FAILED_CATEGORY = "analysis_failed"
 FINISHED_CATEGORY = "analysis_finished"
@@ -22,7 +26,7 @@ NOTICE_ATTEMPT_TIMEOUT = 5.0
 class Exchange:
     """Sends and receives one round's data; turns silence and partner failures into named errors."""
 
-    def __init__(self, flame: Any, round_timeout: float) -> None:
+    def __init__(self, flame: FlameSDK, round_timeout: float) -> None:
         self.flame = flame
         self.round_timeout = round_timeout
 
@@ -52,7 +56,7 @@ class Exchange:
         return received
 
     # -- notices --------------------------------------------------------------------------------------
-    def _messages(self, category: str) -> list[Any]:
+    def _messages(self, category: str) -> list[Message]:
         return [m for status in ("unread", "read") for m in self.flame.get_messages(status)
                 if m.category == category]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from flame_sdk.interface import FlameSDK
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.model import OutputType, StarModel
@@ -27,12 +28,12 @@ class StarLocalDPModel(StarModel):
         simple_analysis: bool = True,
         output_type: OutputType = "str",
         multiple_results: bool = False,
-        analyzer_kwargs: dict | None = None,
-        aggregator_kwargs: dict | None = None,
+        analyzer_kwargs: dict[str, Any] | None = None,
+        aggregator_kwargs: dict[str, Any] | None = None,
         epsilon: float | None = None,
         sensitivity: float | None = None,
         *,
-        flame: Any = None,
+        flame: FlameSDK | None = None,
         env: Mapping[str, str] | None = None,
         **limits: Any,
     ) -> None:
