@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from typing import Any
 
 import jwt
 
@@ -31,7 +32,7 @@ class TokenIssuer:
         claims = {"client_id": analysis_id, "iat": now, "exp": now + int(ttl), "iss": "flame-sim-keycloak"}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
-    def verify(self, token: str, analysis_id: str) -> dict:
+    def verify(self, token: str, analysis_id: str) -> dict[str, Any]:
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "client_id"]})
         except jwt.ExpiredSignatureError:

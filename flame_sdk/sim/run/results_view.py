@@ -43,7 +43,7 @@ def render(content: bytes) -> str:
     table = as_table(content)
     if table is not None:
         with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 160):
-            return table.to_string(index=False)
+            return str(table.to_string(index=False))
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
@@ -67,8 +67,8 @@ def show(results_dir: Path, analysis: str | None, file: str | None, out: str | N
     runs = sorted(p for p in results_dir.iterdir() if p.is_dir())
     if analysis is None:
         for run in runs:
-            files = sorted(f.name for f in run.iterdir())
-            print(f"{run.name}: {', '.join(files) or '(no files)'}")
+            names = sorted(f.name for f in run.iterdir())
+            print(f"{run.name}: {', '.join(names) or '(no files)'}")
         return 0
     matches = [r for r in runs if r.name.startswith(analysis)]
     if len(matches) != 1:

@@ -124,6 +124,8 @@ def seed_s3(endpoint: S3Endpoint, spec: DataSourceSpec, deadline: float) -> int:
             if time.monotonic() > deadline:
                 raise SeedError(f"the S3 endpoint {endpoint.url} did not answer in time ({exc!r})") from None
             time.sleep(2)
+    if spec.bucket is None:
+        raise SeedError(f"data source {spec.name!r} names no bucket to seed")
     objects = spec.s3_objects()
     endpoint.create_bucket(spec.bucket, objects)
     return len(objects)

@@ -26,10 +26,11 @@ from aiohttp import web
 
 from flame_sdk.protocol.status import AnalysisStatus, is_final
 from flame_sdk.sim.common.keycloak import TokenIssuer
+from flame_sdk.sim.common.platform_model import HubAnalysis
 from flame_sdk.sim.run import results_view
 from flame_sdk.sim.run.seed import s3_endpoint
 from flame_sdk.sim.run.topology import SECRET_VAR, Topology, TopologyError, load_topology
-from flame_sdk.sim.services.hub import Hub, HubAnalysis
+from flame_sdk.sim.services.hub import Hub
 from flame_sdk.sim.services.hub_storage import StoredResult, hub_store
 from flame_sdk.sim.services.node_stack import SimNode
 from flame_sdk.sim.services.s3_server import S3Endpoint

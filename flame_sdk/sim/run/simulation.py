@@ -107,10 +107,12 @@ class SimAnalysis:
         return env
 
     def status(self, node_id: str) -> str:
-        return self.sim.hub.analyses[self.analysis_id].statuses[node_id]["status"]
+        status: str = self.sim.hub.analyses[self.analysis_id].statuses[node_id]["status"]
+        return status
 
     def progress(self, node_id: str) -> int:
-        return self.sim.hub.analyses[self.analysis_id].statuses[node_id]["progress"]
+        progress: int = self.sim.hub.analyses[self.analysis_id].statuses[node_id]["progress"]
+        return progress
 
     def logs(self, node_id: str) -> list[dict[str, Any]]:
         """Log records this node's analysis streamed to its PO (as forwarded to the hub)."""

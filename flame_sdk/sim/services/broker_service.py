@@ -122,8 +122,8 @@ class BrokerService:
     async def send(self, request: web.Request) -> web.Response:
         analysis_id = request.match_info["analysis_id"]
         body, error = await self._read_message(request)
-        if error:
-            return json_error(api.TOO_LARGE if "exceeds" in error else 400, error)
+        if error or body is None:
+            return json_error(api.TOO_LARGE if "exceeds" in str(error) else 400, str(error))
         recipients = body.get(api.RECIPIENTS)
         if not isinstance(recipients, list) or not recipients or not all(isinstance(r, str) for r in recipients):
             return json_error(400, "recipients must be a non-empty list of node ids")
@@ -137,8 +137,8 @@ class BrokerService:
     async def broadcast(self, request: web.Request) -> web.Response:
         analysis_id = request.match_info["analysis_id"]
         body, error = await self._read_message(request)
-        if error:
-            return json_error(api.TOO_LARGE if "exceeds" in error else 400, error)
+        if error or body is None:
+            return json_error(api.TOO_LARGE if "exceeds" in str(error) else 400, str(error))
         analysis = await self._analysis(analysis_id)
         others = [n["node_id"] for n in analysis["nodes"] if n["node_id"] != self.node.node_id]
         return await self._relay(analysis_id, others, body[api.MESSAGE])

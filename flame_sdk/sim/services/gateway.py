@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from flame_sdk.protocol import analysis_api, broker_api, data_api, gateway_api, po_api, result_api
 from flame_sdk.sim.common.keycloak import TokenError, bearer_token
@@ -37,7 +38,7 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
     rules = gateway_api.allowed_egress(deployment.analysis_id, deployment.project_id)
 
     @web.middleware
-    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
         if path == gateway_api.HEALTH or path.startswith(analysis_api.PREFIX + "/"):
             return await handler(request)

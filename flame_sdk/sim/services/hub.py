@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.sim.common.platform_model import NODE_HEADER, HubAnalysis, HubNode
@@ -44,7 +44,7 @@ class Hub:
         return app
 
     @web.middleware
-    async def _node_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _node_auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         open_paths = request.path == "/healthz" or (request.method == "POST" and request.path in ("/nodes", "/analyses"))
         if not open_paths and request.headers.get(NODE_HEADER) not in self.nodes:
             return json_error(401, f"unknown or missing {NODE_HEADER} header")

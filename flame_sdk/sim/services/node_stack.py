@@ -25,7 +25,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port that is free right now (for services whose port must be known before they start)."""
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class SimNode:
@@ -71,7 +72,8 @@ class SimNode:
         site = web.TCPSite(runner, self.host, port)
         await site.start()
         self._runners.append(runner)
-        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bound: int = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return bound
 
     async def start(self, inbox_port: int = 0, inbox_url: str | None = None) -> None:
         """Serve the hub inbox and register at the hub. ``inbox_url``: the address the hub should use
