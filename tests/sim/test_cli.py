@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.sim
+
 ANALYSES = Path(__file__).parent / "analyses"
 
 

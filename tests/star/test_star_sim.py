@@ -13,6 +13,8 @@ from flame_sdk.star.run_errors import StarRunError
 from flame_sdk.testing import run_local
 from flame_sdk.testing.local_run import split_specs
 
+pytestmark = pytest.mark.sim
+
 
 def numbers_split(*values: float) -> list[dict[str, bytes]]:
     return [{"numbers.csv": ("x\n" + "\n".join(str(v) for v in values) + "\n").encode()}]

@@ -21,7 +21,7 @@ import pytest
 
 from flame_sdk.testing import FakeFlameSDK, compare
 
-ALGORITHMS = Path(__file__).resolve().parent.parent / "algorithms"
+ALGORITHMS = Path(__file__).resolve().parents[2] / "algorithms"
 NAMES = ["descriptive_statistics", "logistic_regression", "odds_ratio"]
 
 

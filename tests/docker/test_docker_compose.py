@@ -31,7 +31,9 @@ from flame_sdk.sim.run.topology import (
 )
 from flame_sdk.tokens import token_expiry
 
-DOCKER = Path(__file__).resolve().parent.parent / "docker"
+pytestmark = pytest.mark.sim
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
 _VAR = re.compile(r"\$\$|\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
 
 

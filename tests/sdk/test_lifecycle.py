@@ -14,6 +14,8 @@ from flame_sdk.errors import AnalysisError, ConfigurationError
 from flame_sdk.sim.run.simulation import SimConfig, Simulation
 from tests.conftest import connect_all
 
+pytestmark = pytest.mark.sim
+
 
 def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None

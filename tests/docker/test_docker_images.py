@@ -14,7 +14,7 @@ import pytest
 
 from flame_sdk.protocol.analysis_api import DEFAULT_PORT as DEFAULT_API_PORT
 from flame_sdk.sim.run.topology import HUB_PORT, INBOX_PORT
-from tests.test_docker_compose import DOCKER, load_compose
+from tests.docker.test_docker_compose import DOCKER, load_compose
 
 ROOT = DOCKER.parent
 

@@ -10,7 +10,9 @@ import pytest
 
 from flame_sdk.sim.run.runner import run_analysis
 from flame_sdk.testing import assert_matches_pooled, run_local
-from tests.test_algorithms_math import ALGORITHMS, load
+from tests.algorithms.test_algorithms_math import ALGORITHMS, load
+
+pytestmark = pytest.mark.sim
 
 
 def test_descriptive_statistics_match_the_pooled_table():

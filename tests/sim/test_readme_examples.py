@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import flame_sim
+from tests.sim.test_cli import flame_sim
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+pytestmark = pytest.mark.sim
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 EXAMPLES = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
             if "__main__" in block]
 

@@ -34,9 +34,11 @@ from flame_sdk.sim.run.simulation import SimConfig, Simulation
 from flame_sdk.sim.run.topology import Topology, fhir_services, load_topology
 from flame_sdk.sim.services.node_stack import free_port
 from flame_sdk.sim.services.s3_server import S3Endpoint
-from tests.test_docker_compose import DOCKER, environment, load_compose
-from tests.test_docker_images import entrypoint_command
-from tests.test_docker_seed import HapiStandIn
+from tests.docker.test_docker_compose import DOCKER, environment, load_compose
+from tests.docker.test_docker_images import entrypoint_command
+from tests.docker.test_docker_seed import HapiStandIn
+
+pytestmark = pytest.mark.sim
 
 ROOT = DOCKER.parent
 #: ``flame-sim`` (the sim image's ENTRYPOINT) is the console script for flame_sdk.sim.run.cli:main.

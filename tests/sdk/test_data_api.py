@@ -19,6 +19,8 @@ from flame_sdk.sim.data.data_sources import default_cohort
 from flame_sdk.sim.data.synthetic import CohortParams, cohort_csv, cohort_resources, cohort_signals
 from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
 
+pytestmark = pytest.mark.sim
+
 SEED = 11  # tests/conftest.py's simulation seed
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from flame_sdk.testing import assert_matches_pooled, compare, flatten
-from tests.test_star_sim import SPLITS, MeanAggregator, SumAnalyzer, numbers
+from tests.star.test_star_sim import SPLITS, MeanAggregator, SumAnalyzer, numbers
 
 
 def test_flatten_handles_nested_data_frames_and_text():
