@@ -85,8 +85,8 @@ class AsyncFlameCoreSDK:
             logger.log(str(exc), "error")
             raise
         grace = float(env.get(names.STATUS_SYNC_GRACE, names.DEFAULT_STATUS_SYNC_GRACE))
-        state = RunState(status_sync, grace)
-        logger.state = state
+        state = RunState(status_sync, grace)  # status_sync is checked after the environment
+        logger.state = state  # the records so far carry the same (starting, 0) as the new state
         tokens = TokenHolder(config.keycloak_token)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT))
         sdk = cls(config, logger, state, tokens, session)

@@ -15,6 +15,7 @@ from tests.algorithms.test_algorithms_math import ALGORITHMS, load
 pytestmark = pytest.mark.sim
 
 
+@pytest.mark.slow
 def test_descriptive_statistics_match_the_pooled_table():
     module = load("descriptive_statistics")
     comparison = assert_matches_pooled(pooled=lambda data: module.pooled_statistics(data), nodes=3, seed=7,
@@ -25,6 +26,7 @@ def test_descriptive_statistics_match_the_pooled_table():
     assert comparison.run.final_results[0][1].decode() == comparison.run.result
 
 
+@pytest.mark.slow
 def test_logistic_regression_reaches_the_pooled_coefficients():
     module = load("logistic_regression")
 
@@ -58,6 +60,7 @@ def test_a_failing_algorithm_argument_names_the_node():
         assert_matches_pooled(pooled=module.pooled_table, nodes=2, seed=7, **arguments)
 
 
+@pytest.mark.slow
 def test_runs_are_repeatable_with_the_same_seed():
     module = load("odds_ratio")
     first, again = (run_local(nodes=3, seed=11, **module.star_arguments({})) for _ in range(2))
@@ -66,6 +69,7 @@ def test_runs_are_repeatable_with_the_same_seed():
     assert other.result != first.result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["descriptive_statistics", "logistic_regression"])
 def test_the_file_runs_unchanged_in_flame_sim(name, tmp_path, capsys):
     """What `make demo` does: one process per node, `python <file>` with the node's environment."""

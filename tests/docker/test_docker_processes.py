@@ -209,6 +209,7 @@ def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack):
     topology = stack.topology
     names = [n.name for n in topology.nodes]
@@ -260,6 +261,7 @@ def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack
         assert stack.processes[name].wait(15) == 0, stack.log(name)
 
 
+@pytest.mark.slow
 def test_the_hub_exit_code_names_a_failed_node_and_its_error(tmp_path, stores):
     """One node fails, the others never end: after the failure grace the hub exits 1 naming them."""
     stack = Stack(tmp_path, *stores)
@@ -281,6 +283,7 @@ def test_the_hub_exit_code_names_a_failed_node_and_its_error(tmp_path, stores):
         stack.stop()
 
 
+@pytest.mark.slow
 def test_the_compose_analysis_containers_as_processes_run_the_sample_algorithm(stack):
     """Each analysis container's entrypoint (``python analysis.py`` with the compose build's ANALYSIS_FILE)."""
     dockerfile = DOCKER / "Dockerfile.analysis"

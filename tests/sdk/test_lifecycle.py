@@ -72,6 +72,7 @@ def test_unreachable_gateway_fails_startup_in_bounded_time(analysis):
         sdk.close()
 
 
+@pytest.mark.slow
 def test_token_refresh_mid_run():
     with Simulation(SimConfig(nodes=2, seed=3, status_interval=0.2, token_ttl=4)) as sim:
         analysis = sim.create_analysis()

@@ -18,6 +18,7 @@ def flame_sim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_run_writes_results_and_prints_the_table(tmp_path):
     run = flame_sim("run", str(ANALYSES / "sum_counts.py"), "--nodes", "3", "--seed", "5", "--results",
                     str(tmp_path / "results"), cwd=tmp_path)
@@ -34,6 +35,7 @@ def test_run_writes_results_and_prints_the_table(tmp_path):
     assert shown.returncode == 0 and "total" in shown.stdout and "42" in shown.stdout
 
 
+@pytest.mark.slow
 def test_a_failing_node_fails_the_run_and_is_named(tmp_path):
     run = flame_sim("run", str(ANALYSES / "one_node_fails.py"), "--nodes", "3", "--results", str(tmp_path),
                     "--timeout", "120", cwd=tmp_path)

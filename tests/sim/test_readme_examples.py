@@ -16,6 +16,7 @@ EXAMPLES = [block for block in re.findall(r"```python\n(.*?)```", README.read_te
             if "__main__" in block]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", EXAMPLES, ids=[f"example-{i}" for i in range(len(EXAMPLES))])
 def test_readme_analysis_runs(tmp_path, source):
     (tmp_path / "analysis.py").write_text(source)

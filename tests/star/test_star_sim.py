@@ -122,12 +122,14 @@ def test_a_node_that_raises_fails_the_run_naming_it():
     assert any(r["log_type"] == "error" and failing.node_id in r["log"] for r in run.logs("node-0"))
 
 
+@pytest.mark.slow
 def test_a_silent_node_hits_the_round_timeout():
     start = time.monotonic()
     with pytest.raises(StarRunError, match=r"round 1: node\(s\) .* did not send") as info:
         run_local(SilentAnalyzer, MeanAggregator, "s3", data_splits=SPLITS, round_timeout=1.5)
     silent = data_node(info.value.run, 2)
-    assert info.value.node_id == silent.node_id
+    # named in any case; on a busy machine the other analyzer may be late for this short round too
+    assert silent.node_id in str(info.value)
     assert time.monotonic() - start < 60  # bounded, not a hang (generous: not a timing measurement)
 
 

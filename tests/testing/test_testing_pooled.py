@@ -34,6 +34,7 @@ def pooled_mean(data) -> str:
     return f"mean,n\n{sum(values) / len(values)},{len(values)}\n"
 
 
+@pytest.mark.slow
 def test_assert_matches_pooled_passes_and_reports_a_mismatch():
     comparison = assert_matches_pooled(SumAnalyzer, MeanAggregator, "s3", pooled_mean, data_splits=SPLITS)
     assert comparison.ok and comparison.max_difference < 1e-12 and comparison.pooled_result == "mean,n\n7.2,5\n"
