@@ -38,7 +38,7 @@ class Exchange:
                 receivers, data, max_attempts=3, timeout=self.round_timeout,
                 attempt_timeout=min(30.0, self.round_timeout))
         except AnalysisError as exc:
-            raise self._stopped(f"sending round {round_number}'s data", exc) from exc
+            raise self.stopped(f"sending round {round_number}'s data", exc) from exc
         if not_acked and not self.finished():
             self.raise_partner_failure()
             raise RoundTimeoutError(not_acked, round_number, self.round_timeout, "an acknowledgement of our data")
@@ -48,7 +48,7 @@ class Exchange:
         try:
             received = self.flame.await_intermediate_data(senders, timeout=self.round_timeout)
         except AnalysisError as exc:
-            raise self._stopped(f"waiting for {what} of round {round_number}", exc) from exc
+            raise self.stopped(f"waiting for {what} of round {round_number}", exc) from exc
         missing = [sender for sender in senders if received.get(sender) is None]
         if missing and not self.finished():
             self.raise_partner_failure()
@@ -81,7 +81,8 @@ class Exchange:
         if error is not None:
             raise error
 
-    def _stopped(self, doing: str, exc: AnalysisError) -> StarRunError:
+    def stopped(self, doing: str, exc: AnalysisError) -> StarRunError:
+        """The error for a wait the platform ended: a partner's reported failure, else a stop by the platform."""
         return self.failure() or StarRunError(None, f"the run was stopped by the platform while {doing}: {exc}")
 
     def announce_failure(self, node_id: str, error: str) -> None:

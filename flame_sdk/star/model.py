@@ -229,9 +229,13 @@ class StarModel:
     # -- helpers --------------------------------------------------------------------------------------
     def _wait_until_partners_ready(self, nodes: list[str]) -> None:
         self.flame.flame_log(f"Awaiting contact with {len(nodes)} partner node(s)...", halt_submission=True)
-        ready = self.flame.ready_check(nodes, attempt_interval=READY_ATTEMPT_INTERVAL, timeout=self.ready_timeout)
+        try:
+            ready = self.flame.ready_check(nodes, attempt_interval=READY_ATTEMPT_INTERVAL, timeout=self.ready_timeout)
+        except AnalysisError as exc:  # a partner failed (status sync) before every partner answered
+            raise self.exchange.stopped("waiting for partners to be ready", exc) from exc
         silent = [node for node, ok in ready.items() if not ok]
         if silent:
+            self.exchange.raise_partner_failure()
             raise StarRunError(silent[0], f"partner node(s) {silent} did not answer the ready check within "
                                           f"{self.ready_timeout:g} s; check that their analysis started")
         self.flame.flame_log("success", append=True)
