@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
+from flame_sdk.after_main import AFTER_REPORT_LINGER, finish_or_fail
 from flame_sdk.clients.messages import Message
 from flame_sdk.config import NodeConfig, NodeIdentity
 from flame_sdk.errors import AnalysisError, FlameError
@@ -59,6 +60,8 @@ class AsyncFlameCoreSDK:
         self._session = session
         self._components: Components | None = None
         self._closed = False
+        #: How long a node whose main() returned unfinished waits for a partner to finish it (seconds).
+        self.finish_wait = names.DEFAULT_FINISH_WAIT
 
     @classmethod
     async def create(
@@ -90,6 +93,7 @@ class AsyncFlameCoreSDK:
         tokens = TokenHolder(config.keycloak_token)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT))
         sdk = cls(config, logger, state, tokens, session)
+        sdk.finish_wait = float(env.get(names.FINISH_WAIT, names.DEFAULT_FINISH_WAIT))
         startup = Startup(config, session, tokens, logger, state, sdk._on_partner_finished)
         timeout = float(env.get(names.STARTUP_TIMEOUT, names.DEFAULT_STARTUP_TIMEOUT))
         try:
@@ -328,6 +332,16 @@ class AsyncFlameCoreSDK:
             if po is not None:
                 await po.flush(timeout=10)
         return True
+
+    async def after_main(self, report_timeout: float = DEFAULT_REPORT_TIMEOUT) -> None:
+        """The analyst's main thread ended: finish or fail the run (``flame_sdk.after_main``), wait until the node
+        saw the final status, then close."""
+        await finish_or_fail(self._state, self._logger, self._parts.broker, self.finish_wait)
+        if await self.wait_until_reported(report_timeout):
+            await asyncio.sleep(AFTER_REPORT_LINGER)
+        else:
+            self._logger.log(f"the node did not poll the final status within {report_timeout:.0f} s; exiting", "warn")
+        await self.close()
 
     async def close(self) -> None:
         """Flush logs, let acknowledgements go out, stop the embedded API and close the HTTP session

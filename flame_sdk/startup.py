@@ -22,6 +22,7 @@ from flame_sdk.errors import FlameError
 from flame_sdk.http import DEFAULT_RETRY, RetryPolicy, ServiceClient
 from flame_sdk.logs import FlameLogger
 from flame_sdk.protocol import broker_api, data_api, gateway_api, po_api, result_api
+from flame_sdk.protocol.envelope import MAIN_RETURNED
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.run_state import RunState
 from flame_sdk.runtime import call_soon_on
@@ -169,7 +170,16 @@ class Startup:
         self.state.on_change = lambda: call_soon_on(loop, broker.inbox.wake)
         await broker.connect()
         self.components.broker = broker
-        self.components.api.on_message = broker.receive
+
+        def on_message(body: dict[str, Any]) -> None:
+            meta = body["meta"]
+            returned = meta["category"] == MAIN_RETURNED and meta["akn_id"] is None \
+                and meta["sender"] in broker.participant_ids()
+            broker.receive(body)
+            if returned:
+                self.state.partner_returned(meta["sender"])
+
+        self.components.api.on_message = on_message
 
     async def _connect_po(self) -> None:
         po = POClient(self._service(po_api.PREFIX, "PO service"), self.config.analysis_id, asyncio.get_running_loop())

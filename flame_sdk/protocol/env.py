@@ -39,8 +39,11 @@ STATUS_SYNC_GRACE = "FLAME_STATUS_SYNC_GRACE_SECONDS"
 DEFAULT_STATUS_SYNC_GRACE = 100.0
 #: Console prefix of every log line (the simulator sets the node name).
 LOG_PREFIX = "FLAME_LOG_PREFIX"
+#: Seconds a node whose main() returned before the run ended stays up for a partner's analysis_finished.
+FINISH_WAIT = "FLAME_FINISH_WAIT_SECONDS"
+DEFAULT_FINISH_WAIT = 3600.0
 
-SDK_TUNABLES: tuple[str, ...] = (STARTUP_TIMEOUT, STATUS_SYNC_GRACE, LOG_PREFIX)
+SDK_TUNABLES: tuple[str, ...] = (STARTUP_TIMEOUT, STATUS_SYNC_GRACE, LOG_PREFIX, FINISH_WAIT)
 
 
 def gateway_url(deployment_name: str) -> str:
