@@ -17,6 +17,7 @@ from flame_sdk.sim.common.web import fixed_json
 from flame_sdk.sim.services.broker_service import BrokerService
 from flame_sdk.sim.services.data_service import DataService
 from flame_sdk.sim.services.gateway import build_gateway_app
+from flame_sdk.sim.services.po_lifecycle import PoLimits
 from flame_sdk.sim.services.po_service import POService
 from flame_sdk.sim.services.result_service import StorageService
 
@@ -33,7 +34,8 @@ class SimNode:
     """Node-level state and services. Runs on the simulator's event loop."""
 
     def __init__(self, spec: NodeSpec, seed: int, hub_url: str, state_dir: Path, tokens: TokenIssuer,
-                 host: str = "127.0.0.1", s3_endpoint: Any = None, status_interval: float = 0.5) -> None:
+                 host: str = "127.0.0.1", s3_endpoint: Any = None, status_interval: float = 0.5,
+                 po_limits: PoLimits | None = None) -> None:
         self.spec = spec
         self.node_id = spec.node_id
         self.seed = seed
@@ -46,7 +48,7 @@ class SimNode:
         self.private_key = ec.generate_private_key(ec.SECP384R1())
         self.hub_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()
         self.broker = BrokerService(self)
-        self.po = POService(self)
+        self.po = POService(self, po_limits)
         self.storage = StorageService(self)
         self.data = DataService(self)
         self.deployments: dict[str, Deployment] = {}
