@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from flame_sdk.errors import AnalysisError
 from flame_sdk.interface import FlameSDK
+from flame_sdk.star import progress
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.exchange import Exchange
@@ -47,8 +48,9 @@ class StarModel:
     * ``round_timeout``: seconds a node waits for its partners' data in one round; a silent node is named.
     * ``ready_timeout``: seconds the start-up ready check waits for partners.
     * ``result_filename``: passed to ``submit_final_result`` as ``filename``.
-    * ``report_timeout``: when the model created the SDK, it waits up to this long (no busy wait) for the
-      node to see the final status, then closes the SDK.
+    * ``report_timeout``: when the model created the SDK from a given ``env``, it waits up to this long (no busy
+      wait) for the node to see the final status, then closes the SDK. An SDK made from ``os.environ`` ends the
+      process as a node expects once main() returns (``flame_sdk.after_main``).
 
     After the run: ``result`` (aggregator: the submitted result; analyzer: its last result), ``rounds``,
     ``converged``. Any failure raises :class:`StarRunError` naming the responsible node.
@@ -100,17 +102,18 @@ class StarModel:
         self.rounds = 0
         self.converged = False
 
-        owns_sdk = flame is None
+        closes_sdk = False  # an SDK made here is closed here, unless it ends the process itself (after main())
         if flame is None:
             from flame_sdk.core import FlameCoreSDK
 
-            flame = FlameCoreSDK(env=env)
+            core = FlameCoreSDK(env=env)
+            flame, closes_sdk = core, not core.owns_process
         self.flame: FlameSDK = flame
         self.exchange = Exchange(flame, self.round_timeout)
         try:
             self._run(analyzer, aggregator, analyzer_kwargs or {}, aggregator_kwargs or {})
         finally:
-            if owns_sdk:
+            if closes_sdk:
                 self.flame.wait_until_reported(report_timeout)
                 self.flame.close()
 
@@ -163,12 +166,13 @@ class StarModel:
         self._wait_until_partners_ready(analyzers)
         for round_number in range(1, self.max_rounds + 1):
             self.rounds = round_number
+            self._round_log(round_number, f"waiting for the results of {len(analyzers)} analyzer(s)")
             received = self.exchange.receive(analyzers, round_number, "their analysis results")
             result, converged = aggregator.aggregate([received[n] for n in analyzers], self.simple_analysis)
             if result is None:
                 raise ValueError("aggregation_method returned None; return the aggregated value (it is sent to the "
                                  "analyzers or submitted as the final result)")
-            self.flame.flame_log(f"Round {round_number} aggregated: {str(result)[:100]}")
+            self._progress(round_number)
             if converged or round_number == self.max_rounds:
                 self.converged = converged
                 if not converged:
@@ -176,10 +180,11 @@ class StarModel:
                                          f"submitting the last result", log_type="warn")
                 self._submit(aggregator, result)
                 self.result = result
+                self.flame.flame_log(progress.finished_line(round_number, converged, self.max_rounds))
                 self.flame.analysis_finished()
                 aggregator.node_finished()
                 return
-            self._progress(round_number)
+            self._round_log(round_number, "aggregated; sending the result to the analyzers")
             self.exchange.send(analyzers, result, round_number)
 
     def _submit(self, aggregator: StarAggregator, result: Any) -> None:
@@ -199,6 +204,7 @@ class StarModel:
         self._wait_until_partners_ready([aggregator_id])
         self.data = self._get_data()
         self.flame.flame_log(f"Data extracted: {str(self.data)[:100]}")
+        self._set_progress(progress.DATA)
         for round_number in range(1, self.max_rounds + 1):
             self.rounds = round_number
             result = analyzer.analyze(self.data)
@@ -207,6 +213,7 @@ class StarModel:
             self.result = result
             self.exchange.send([aggregator_id], result, round_number)
             self._progress(round_number)
+            self._round_log(round_number, "result sent; waiting for the aggregated result")
             reply = self.exchange.receive([aggregator_id], round_number, "the aggregated result")[aggregator_id]
             if reply is None:  # the aggregator finished the analysis
                 self.converged = True
@@ -239,8 +246,14 @@ class StarModel:
             raise StarRunError(silent[0], f"partner node(s) {silent} did not answer the ready check within "
                                           f"{self.ready_timeout:g} s; check that their analysis started")
         self.flame.flame_log("success", append=True)
+        self._set_progress(progress.READY)
+
+    def _round_log(self, round_number: int, doing: str) -> None:
+        self.flame.flame_log(progress.round_line(round_number, self.max_rounds, doing))
 
     def _progress(self, round_number: int) -> None:
-        value = int(99 * round_number / self.max_rounds) if not self.simple_analysis else 50
+        self._set_progress(progress.round_progress(round_number, self.max_rounds))
+
+    def _set_progress(self, value: int) -> None:
         if value > self.flame.get_progress():
             self.flame.set_progress(value)
