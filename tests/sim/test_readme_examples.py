@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -22,8 +23,9 @@ def test_readme_analysis_runs(tmp_path, source):
     (tmp_path / "analysis.py").write_text(source)
     run = flame_sim("run", "analysis.py", "--nodes", "3", "--seed", "2", "--results", "out", cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    (result,) = list((tmp_path / "out").glob("*/*"))
-    assert int(result.read_text()) > 0
+    (record,) = list((tmp_path / "out").glob("*/run.json"))
+    (result,) = json.loads(record.read_text())["results"]
+    assert int((record.parent / result).read_text()) > 0
 
 
 def test_the_readme_has_examples():
