@@ -275,8 +275,10 @@ def test_odds_ratio_textbook_values():
 
 def test_odds_ratio_suppresses_small_cells():
     module = load("odds_ratio")
-    table = module.result_table({"female": [3, 50, 20, 40], "male": [10, 40, 30, 50]}, min_cell_size=5)
+    table = module.result_table({"female": [3, 50, 20, 40], "male": [10, 40, 30, 50]}, module.disclosure_config())
     rows = table.set_index("stratum")
     assert rows.loc["female", "suppressed"] and pd.isna(rows.loc["female", "exposed_events"])
-    assert rows.loc["mantel-haenszel", "suppressed"] and not rows.loc["male", "suppressed"]
+    assert rows.loc["female", "exposed_non_events"] == 50 and pd.isna(rows.loc["female", "odds_ratio"])
+    assert rows.loc["mantel-haenszel", "suppressed"] and pd.isna(rows.loc["mantel-haenszel", "odds_ratio"])
+    assert rows.loc["male", "suppressed"] and pd.isna(rows.loc["male", "exposed_events"])  # complementary
     assert not rows.loc["all", "suppressed"] and rows.loc["all", "exposed_events"] == 13
