@@ -232,9 +232,9 @@ def test_logistic_regression_reaches_the_pooled_fit():
     assert np.max(np.abs(federated["coef"] - reference["coef"])) < 1e-6
     assert np.max(np.abs(federated["std_error"] - reference["std_error"])) < 1e-6
     # the pooled fit solves the score equations: an independent check of the reference itself
-    x, y = module.design(module.read_table(pooled(splits)), module.feature_list("age,bmi,systolic_bp,"
+    rows = module.design(module.read_table(pooled(splits)), module.feature_list("age,bmi,systolic_bp,"
                                                                                "cholesterol,smoker,male"), "outcome")
-    assert np.max(np.abs(module.local_terms(x, y, reference["coef"].to_numpy())["gradient"])) < 1e-6
+    assert np.max(np.abs(module.local_terms(rows.x, rows.y, reference["coef"].to_numpy())["gradient"])) < 1e-6
 
 
 def test_logistic_regression_rejects_a_tiny_node():
