@@ -109,12 +109,6 @@ def read_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
     return out
 
 
-def disclosure_config(min_cell_size: int = 5, min_contributing_nodes: int = 1, rounding_base: int = 1,
-                      **_: Any) -> DisclosureConfig:
-    return DisclosureConfig(min_cell_size=int(min_cell_size), min_contributing_nodes=int(min_contributing_nodes),
-                            rounding_base=int(rounding_base), margin_label=ALL)
-
-
 def parse_bands(text: str) -> list[int]:
     edges = [int(part) for part in str(text).split(",") if part.strip()]
     if not edges or edges != sorted(set(edges)) or edges[0] < 0:
@@ -397,7 +391,7 @@ def pooled_statistics(data: list[dict[str, Any]], age_bands: str = "0,40,60,80",
     accuracy = check_accuracy(quantile_accuracy)
     frame = observation_rows(read_sources(data), latest_only)
     cells = cell_summaries(frame, parse_bands(age_bands), sketch_gamma(accuracy))
-    return to_csv(statistics_table([cells], disclosure_config(**disclosure), accuracy))
+    return to_csv(statistics_table([cells], DisclosureConfig.from_mapping(disclosure), accuracy))
 
 
 # ----------------------------------------------------------------------------- star roles
@@ -434,7 +428,7 @@ class StatisticsAnalyzer(StarAnalyzer):
 class StatisticsAggregator(StarAggregator):
     def __init__(self, flame, quantile_accuracy: float = 0.005, **disclosure: Any) -> None:
         super().__init__(flame)
-        self.config = disclosure_config(**disclosure)
+        self.config = DisclosureConfig.from_mapping(disclosure)
         self.accuracy = check_accuracy(quantile_accuracy)
 
     def aggregation_method(self, analysis_results):

@@ -77,12 +77,6 @@ def read_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
     return out
 
 
-def disclosure_config(min_cell_size: int = 5, min_contributing_nodes: int = 1, rounding_base: int = 1,
-                      **_: Any) -> DisclosureConfig:
-    return DisclosureConfig(min_cell_size=int(min_cell_size), min_contributing_nodes=int(min_contributing_nodes),
-                            rounding_base=int(rounding_base))
-
-
 def feature_list(text: str) -> list[str]:
     names = [part.strip() for part in str(text).split(",") if part.strip()]
     if not names:
@@ -281,7 +275,7 @@ class RegressionAggregator(StarAggregator):
         super().__init__(flame)
         self.terms = ["intercept", *feature_list(features)]
         self.tolerance = float(tolerance)
-        self.config = disclosure_config(**disclosure)
+        self.config = DisclosureConfig.from_mapping(disclosure)
         self.beta = np.zeros(len(self.terms))
         self.step = np.zeros(len(self.terms))
         self.sd = np.ones(len(self.terms))

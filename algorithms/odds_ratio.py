@@ -62,12 +62,6 @@ def read_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
     return out
 
 
-def disclosure_config(min_cell_size: int = 5, min_contributing_nodes: int = 1, rounding_base: int = 1,
-                      **_: Any) -> DisclosureConfig:
-    return DisclosureConfig(min_cell_size=int(min_cell_size), min_contributing_nodes=int(min_contributing_nodes),
-                            rounding_base=int(rounding_base), margin_label=ALL)
-
-
 def read_table(data: list[dict[str, Any]]) -> pd.DataFrame:
     frames = [pd.read_csv(io.BytesIO(content if isinstance(content, bytes) else str(content).encode()))
               for source in data for key, content in source.items() if str(key).endswith(".csv")]
@@ -184,7 +178,7 @@ def pooled_table(data: list[dict[str, Any]], exposure: str = "smoker", outcome: 
                  stratify: str = "sex", **disclosure: Any) -> str:
     """The same table from pooled data (one entry per data source of every node)."""
     cells = count_cells(read_table(data), exposure, outcome, stratify)
-    return result_table(cells["counts"], disclosure_config(**disclosure)).to_csv(index=False)
+    return result_table(cells["counts"], DisclosureConfig.from_mapping(disclosure)).to_csv(index=False)
 
 
 class TableAnalyzer(StarAnalyzer):
@@ -205,7 +199,7 @@ class TableAnalyzer(StarAnalyzer):
 class TableAggregator(StarAggregator):
     def __init__(self, flame, **disclosure: Any) -> None:
         super().__init__(flame)
-        self.config = disclosure_config(**disclosure)
+        self.config = DisclosureConfig.from_mapping(disclosure)
 
     def aggregation_method(self, analysis_results):
         counts: dict[str, list[int]] = {}

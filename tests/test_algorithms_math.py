@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flame_sdk.disclosure import derivable_cells
+from flame_sdk.disclosure import DisclosureConfig, derivable_cells
 from flame_sdk.testing import FakeFlameSDK, compare
 
 ALGORITHMS = Path(__file__).resolve().parent.parent / "algorithms"
@@ -176,7 +176,7 @@ def test_descriptive_statistics_withhold_complementary_cells():
         cells[(code, sex, band)] = {"n": n, "mean": values.mean(), "m2": ((values - values.mean()) ** 2).sum(),
                                     "sketch": module.sketch(code, values, gamma), "out_of_range": 0,
                                     "unit_rejected": 0}
-    table = module.statistics_table([cells], module.disclosure_config(), 0.005).set_index(["sex", "age_band"])
+    table = module.statistics_table([cells], DisclosureConfig(), 0.005).set_index(["sex", "age_band"])
     assert table.loc[("female", "80+"), "suppressed"]  # primary
     exact = pd.DataFrame(0, index=["female", "male", "all"], columns=["0-39", "40-59", "80+", "all"])
     for (sex, band), n in counts.items():
@@ -283,7 +283,7 @@ def test_odds_ratio_textbook_values():
 
 def test_odds_ratio_suppresses_small_cells():
     module = load("odds_ratio")
-    table = module.result_table({"female": [3, 50, 20, 40], "male": [10, 40, 30, 50]}, module.disclosure_config())
+    table = module.result_table({"female": [3, 50, 20, 40], "male": [10, 40, 30, 50]}, DisclosureConfig())
     rows = table.set_index("stratum")
     assert rows.loc["female", "suppressed"] and pd.isna(rows.loc["female", "exposed_events"])
     assert rows.loc["female", "exposed_non_events"] == 50 and pd.isna(rows.loc["female", "odds_ratio"])
