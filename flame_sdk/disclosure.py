@@ -173,11 +173,11 @@ def protect_table(table: pd.DataFrame, config: DisclosureConfig | None = None, *
     if contributors is not None and (not contributors.index.equals(table.index)
                                      or not contributors.columns.equals(table.columns)):
         raise DisclosureError("contributors must have the same row and column labels as the table")
+    nodes = None if contributors is None else contributors.to_numpy(dtype=int)
     reasons = pd.DataFrame("", index=table.index, columns=table.columns, dtype=object)
-    for r in table.index:
-        for c in table.columns:
-            nodes = None if contributors is None else int(contributors.at[r, c])
-            reasons.at[r, c] = config.is_primary(values[(r, c)], nodes) or ""
+    for i, r in enumerate(table.index):
+        for j, c in enumerate(table.columns):
+            reasons.at[r, c] = config.is_primary(values[(r, c)], None if nodes is None else int(nodes[i, j])) or ""
     graph = _EquationGraph(table, config.margin_label)
     hidden = {cell for cell in values if reasons.at[cell]}
     for cell in graph.close_bridges(hidden, values):
@@ -195,7 +195,7 @@ def derivable_cells(table: pd.DataFrame, withheld: pd.DataFrame, margin_label: s
     restricted to the withheld cells. Use it to audit a suppression pattern made elsewhere.
     """
     _checked_counts(table, margin_label)
-    cells = [(r, c) for r in table.index for c in table.columns if bool(withheld.at[r, c])]
+    cells: list[Cell] = [(r, c) for r in table.index for c in table.columns if bool(withheld.at[r, c])]
     if not cells:
         return []
     rows = _EquationGraph(table, margin_label).equations(cells)

@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -136,7 +136,7 @@ def pooled_data(run: LocalRun) -> list[dict[str, Any]]:
 def assert_matches_pooled(
     analyzer: type,
     aggregator: type,
-    data_type: str,
+    data_type: Literal["fhir", "s3"],
     pooled: Callable[[list[dict[str, Any]]], Any],
     *,
     tolerance: float = 1e-6,
