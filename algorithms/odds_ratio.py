@@ -96,13 +96,11 @@ def count_cells(frame: pd.DataFrame, exposure: str, outcome: str, stratify: str 
 
 
 def count_table(counts: dict[str, list[int]]) -> pd.DataFrame:
-    """Strata x cells, with the 'all' row (the margin) when there is more than one stratum."""
+    """Strata x cells, with the 'all' row (their sum) when there is more than one stratum."""
     strata = sorted(counts)
     table = pd.DataFrame([counts[s] for s in strata], index=strata, columns=CELLS, dtype=int)
     if len(strata) > 1:
         table.loc[ALL] = table.sum(axis=0)
-    else:
-        table.index = [ALL]
     return table
 
 
@@ -157,6 +155,9 @@ def result_table(counts: dict[str, list[int]], config: DisclosureConfig,
     """The published table: protected counts, and the estimates of rows whose counts are all shown."""
     exact = count_table(counts)
     protected = protect_table(exact, config, contributors=contributors)
+    if len(exact) == 1:  # a single stratum (or none) is the whole table
+        for frame in (exact, protected.counts, protected.withheld):
+            frame.index = [ALL]
     rows = []
     for stratum in [ALL, *[s for s in exact.index if s != ALL]]:
         withheld = bool(protected.withheld.loc[stratum].any())

@@ -120,3 +120,11 @@ def test_codes_other_than_0_1_are_rejected():
     frame = pd.DataFrame({"sex": ["female", "male"], "smoker": ["yes", "no"], "outcome": [0, 1]})
     with pytest.raises(ValueError, match=r"column 'smoker' must be 0/1 .*found \['no', 'yes'\]"):
         module.count_cells(frame, "smoker", "outcome", "sex")
+
+
+def test_without_strata_the_table_is_one_protected_row():
+    frame = rows_for({"female": [3, 50, 10, 100]})
+    table = pd.read_csv(io.StringIO(module.pooled_table([{"cohort.csv": frame.to_csv(index=False).encode()}],
+                                                        stratify=""))).set_index("stratum")
+    assert list(table.index) == ["all"] and pd.isna(table.at["all", "exposed_events"])
+    assert table.at["all", "exposed_non_events"] == 50 and table.at["all", "suppressed"]
