@@ -14,10 +14,9 @@ from typing import Any, Literal
 
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
-from flame_sdk.star.errors import StarRunError
-from flame_sdk.star.local_dp import StarLocalDPModel
+from flame_sdk.star.local_dp_model import StarLocalDPModel
 from flame_sdk.star.model import StarModel
-from flame_sdk.storage import local_dp
+from flame_sdk.star.run_errors import StarRunError
 
 #: Bound on a whole local run (seconds) unless the caller gives one.
 DEFAULT_RUN_TIMEOUT = 300.0
@@ -154,7 +153,7 @@ def run_local(
     the synthetic data; then ``nodes`` is ``len(data_splits) + 1``. With ``raise_on_failure`` a failed run
     raises the error of the node that caused it (``StarRunError`` naming it); the run is ``error.run``.
     """
-    from flame_sdk.sim.simulation import SimConfig, Simulation
+    from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
     if data_splits is not None:
         if simulation is not None:
@@ -217,7 +216,9 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
                 run.result, run.rounds, run.converged = model.result, model.rounds, model.converged
     run.final_results = analysis.final_results()
     if "epsilon" in model_kwargs and run.final_results:
-        released = [local_dp.decode(content) for _, content in run.final_results]
+        from flame_sdk.sim.common.laplace import decode  # as the simulator stored it
+
+        released = [decode(content) for _, content in run.final_results]
         run.result_before_noise = run.result
         run.result = released if multiple_results else released[0]
         run.aggregator.result = run.result
