@@ -150,13 +150,12 @@ def plugin_canonical_query(raw_query: str) -> str:
 def minio_canonical_query(raw_query: str) -> str:
     """The canonical query MinIO checks: decoded pairs (``+`` is a space, ``;`` pairs dropped as by Go),
     encoded once, sorted by key, spaces as ``%20``."""
-    pairs = []
+    pairs: list[tuple[bytes, bytes]] = []
     for pair in (p for p in raw_query.split("&") if p):
         if ";" in pair:
             continue
         key, _, value = pair.partition("=")
-        key, value = (unquote_to_bytes(x.replace("+", " ")) for x in (key, value))
-        pairs.append((key, value))
+        pairs.append((unquote_to_bytes(key.replace("+", " ")), unquote_to_bytes(value.replace("+", " "))))
     pairs.sort(key=lambda kv: kv[0])
     return "&".join(f"{quote(k, safe='-._~')}={quote(v, safe='-._~')}" for k, v in pairs)
 

@@ -78,6 +78,10 @@ def _s3_error(status: int, code: str, resource: str) -> web.Response:
     return web.Response(status=status, text=body, content_type="application/xml")
 
 
+def _fhir_store(spec: DataSourceSpec) -> FhirStore:
+    return FhirStore(spec.fhir_resources(), spec.page_size)
+
+
 @dataclass
 class LinkedSource:
     """A data source as Kong knows it: its service object plus the backend that serves it."""
@@ -127,7 +131,7 @@ class DataService:
                 upstream = URL(spec.url)
                 service.update(host=upstream.host, port=upstream.port, path=upstream.path)
             elif spec.kind == "fhir":
-                source.store = await asyncio.to_thread(lambda s=spec: FhirStore(s.fhir_resources(), s.page_size))
+                source.store = await asyncio.to_thread(_fhir_store, spec)
                 service["path"] = "/fhir"
                 source.server_address = spec.server_address or f"http://{service['host']}/fhir"
             else:
