@@ -38,4 +38,4 @@ def test_the_cause_follows_the_status_and_the_body() -> None:
     assert "DATA_SOURCE_TOKEN" in hint(401, "", "s3")
     assert "not routed" in hint(404, '{"message": "no Route matched with those values"}', "fhir")
     assert "expired" in hint(410, OUTCOME, "fhir") and "failed on this request" in hint(500, OUTCOME, "fhir")
-    assert hint(418, "", "fhir") == "see the server's answer"
+    assert hint(418, "", "fhir") == "see the server's answer" and "no answer" in hint(None, "", "s3")

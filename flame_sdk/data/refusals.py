@@ -67,6 +67,7 @@ def hint(status: int | None, body: str, kind: str) -> str:
 
 
 _BY_STATUS: dict[tuple[int | None, str], str] = {
+    (None, ""): "no answer through the node's gateway (connection refused, reset or timed out)",
     (400, "fhir"): "check the FHIR query (resource type and search parameters)",
     (404, "fhir"): "the FHIR resource does not exist",
     (404, "s3"): "no such object",
