@@ -15,8 +15,8 @@ Search parameters: ``_id``; ``subject`` / ``patient`` (``Patient/<id>`` or ``<id
 ``code`` or ``system|code``, comma = OR); a date parameter per type with the prefixes eq, ne, lt, gt, le, ge
 (Observation ``date``, Condition ``onset-date``, Patient ``birthdate``, QuestionnaireResponse ``authored``);
 Patient ``gender``. Result parameters: ``_count`` (page size, at most ``MAX_PAGE_SIZE``), ``_summary=count``
-(total only), ``_offset`` (start of the first page). ``_format`` and ``_pretty`` are accepted and ignored. Anything else is answered with HTTP 400 and an OperationOutcome, as HAPI does for unknown
-parameters.
+(total only), ``_offset`` (start of the first page). ``_format`` and ``_pretty`` are accepted and ignored.
+Anything else is answered with HTTP 400 and an OperationOutcome, as HAPI does for unknown parameters.
 """
 
 from __future__ import annotations
@@ -210,13 +210,14 @@ class FhirStore:
                 search_id: str | None, key: tuple[Any, ...] | None) -> dict[str, Any]:
         links = [{"relation": "self", "url": self_url}]
         more, earlier = count > 0 and offset + count < len(matches), count > 0 and offset > 0
-        if (more or earlier) and (search_id is None or search_id not in self._searches):
-            search_id = self._remember(key, rtype, matches)
-        if more:
-            links.append({"relation": "next", "url": self._paging_link(base_url, search_id, offset + count, count)})
-        if earlier:
-            links.append({"relation": "previous",
-                          "url": self._paging_link(base_url, search_id, max(0, offset - count), count)})
+        if more or earlier:
+            if search_id is None or search_id not in self._searches:
+                search_id = self._remember(key, rtype, matches)
+            if more:
+                links.append({"relation": "next", "url": self._paging_link(base_url, search_id, offset + count, count)})
+            if earlier:
+                links.append({"relation": "previous",
+                              "url": self._paging_link(base_url, search_id, max(0, offset - count), count)})
         items = self._by_type.get(rtype, [])
         page = matches[offset: offset + count] if count else []
         return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(matches),
@@ -235,8 +236,7 @@ class FhirStore:
         return search_id
 
     @staticmethod
-    def _paging_link(base_url: str, search_id: str | None, offset: int, count: int) -> str:
-        assert search_id is not None
+    def _paging_link(base_url: str, search_id: str, offset: int, count: int) -> str:
         query = urlencode([("_getpages", search_id), ("_getpagesoffset", offset), ("_count", count),
                            ("_bundletype", "searchset")])
         return f"{base_url}?{query}"
