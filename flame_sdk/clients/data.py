@@ -23,14 +23,15 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
+from flame_sdk.clients.data_source import SourceClient
 from flame_sdk.clients.fhir_source import FhirSourceClient
 from flame_sdk.clients.s3_source import DEFAULT_PART_SIZE, S3SourceClient
 from flame_sdk.config import NodeConfig
 from flame_sdk.data.refusals import server_message
-from flame_sdk.data.s3_gateway import explain_key_problems, key_problem
 from flame_sdk.errors import DataSourceError, ServiceHTTPError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol.s3_gateway import explain_key_problems, key_problem
 
 __all__ = ["DataApiClient", "FhirSourceClient", "S3SourceClient", "source_type"]
 
@@ -69,7 +70,7 @@ class DataApiClient:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._sources: list[dict[str, Any]] = []
         self._clients: dict[str, FhirSourceClient | S3SourceClient] = {}
-        self._links: OrderedDict[str, FhirSourceClient] = OrderedDict()  # next link -> the source that gave it
+        self._links: OrderedDict[str, SourceClient] = OrderedDict()  # next link -> the source that gave it
 
     async def connect(self) -> None:
         """Fetch this project's data sources; raise DataSourceError when the answer is unusable."""
@@ -108,7 +109,7 @@ class DataApiClient:
                              f"known ids: {known}")
         return client
 
-    def remember_link(self, url: str, client: FhirSourceClient) -> None:
+    def remember_link(self, url: str, client: SourceClient) -> None:
         """Note which source gave a page link, so ``fetch_fhir_page`` asks that source for it."""
         self._links[url] = client
         self._links.move_to_end(url)
@@ -162,6 +163,7 @@ class DataApiClient:
         """
         fhir: list[FhirSourceClient] = self._of_kind("fhir")
         owner = self._links.get(url_or_query)
+        owner = owner if isinstance(owner, FhirSourceClient) else None
         named = [c for c in fhir if f"/kong/{c.name}/fhir" in url_or_query]
         by_base = [c for c in fhir if c.owns(url_or_query)]
         for candidates in ([owner] if owner else [], named, by_base, fhir):

@@ -1,15 +1,32 @@
-"""What the per-source data clients share: identity, and running their work on the SDK loop."""
+"""What the per-source data clients share: identity, the data API they belong to, running on the SDK loop."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from flame_sdk.clients.data import DataApiClient
+from flame_sdk.config import NodeConfig
+from flame_sdk.http import ServiceClient
+from flame_sdk.logs import FlameLogger
 
 T = TypeVar("T")
+
+
+class DataContext(Protocol):
+    """The data API as its source clients see it (``DataApiClient``)."""
+
+    loop: asyncio.AbstractEventLoop | None
+    kong: ServiceClient
+    config: NodeConfig
+    logger: FlameLogger
+    max_pages: int
+    concurrency: int
+    s3_part_size: int
+
+    def remember_link(self, url: str, client: SourceClient) -> None:
+        """Note which source gave a page link."""
+        ...
 
 
 class SourceClient:
@@ -17,7 +34,7 @@ class SourceClient:
 
     kind = ""
 
-    def __init__(self, api: DataApiClient, source: dict[str, Any]) -> None:
+    def __init__(self, api: DataContext, source: dict[str, Any]) -> None:
         self.api = api
         self.source = source
         self.id: str = str(source.get("id"))

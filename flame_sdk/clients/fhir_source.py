@@ -10,17 +10,14 @@ the client keeps what follows that base and asks its own route for it. The base 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flame_sdk.clients.data_source import SourceClient
+from flame_sdk.clients.data_source import DataContext, SourceClient
 from flame_sdk.data.bundles import fhir_suffix, next_link, server_base
 from flame_sdk.data.refusals import hint, server_message
 from flame_sdk.errors import DataSourceError, ServiceHTTPError, ServiceUnavailableError
+from flame_sdk.protocol.data_api import FHIR_JSON, FHIR_ROUTE
 
-if TYPE_CHECKING:
-    from flame_sdk.clients.data import DataApiClient
-
-FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 MAX_SERVER_BASES = 8
 
@@ -30,7 +27,7 @@ class FhirSourceClient(SourceClient):
 
     kind = "fhir"
 
-    def __init__(self, api: DataApiClient, source: dict[str, Any]) -> None:
+    def __init__(self, api: DataContext, source: dict[str, Any]) -> None:
         super().__init__(api, source)
         self.server_bases: list[str] = []  # bases the server showed in its answers, newest last
 
@@ -90,7 +87,8 @@ class FhirSourceClient(SourceClient):
 
     async def _get(self, tail: str) -> dict[str, Any]:
         try:
-            async with self.api.kong.stream("GET", f"/{self.name}/fhir{tail}", headers={"Accept": FHIR_JSON}) as resp:
+            route = FHIR_ROUTE.format(name=self.name) + tail
+            async with self.api.kong.stream("GET", route, headers={"Accept": FHIR_JSON}) as resp:
                 body, content_type = await resp.read(), resp.content_type
         except ServiceHTTPError as exc:
             raise self._refusal(tail, exc.status, exc.reason) from exc

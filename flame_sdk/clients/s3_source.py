@@ -4,7 +4,7 @@ can serve it.
 * boto3 against ``endpoint_url=<base>/kong/{name}``, bucket ``s3`` (requests ``GET /kong/{name}/s3`` and
   ``GET /kong/{name}/s3/{key}``), path-style, unsigned (the plugin signs towards MinIO), with the
   ``apikey`` header added to every request. boto3 runs in worker threads.
-* Keys and listing values are checked before any request (``flame_sdk.data.s3_gateway``): what the gateway
+* Keys and listing values are checked before any request (``flame_sdk.protocol.s3_gateway``): what the gateway
   cannot carry is refused with an error naming the characters and the reason. Listing values are sent with
   ``/`` and the other characters legal in a query written as themselves, so the plugin's signature
   matches MinIO's.
@@ -23,26 +23,23 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from flame_sdk.clients.data_source import SourceClient
+from flame_sdk.clients.data_source import DataContext, SourceClient
 from flame_sdk.data.refusals import hint, server_message
-from flame_sdk.data.s3_gateway import (
+from flame_sdk.errors import DataSourceError
+from flame_sdk.protocol.data_api import S3_BUCKET
+from flame_sdk.protocol.s3_gateway import (
     explain_key_problems,
     key_problem,
     literal_query,
     query_problem,
     sendable_marker,
 )
-from flame_sdk.errors import DataSourceError
-
-if TYPE_CHECKING:
-    from flame_sdk.clients.data import DataApiClient
 
 T = TypeVar("T")
-S3_BUCKET = "s3"
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 MIN_PART_SIZE = 64 * 1024
 READ_TIMEOUT = 90  # seconds; above the gateway's 60 s, whose 504 says more than a client timeout
@@ -142,7 +139,7 @@ class S3SourceClient(SourceClient):
 
     kind = "s3"
 
-    def __init__(self, api: DataApiClient, source: dict[str, Any]) -> None:
+    def __init__(self, api: DataContext, source: dict[str, Any]) -> None:
         super().__init__(api, source)
         self._client: Any = None
         self._lock = threading.Lock()

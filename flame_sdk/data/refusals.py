@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-GATEWAY_READ_LIMIT_S = 60  # the analysis nginx's proxy_read_timeout for /kong (its default)
+from flame_sdk.protocol import data_api
 
 
 def server_message(body: str) -> str:
@@ -48,20 +48,20 @@ def hint(status: int | None, body: str, kind: str) -> str:
     """The likely cause of a refusal and what to do about it; ``kind`` is ``fhir`` or ``s3``."""
     if status == 401:
         return "DATA_SOURCE_TOKEN is missing or not accepted by Kong's key-auth"
-    if status == 403 and "cannot consume this service" in body:
+    if status == 403 and data_api.KONG_ACL_DENIED in body:
         return "Kong's acl plugin: the source is not linked to this analysis' project"
-    if status == 403 and "SignatureDoesNotMatch" in body:
+    if status == 403 and data_api.S3_SIGNATURE_MISMATCH in body:
         return ("Kong's minio-gateway plugin signed the request differently from MinIO: the key or a listing value "
                 "holds characters the gateway cannot pass unchanged")
     if status == 403 and kind == "s3":
         return "MinIO refused the gateway's credentials for the bucket; a node admin must check the data store"
-    if status == 404 and "no Route matched" in body:
+    if status == 404 and data_api.KONG_NO_ROUTE in body:
         return "the source is not routed on this node (wrong name or type)"
     if status == 400 and kind == "s3":
         return "the gateway's request to MinIO was malformed (a key with a space breaks its request line)"
     if status == 504:
         what = "query" if kind == "fhir" else "read"
-        return (f"no answer within the analysis gateway's {GATEWAY_READ_LIMIT_S} s read limit (nginx "
+        return (f"no answer within the analysis gateway's {data_api.GATEWAY_READ_TIMEOUT_S:.0f} s read limit (nginx "
                 f"proxy_read_timeout; Kong sends nothing before it has the whole answer): make the {what} smaller")
     return _BY_STATUS.get((status, kind)) or _BY_STATUS.get((status, "")) or "see the server's answer"
 
