@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench lint compose-up compose-down clean
+.PHONY: install test demo bench lint conformance compose-up compose-down clean
 
 install: $(STAMP)
 
@@ -25,7 +25,7 @@ bench: install
 	$(PY) -m benchmarks
 
 lint: install
-	$(VENV)/bin/ruff check flame_sdk flame tests algorithms benchmarks
+	$(VENV)/bin/ruff check flame_sdk flame tests algorithms benchmarks conformance
 
 # The hub exits once the analysis finished (its exit code is the run's); results land in ./results.
 compose-up:
@@ -38,3 +38,8 @@ compose-down:
 
 clean:
 	rm -rf $(VENV) .pytest_cache results
+
+# Not part of `make test`/CI: the SDK's storage client against the REAL node-result-service (a local
+# checkout in FLAME_RESULT_SERVICE_SRC) behind the node's nginx; needs nginx and PostgreSQL (Debian).
+conformance: install
+	$(PY) -m conformance $(if $(CONFORMANCE_OUT),--out $(CONFORMANCE_OUT))
