@@ -7,8 +7,9 @@ exponential backoff and full jitter, bounded by a total deadline. Everything els
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from flame_sdk.errors import ServiceHTTPError, ServiceUnavailableError, TokenExp
 from flame_sdk.tokens import TokenHolder
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Statuses that mean "the bearer token was refused", unless a service says otherwise (``with_auth_statuses``).
+AUTH_STATUSES = frozenset({401})
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,14 @@ class ServiceClient:
         self.token = token
         self.headers = dict(headers or {})
         self.retry = retry
+        self.auth_statuses: frozenset[int] = AUTH_STATUSES
+
+    def with_auth_statuses(self, statuses: Collection[int]) -> ServiceClient:
+        """A client for the same service that treats ``statuses`` as token refusals (the node result service
+        answers 403 for a missing, expired or invalid token)."""
+        clone = copy.copy(self)
+        clone.auth_statuses = frozenset(statuses)
+        return clone
 
     def url(self, path: str) -> str:
         return self.base_url + (path if path.startswith("/") else "/" + path)
@@ -98,9 +109,10 @@ class ServiceClient:
                         detail = f"HTTP {resp.status}: {(await resp.text())[:300]}"
                         resp.release()
                         raise _TransientError(detail)
-                    if resp.status == 401 and self.token is not None and self.token.version != token_version:
-                        resp.release()  # the token was refreshed while this request was in flight
-                        raise _TransientError("HTTP 401 with a token that was just replaced")
+                    if (resp.status in self.auth_statuses and self.token is not None
+                            and self.token.version != token_version):
+                        resp.release()  # the token was refreshed while this request was in flight: retry once
+                        raise _TransientError(f"HTTP {resp.status} with a token that was just replaced")
                     return resp
         except RetryError as exc:
             last = exc.last_attempt.exception()
@@ -112,7 +124,7 @@ class ServiceClient:
         if resp.status not in ok:
             reason = (await resp.text())[:500]
             resp.release()
-            error = TokenExpiredError if resp.status == 401 else ServiceHTTPError
+            error = TokenExpiredError if resp.status in self.auth_statuses else ServiceHTTPError
             raise error(self.service, method, self.url(path), resp.status, reason)
         return resp
 
