@@ -19,7 +19,13 @@ import aiohttp
 
 from conformance.client import SdkNode, Wire
 from conformance.hub_stub import HubState, Keycloak
-from flame_sdk.errors import FlameError, TamperedDataError, TokenExpiredError, UnknownNodeError
+from flame_sdk.errors import (
+    DecryptionLimitError,
+    FlameError,
+    TamperedDataError,
+    TokenExpiredError,
+    UnknownNodeError,
+)
 
 MIB = 1024 * 1024
 
@@ -191,6 +197,19 @@ async def global_tampered(h: Harness) -> str | None:
 async def global_unknown_node(h: Harness) -> str | None:
     return await expect_error(h.a.storage.save_intermediate_data("x", "global", [h.unknown_node]),
                               (UnknownNodeError,), h.wire)
+
+
+@case("global get of a 2 kB pickle another client sent -> DecryptionLimitError")
+async def global_over_limit(h: Harness) -> str | None:
+    form = aiohttp.FormData()  # as the reference SDK sends global data: a plain pickle, any size
+    form.add_field("remote_node_id", h.b.node_id)
+    form.add_field("file", pickle.dumps(os.urandom(2000)), filename="data.pkl")
+    async with h.raw.put(h.a.gateway_url + "/storage/intermediate/", data=form,
+                         headers={"Authorization": f"Bearer {h.a.tokens.token}"}) as resp:
+        object_id = (await resp.json())["object_id"]
+    h.wire.take()
+    return await expect_error(h.b.storage.get_intermediate_data("global", query=object_id, sender_id=h.a.node_id),
+                              (DecryptionLimitError,), h.wire)
 
 
 @case("global get, malformed id -> ValueError")
