@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import shutil
 import subprocess
@@ -129,7 +130,7 @@ async def main_async(src: Path, tools: Toolchain, procs: Processes, run: Path, w
             nodes = {name: storage_client(session, name=name, node_id=node_ids[name], role=role,
                                           gateway_url=gateways[name], analysis_id=analysis_id, project_id=project_id,
                                           token=keycloak.token(analysis_id, ttl=6 * 3600),
-                                          participants=lambda ids=participants[name]: list(ids))
+                                          participants=functools.partial(list, participants[name]))
                      for name, role in (("a", "aggregator"), ("b", "default"))}
             harness = Harness(nodes["a"], nodes["b"], hub, keycloak, wire, raw, unknown)
             rows = await run_cases(harness, only)

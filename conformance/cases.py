@@ -245,7 +245,7 @@ _global_size_case(20 * MIB, "20 MiB")
 @case("local save/get by id")
 async def local_by_id(h: Harness) -> str | None:
     saved = await h.a.storage.save_intermediate_data({"state": [1, 2]}, "local")
-    got = await h.a.storage.get_intermediate_data("local", query=saved["id"])
+    got = await h.a.storage.get_intermediate_data("local", query=str(saved["id"]))
     assert got == {"state": [1, 2]}, f"got {got!r}"
     return None
 
@@ -281,7 +281,7 @@ def _local_size_case(size: int) -> Case:
     async def run(h: Harness) -> str | None:
         data = os.urandom(size)
         saved = await h.a.storage.save_intermediate_data(data, "local")
-        got = await h.a.storage.get_intermediate_data("local", query=saved["id"])
+        got = await h.a.storage.get_intermediate_data("local", query=str(saved["id"]))
         assert got == data, "payload came back different"
         return None
     CASES.append((f"local round trip, {size // MIB} MiB", run))

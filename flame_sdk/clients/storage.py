@@ -54,7 +54,7 @@ _local_counter = itertools.count()
 def _check_location(location: object) -> str:
     if location not in LOCATIONS:
         raise ValueError(f"location must be 'local' or 'global', got {location!r}")
-    return location  # type: ignore[return-value]
+    return location
 
 
 def _form(content: BytesLike, filename: str, fields: dict[str, str]) -> aiohttp.FormData:
