@@ -267,14 +267,14 @@ class _DeploymentRoutes:
                 raise HTTPFail(404, f"Object with ID {object_id} does not exist")
             if hub.status >= 400:
                 raise HTTPFail(502, f"Hub returned an unexpected response ({hub.status})")
-            chunks = _exact_chunks(hub.content.iter_chunked(CHUNK), node_crypto.HUB_STREAM_CHUNK)
             response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-            if sender is None:
+            if sender is None:  # relayed as stored (the real service relays 1024-byte chunks; only speed differs)
                 await response.prepare(request)
-                async for chunk in chunks:
+                async for chunk in hub.content.iter_chunked(CHUNK):
                     await response.write(chunk)
                 await response.write_eof()
                 return response
+            chunks = _exact_chunks(hub.content.iter_chunked(CHUNK), node_crypto.HUB_STREAM_CHUNK)
             first = await anext(chunks, b"")
             key = await self.service.public_key(sender)
             private = self.service.node.private_key
