@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[sim,test]'
+	$(PY) -m pip install --quiet -e '.[sim,test,dev]'
 	touch $(STAMP)
 
 test: install
@@ -24,8 +24,11 @@ demo: install
 bench: install
 	$(PY) -m benchmarks
 
+# ruff, mypy (strict on flame_sdk and flame; see pyproject.toml) and the import contracts (import-linter).
 lint: install
 	$(VENV)/bin/ruff check flame_sdk flame tests algorithms benchmarks conformance
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The hub exits once the analysis finished (its exit code is the run's); results land in ./results.
 compose-up:

@@ -38,7 +38,7 @@ from conformance.stack import (
     start_result_service,
     start_seaweedfs,
 )
-from flame_sdk.sim.node_crypto import public_key_to_hex
+from flame_sdk.sim.common.crypto import public_key_to_hex
 
 ENV_SRC = "FLAME_RESULT_SERVICE_SRC"
 ENV_WORK = "FLAME_CONFORMANCE_WORK"

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from flame_sdk.clients.storage import StorageClient
-from flame_sdk.config import NodeConfig
+from flame_sdk.config import NodeConfig, NodeIdentity
 from flame_sdk.http import RetryPolicy, ServiceClient
 from flame_sdk.logs import FlameLogger
 from flame_sdk.tokens import TokenHolder
@@ -67,8 +67,8 @@ class SdkNode:
 def storage_client(session: aiohttp.ClientSession, *, name: str, node_id: str, role: str, gateway_url: str,
                    analysis_id: str, project_id: str, token: str, participants: Callable[[], list[str]]) -> SdkNode:
     config = NodeConfig(analysis_id=analysis_id, project_id=project_id, keycloak_token=token,
-                        data_source_token=None, deployment_name=None, base_url=gateway_url,
-                        node_id=node_id, node_role=role)
+                        data_source_token=None, deployment_name=None,
+                        base_url=gateway_url).identified(NodeIdentity(node_id, role))
     tokens = TokenHolder(token)
     service = ServiceClient(session, gateway_url + "/storage", "ResultService", token=tokens, retry=HARNESS_RETRY)
     client = StorageClient(service, config, FlameLogger(silent=True), participants)

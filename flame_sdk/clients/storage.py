@@ -19,8 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from flame_sdk import crypto
-from flame_sdk.config import NodeConfig
+from flame_sdk.config import IdentifiedNodeConfig
 from flame_sdk.errors import (
     DecryptionLimitError,
     FlameError,
@@ -31,18 +30,13 @@ from flame_sdk.errors import (
 )
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol import result_api as api
 from flame_sdk.storage import global_frames as frames
 from flame_sdk.storage import local_dp as dp_mechanism
+from flame_sdk.storage import sealed as sealing
 from flame_sdk.storage.final_files import FinalFile, plan_final_files
 from flame_sdk.storage.serialization import BytesLike, dump_object, encode_final, load_object
 from flame_sdk.storage.tags import check_tag
-
-# Routes of node-result-service (project/server.py mounts the routers; their "/" routes end in a slash).
-FINAL, FINAL_LOCAL_DP = "/final/", "/final/localdp"
-INTERMEDIATE, INTERMEDIATE_OBJECT = "/intermediate/", "/intermediate/{object_id}"
-LOCAL, LOCAL_TAGS, LOCAL_TAGGED, LOCAL_OBJECT = "/local/", "/local/tags", "/local/tags/{tag}", "/local/{object_id}"
-#: The result service answers 403 (FastAPI's HTTPBearer, and "JWT is malformed") for a refused token.
-AUTH_STATUSES = (401, 403)
 
 CHUNK = 256 * 1024
 LOCATIONS = ("local", "global")
@@ -100,9 +94,9 @@ def save_order_key(filename: str) -> tuple[int, int]:
 class StorageClient:
     """Async operations behind FlameCoreSDK's storage methods."""
 
-    def __init__(self, service: ServiceClient, config: NodeConfig, logger: FlameLogger,
+    def __init__(self, service: ServiceClient, config: IdentifiedNodeConfig, logger: FlameLogger,
                  participant_ids: Callable[[], list[str]]) -> None:
-        self.service = service.with_auth_statuses(AUTH_STATUSES)
+        self.service = service.with_auth_statuses(api.AUTH_STATUSES)
         self.config = config
         self.logger = logger
         self.participant_ids = participant_ids
@@ -113,7 +107,7 @@ class StorageClient:
 
     async def connect(self) -> None:
         """A cheap authenticated call; raises if the result service is unreachable or refuses the token."""
-        await self.service.json("GET", LOCAL_TAGS)
+        await self.service.json("GET", api.LOCAL_TAGS)
 
     # -- transfers ----------------------------------------------------------------------------------
     async def _upload(self, path: str, content: BytesLike, filename: str, fields: dict[str, str] | None = None,
@@ -159,9 +153,9 @@ class StorageClient:
         for file in files:
             try:
                 if dp is None:
-                    await self._upload(FINAL, encode_final(file.result, file.output_type), file.filename)
+                    await self._upload(api.FINAL, encode_final(file.result, file.output_type), file.filename)
                 else:
-                    await self._upload(FINAL_LOCAL_DP, dp_mechanism.encode(file.result), file.filename,
+                    await self._upload(api.FINAL_LOCAL_DP, dp_mechanism.encode(file.result), file.filename,
                                        {"epsilon": repr(dp[0]), "sensitivity": repr(dp[1])})
             except ServiceHTTPError as exc:
                 raise self._explain(exc, f"final result {file.filename}") from None
@@ -183,7 +177,7 @@ class StorageClient:
         if exc.status == 422:
             return ValueError(f"the result service refused {what}: {reason}. Storage ids are the UUIDs that "
                               f"save_intermediate_data returned")
-        if exc.status == 404 and reason.startswith("Remote node"):
+        if exc.status == 404 and reason.startswith(api.REMOTE_NODE_MISSING.split("{")[0]):
             return UnknownNodeError(f"{reason} The hub does not know this node, so no data can be encrypted for or "
                                     f"authenticated from it; use get_participant_ids() for valid ids")
         if exc.status == 404 and "bucket" in reason:
@@ -215,22 +209,22 @@ class StorageClient:
     async def _upload_sealed(self, payload: bytes) -> frames.SealedRef:
         """Seal ``payload`` under a fresh key and store it as is (no ``remote_node_id``: the service passes it
         through unencrypted, and can return it in full)."""
-        key = crypto.new_key()
-        sealed = crypto.seal(key, frames.sealed_context(self.config.analysis_id, self.node_id), payload)
-        answer = await self._upload(INTERMEDIATE, sealed, "data.sealed")
+        key = sealing.new_key()
+        sealed = sealing.seal(key, frames.sealed_context(self.config.analysis_id, self.node_id), payload)
+        answer = await self._upload(api.INTERMEDIATE, sealed, "data.sealed")
         return frames.SealedRef(str(answer["object_id"]), key, len(payload), hashlib.sha256(sealed).hexdigest())
 
     async def _save_global(self, data: Any, recipients: list[str]) -> dict[str, dict[str, str]]:
         payload = dump_object(data)
         inline = {r: frames.inline_frame(self._route(self.node_id, r), b"") for r in recipients}
         sealed = None
-        if any(len(header) + len(payload) > frames.MAX_NODE_PLAINTEXT for header in inline.values()):
+        if any(len(header) + len(payload) > api.MAX_DECRYPTABLE_PLAINTEXT for header in inline.values()):
             sealed = await self._upload_sealed(payload)
 
         async def save_for(node_id: str) -> dict[str, str]:
             route = self._route(self.node_id, node_id)
             frame = frames.key_frame(route, sealed) if sealed else inline[node_id] + payload
-            answer = await self._upload(INTERMEDIATE, frame, "data.pkl", {"remote_node_id": node_id})
+            answer = await self._upload(api.INTERMEDIATE, frame, "data.pkl", {api.REMOTE_NODE_ID: node_id})
             return {"status": "success", "url": answer["url"], "id": str(answer["object_id"])}
 
         try:
@@ -248,8 +242,8 @@ class StorageClient:
             return await self._save_global(data, self._check_nodes(remote_node_ids))
         if remote_node_ids is not None:
             raise ValueError("remote_node_ids only apply to location='global'; local data stays on this node")
-        fields = {} if tag is None else {"tag": check_tag(tag)}
-        answer = await self._upload(LOCAL, dump_object(data), local_filename(), fields)
+        fields = {} if tag is None else {api.TAG: check_tag(tag)}
+        answer = await self._upload(api.LOCAL, dump_object(data), local_filename(), fields)
         return {"status": "success", "url": answer["url"], "id": _object_id(answer["url"])}
 
     async def get_intermediate_data(self, location: str, query: str | None = None, tag: str | None = None,
@@ -267,7 +261,7 @@ class StorageClient:
                                  "save_intermediate_data or the sender's message)")
             return await self._get_global(query, sender_id)
         if tag is not None:
-            answer = await self.service.json("GET", LOCAL_TAGGED.format(tag=check_tag(tag)))
+            answer = await self.service.json("GET", api.LOCAL_TAGGED.format(tag=check_tag(tag)))
             items = sorted(answer["results"], key=lambda item: save_order_key(str(item["filename"])))
             ids = [_object_id(item["url"]) for item in items]
             ids = ids[:1] if tag_option == "first" else ids[-1:] if tag_option == "last" else ids
@@ -278,7 +272,7 @@ class StorageClient:
 
     async def _get_local(self, object_id: str) -> Any:
         try:
-            return load_object(await self._download(LOCAL_OBJECT.format(object_id=object_id)))
+            return load_object(await self._download(api.LOCAL_OBJECT.format(object_id=object_id)))
         except ServiceHTTPError as exc:
             raise self._explain(exc, f"local data {object_id!r}") from None
 
@@ -289,11 +283,11 @@ class StorageClient:
             candidates = [sender_id]
         else:  # the service answers 400 at once for a wrong sender, so trying each participant is cheap
             candidates = [*self.participant_ids(), self.node_id]
-        path = INTERMEDIATE_OBJECT.format(object_id=object_id)
+        path = api.INTERMEDIATE_OBJECT.format(object_id=object_id)
         for candidate in candidates:
             try:
                 # a 200 is the service's proof that ``candidate`` encrypted it for this node
-                data = await self._download(path, {"node_id": candidate})
+                data = await self._download(path, {api.SENDER_QUERY: candidate})
             except ServiceHTTPError as exc:
                 if exc.status == 400 and sender_id is None:
                     continue
@@ -308,31 +302,31 @@ class StorageClient:
 
     async def _undecryptable(self, object_id: str, sender: str | None) -> FlameError:
         """Why the service could not decrypt: an object over its chunk limit, or not from ``sender`` for us."""
-        limit = frames.MAX_NODE_PLAINTEXT + 28
+        limit = api.DECRYPT_CHUNK
         try:
-            stored = await self._download(INTERMEDIATE_OBJECT.format(object_id=object_id), limit=limit)
+            stored = await self._download(api.INTERMEDIATE_OBJECT.format(object_id=object_id), limit=limit)
         except ServiceHTTPError:
             stored = bytearray()
         if len(stored) > limit:
             return DecryptionLimitError(
                 f"global data {object_id} is larger than the node result service can decrypt: it decrypts "
-                f"downloads in 1024-byte chunks, so it refuses objects of {frames.MAX_NODE_PLAINTEXT + 1} plaintext "
+                f"downloads in 1024-byte chunks, so it refuses objects of {api.MAX_DECRYPTABLE_PLAINTEXT + 1} plaintext "
                 f"bytes or more (node-result-service 0.1.4). flame_sdk never uploads such objects (larger payloads "
                 f"travel sealed); the sender used another client, which must keep global payloads under "
-                f"{frames.MAX_NODE_PLAINTEXT + 1} bytes")
+                f"{api.MAX_DECRYPTABLE_PLAINTEXT + 1} bytes")
         who = f"by {sender}" if sender else f"by any participant of analysis {self.config.analysis_id}"
         return TamperedDataError(f"this node's result service could not decrypt global data {object_id}: it was not "
                                  f"encrypted {who} for this node ({self.node_id}), or it was modified")
 
     async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytes:
         try:
-            stored = await self._download(INTERMEDIATE_OBJECT.format(object_id=sealed.object_id))
+            stored = await self._download(api.INTERMEDIATE_OBJECT.format(object_id=sealed.object_id))
         except ServiceHTTPError as exc:
             raise self._explain(exc, f"sealed global data {sealed.object_id!r}") from None
         if hashlib.sha256(stored).hexdigest() != sealed.sha256:
             raise TamperedDataError(f"sealed global data {sealed.object_id} does not match the digest its sender "
                                     f"{sender} announced: it was modified")
-        payload = crypto.open_sealed(sealed.key, frames.sealed_context(self.config.analysis_id, sender), stored)
+        payload = sealing.open_sealed(sealed.key, frames.sealed_context(self.config.analysis_id, sender), stored)
         if len(payload) != sealed.size:
             raise TamperedDataError(f"sealed global data {sealed.object_id} has {len(payload)} bytes, its sender "
                                     f"announced {sealed.size}")
@@ -341,6 +335,6 @@ class StorageClient:
     async def get_local_tags(self, filter: str | None = None) -> list[str]:  # noqa: A002 - documented name
         """Tags of this project's local storage in alphabetical order, optionally only those containing
         ``filter`` (the service itself lists them in no guaranteed order)."""
-        answer = await self.service.json("GET", LOCAL_TAGS)
+        answer = await self.service.json("GET", api.LOCAL_TAGS)
         names = sorted(str(item["name"]) for item in answer["tags"])
         return names if filter is None else [name for name in names if filter in name]

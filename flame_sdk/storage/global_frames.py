@@ -7,7 +7,7 @@ tag around them). The SDK therefore uploads one of two frames, each small enough
 
 * inline (``I``): the header and the pickled payload itself, when the frame fits in 996 bytes;
 * key (``K``): the header plus the id, size, SHA-256 and AES key of a *sealed* object that holds the
-  payload. The sealed object (``flame_sdk.crypto``) is uploaded without ``remote_node_id``, so the service
+  payload. The sealed object (``flame_sdk.storage.sealed``) is uploaded without ``remote_node_id``, so the service
   stores and returns it as is; only the key frame goes through the node's encryption.
 
 Both frames carry the analysis, sender and recipient ids, which the recipient compares with its own
@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from flame_sdk.errors import TamperedDataError
+from flame_sdk.protocol.result_api import MAX_DECRYPTABLE_PLAINTEXT
 
 MAGIC = b"FLG1"
 INLINE, KEY = b"I", b"K"
-#: Largest plaintext the result service can return from ``GET /intermediate/{id}?node_id=``: its hub
-#: client streams 1024-byte chunks and each chunk is decrypted on its own (IV 12 + tag 16 bytes).
-MAX_NODE_PLAINTEXT = 1024 - 12 - 16
 _PREFIX = struct.Struct(">4scH")
 _CONTEXT = b"flame_sdk/global/v1"
 
@@ -76,9 +74,9 @@ def inline_frame(route: Route, payload: bytes) -> bytes:
 def key_frame(route: Route, sealed: SealedRef) -> bytes:
     frame = _frame(KEY, {**_route_header(route), "object": sealed.object_id, "key": sealed.key.hex(),
                          "size": sealed.size, "sha256": sealed.sha256})
-    if len(frame) > MAX_NODE_PLAINTEXT:
+    if len(frame) > MAX_DECRYPTABLE_PLAINTEXT:
         raise ValueError(f"node or analysis ids are too long for a key frame ({len(frame)} bytes, the result "
-                         f"service returns at most {MAX_NODE_PLAINTEXT})")
+                         f"service returns at most {MAX_DECRYPTABLE_PLAINTEXT})")
     return frame
 
 

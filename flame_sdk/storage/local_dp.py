@@ -5,6 +5,7 @@ number: it parses the uploaded file with ``float(...)`` and answers 400 "Uploade
 single numerical value." otherwise (node-result-service ``project/routers/final.py``,
 ``submit_final_single_value_with_local_dp_result_to_hub``). So the SDK accepts one finite number per
 file and says so before anything is sent; several numbers go as ``multiple_results=True``, one file each.
+The simulator's side (parse and noise) is ``flame_sdk.sim.common.laplace``.
 """
 
 from __future__ import annotations
