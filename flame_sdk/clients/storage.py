@@ -14,7 +14,7 @@ import io
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -51,14 +51,22 @@ def _check_location(location: object) -> str:
     return location
 
 
+async def _slices(content: BytesLike) -> AsyncIterator[memoryview]:
+    with memoryview(content) as view, view.cast("B") as flat:
+        for start in range(0, len(flat), CHUNK):
+            yield flat[start : start + CHUNK]
+
+
 def _form(content: BytesLike, filename: str, fields: dict[str, str]) -> aiohttp.FormData:
     form = aiohttp.FormData()
     for name, value in fields.items():  # fields first, so the service can stream the file through
         form.add_field(name, value)
-    # BytesIO over bytes shares the buffer and is written in small chunks with flow control, so the
-    # transport never buffers a second full copy of a large payload.
-    body = io.BytesIO(content) if isinstance(content, bytes) else content
-    form.add_field("file", body, filename=filename, content_type="application/octet-stream")
+    # Written in small pieces with flow control, so the transport never buffers a second full copy of a
+    # large payload: BytesIO shares the buffer of bytes (and keeps the length known); other buffers are
+    # sliced (sent chunked).
+    body: io.BytesIO | AsyncIterator[memoryview] = io.BytesIO(content) if isinstance(content, bytes) \
+        else _slices(content)
+    form.add_field(api.FILE, body, filename=filename, content_type="application/octet-stream")
     return form
 
 
@@ -318,7 +326,7 @@ class StorageClient:
         return TamperedDataError(f"this node's result service could not decrypt global data {object_id}: it was not "
                                  f"encrypted {who} for this node ({self.node_id}), or it was modified")
 
-    async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytes:
+    async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytes | bytearray:
         try:
             stored = await self._download(api.INTERMEDIATE_OBJECT.format(object_id=sealed.object_id))
         except ServiceHTTPError as exc:

@@ -147,10 +147,27 @@ def seal(key: bytes, context: bytes, data: bytes | bytearray | memoryview,
     return out
 
 
-def open_sealed(key: bytes, context: bytes, sealed: bytes | bytearray) -> bytes:
-    """Whole-buffer convenience wrapper around ``Opener``."""
+def open_sealed(key: bytes, context: bytes, sealed: bytes | bytearray) -> bytearray:
+    """Whole-buffer convenience wrapper around ``Opener`` (one output buffer, fed a segment at a time)."""
     header = parse_header(sealed)
     if header is None:
         raise TamperedDataError("sealed data is truncated (incomplete header)")
     opener = Opener(key, context, header)
-    return b"".join([*opener.update(memoryview(sealed)[HEADER_SIZE:]), opener.finalize()])
+    step = _HEADER.unpack(header)[1] + TAG_SIZE
+    segments = max(1, -(-(len(sealed) - HEADER_SIZE) // step))
+    out = bytearray(max(0, len(sealed) - HEADER_SIZE - segments * TAG_SIZE))  # the plaintext size, if intact
+    pos = 0
+
+    def put(plain: bytes) -> None:
+        nonlocal pos
+        if pos + len(plain) > len(out):
+            raise TamperedDataError("sealed data has more plaintext than its length allows")
+        out[pos : pos + len(plain)] = plain
+        pos += len(plain)
+
+    with memoryview(sealed) as view:
+        for start in range(HEADER_SIZE, len(view), step):
+            for plain in opener.update(view[start : start + step]):
+                put(plain)
+    put(opener.finalize())
+    return out

@@ -36,7 +36,8 @@ def _aead(private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCurveP
     return AESGCM(private_key.exchange(ec.ECDH(), public_key)[:SECRET_SIZE])
 
 
-def encrypt(private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCurvePublicKey, data: bytes) -> bytes:
+def encrypt(private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCurvePublicKey,
+            data: bytes | bytearray) -> bytes:
     iv = os.urandom(IV_SIZE)
     return iv + _aead(private_key, public_key).encrypt(iv, data, b"")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def parse_value(content: bytes) -> float:
+def parse_value(content: bytes | bytearray) -> float:
     """The uploaded number (``float`` accepts surrounding whitespace); ValueError for anything else."""
     return float(content)
 

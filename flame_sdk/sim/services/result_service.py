@@ -74,10 +74,10 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes | bytearray] | None]:
     """Text fields and the ``file`` part (name, content) of a multipart body."""
     fields: dict[str, str] = {}
-    file: tuple[str, bytes] | None = None
+    file: tuple[str, bytes | bytearray] | None = None
     if not request.content_type.startswith("multipart/"):
         return fields, file
     reader = await request.multipart()
@@ -90,13 +90,13 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, b
             if part.name != "file" and len(data) > MAX_FIELD_BYTES:
                 raise HTTPFail(413, f"form field {part.name!r} is larger than {MAX_FIELD_BYTES} bytes")
         if part.name == "file":
-            file = (part.filename or "", bytes(data))
+            file = (part.filename or "", data)
         else:
             fields[part.name or ""] = data.decode("utf-8", errors="replace")
     return fields, file
 
 
-def _require_file(file: tuple[str, bytes] | None) -> tuple[str, bytes]:
+def _require_file(file: tuple[str, bytes | bytearray] | None) -> tuple[str, bytes | bytearray]:
     if file is None:
         raise _invalid("missing", ["body", "file"], "Field required", None)
     return file
@@ -161,8 +161,13 @@ class StorageService:
             raise HTTPFail(400, api.REMOTE_NODE_KEYLESS.format(node_id=node_id))
         return key
 
-    async def hub_upload(self, path: str, params: dict[str, str], content: bytes) -> Any:
-        async with self.node.hub_session.put(self.node.hub_url + path, params=params, data=content) as resp:
+    async def hub_upload(self, path: str, params: dict[str, str], content: bytes | bytearray) -> Any:
+        async def pieces() -> AsyncIterator[memoryview]:  # flow-controlled: no second copy in the transport
+            with memoryview(content) as view:
+                for start in range(0, len(view), CHUNK):
+                    yield view[start : start + CHUNK]
+
+        async with self.node.hub_session.put(self.node.hub_url + path, params=params, data=pieces()) as resp:
             if resp.status >= 400:  # the real service re-raises any hub error as 502
                 raise HTTPFail(502, api.HUB_ERROR.format(status=resp.status))
             return await resp.json()
