@@ -1,9 +1,9 @@
 """The per-deployment gateway: what ``nginx-<DEPLOYMENT_NAME>`` is on a real node.
 
 It mounts the node services under their prefixes, checks the bearer token (Kong routes check their
-own ``apikey``, the result service its token), allows only the paths the real nginx config allows for
-this analysis and project (any other path gets nginx's static-file answer: 404 for GET, 405 otherwise),
-and forwards ``/analysis/*`` to the analysis' embedded API.
+own ``apikey``, the hub adapter and the result service their bearer token), allows only the paths the real
+nginx config allows for this analysis and project (any other path gets nginx's static-file answer: 404 for
+GET, 405 otherwise), and forwards ``/analysis/*`` to the analysis' embedded API.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
             return await handler(request)
         if not any(rule.match(path) for rule in rules):
             return _no_location(request)
-        # Kong checks its apikey, the result service its bearer token (403); the rest is checked here
-        if not path.startswith((data_api.KONG_PREFIX + "/", result_api.PREFIX + "/")):
+        # Kong checks its apikey, the hub adapter and the result service their bearer token; the rest here
+        if not path.startswith((data_api.KONG_PREFIX + "/", data_api.HUB_ADAPTER_PREFIX + "/",
+                                result_api.PREFIX + "/")):
             try:
                 tokens.verify(bearer_token(request.headers.get("Authorization")), deployment.analysis_id)
             except TokenError as exc:
