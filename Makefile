@@ -2,7 +2,7 @@
 # once into .venv, behind its own stamp file (redone when pyproject.toml changes):
 #   runtime  the SDK and the simulator (what `make demo` and `make bench` need)
 #   test     + pytest, hadolint, ...              (make test)
-#   lint     + ruff                               (make lint)
+#   lint     + ruff, mypy, import-linter          (make lint)
 #   lock     + uv                                 (make lock)
 # `make install` sets up all of it for development.
 PYTHON  ?= python3
@@ -51,7 +51,7 @@ $(TESTING): pyproject.toml $(RUNTIME)
 	@touch $@
 
 $(LINTING): pyproject.toml $(RUNTIME)
-	@echo "==> Installing the lint tools (the lint extra: ruff)"
+	@echo "==> Installing the lint tools (the lint extra: ruff, mypy, import-linter)"
 	$(PIP) --quiet --editable '.[sim,lint]'
 	@touch $@
 
@@ -70,8 +70,11 @@ demo: $(RUNTIME)
 bench: $(RUNTIME)
 	$(PY) -m benchmarks
 
+# ruff, mypy (strict on flame_sdk and flame; see pyproject.toml) and the import contracts (import-linter).
 lint: $(LINTING)
 	$(VENV)/bin/ruff check flame_sdk flame tests algorithms benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # sim.lock: the SDK and the simulator (Dockerfile.sim); analysis.lock: the SDK alone (Dockerfile.analysis), held
 # to sim.lock's versions; build.lock: what `pip install --no-build-isolation .` needs (pyproject's build-system).
@@ -82,7 +85,7 @@ lock: $(LOCKING)
 
 # The images' install instructions as local processes in a scratch venv (downloads the locked wheels, ~2 min).
 check-images: $(TESTING)
-	FLAME_TEST_IMAGE_INSTALLS=1 $(PY) -m pytest -q tests/test_docker_locks.py
+	FLAME_TEST_IMAGE_INSTALLS=1 $(PY) -m pytest -q tests/docker/test_docker_locks.py
 
 # The hub exits once the analysis finished (its exit code is the run's); results land in ./results.
 # docker/compose.sh runs `docker compose` (v2 plugin) or `docker-compose`, whichever is installed; set

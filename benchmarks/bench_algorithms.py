@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import row
-from flame_sdk.sim.runner import run_analysis
+from flame_sdk.sim.run.runner import run_analysis
 from flame_sdk.star import StarAggregator, StarAnalyzer
 from flame_sdk.testing import run_local
 

@@ -16,7 +16,7 @@ import time
 
 from benchmarks.report import row
 from flame_sdk import FlameCoreSDK
-from flame_sdk.sim.simulation import SimConfig, Simulation
+from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
 PATIENTS = 7200  # about 100k Observations (7 codes, 2 visits on average)
 BIG_OBJECT_MB = 64

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.report import percentiles, row
 from flame_sdk import FlameCoreSDK
-from flame_sdk.sim.simulation import SimConfig, Simulation
+from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
 ROUND_TRIPS = 300
 THROUGHPUT_MESSAGES = 600

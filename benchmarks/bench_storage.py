@@ -20,7 +20,7 @@ from aiohttp import web
 
 from benchmarks.report import row
 from flame_sdk import FlameCoreSDK
-from flame_sdk.sim.simulation import SimConfig, Simulation
+from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
 MIB = 1024 * 1024
 SIZES_MIB = (1, 16, 64)

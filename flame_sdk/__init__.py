@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flame_sdk.async_core import AsyncFlameCoreSDK
     from flame_sdk.clients.messages import Message
     from flame_sdk.core import FlameCoreSDK
 
-__all__ = ["FlameCoreSDK", "Message"]
+__all__ = ["AsyncFlameCoreSDK", "FlameCoreSDK", "Message"]
 __version__ = "0.1.0"
 
 
@@ -18,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from flame_sdk.core import FlameCoreSDK
 
         return FlameCoreSDK
+    if name == "AsyncFlameCoreSDK":
+        from flame_sdk.async_core import AsyncFlameCoreSDK
+
+        return AsyncFlameCoreSDK
     if name == "Message":
         from flame_sdk.clients.messages import Message
 

@@ -1,4 +1,5 @@
-"""flame_log: console output, hub streaming with levels, halt/append, run status and progress."""
+"""flame_log: console output and streaming to the PO with levels and halt/append; status and progress come
+from the run state."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from flame_sdk.constants import LOG_LEVELS, TERMINAL_STATUSES, AnalysisStatus
+from flame_sdk.protocol.po_api import LOG_LEVELS
+from flame_sdk.run_state import RunState
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,13 @@ def format_message(msg: str | bytes | Iterable[Any], sep: str = "", end: str = "
 class FlameLogger:
     """Prints logs and hands those at or above ``stream_level`` to a sink (the PO client).
 
-    Records produced before a sink is attached are queued and flushed on ``attach_sink``.
+    Every record carries the run's status and progress as ``state`` has them when it is built. Records
+    produced before a sink is attached are queued and flushed on ``attach_sink``.
     """
 
-    def __init__(self, silent: bool = False, stream_level: int = 20, label: str = "", out: TextIO | None = None):
+    def __init__(self, silent: bool = False, stream_level: int = 20, label: str = "", out: TextIO | None = None,
+                 *, state: RunState | None = None) -> None:
+        self.state = state if state is not None else RunState()
         self.silent = silent
         self.stream_level = stream_level
         self.label = label
@@ -52,8 +57,6 @@ class FlameLogger:
         self._sink: LogSink | None = None
         self._pending: list[LogRecord] = []
         self._held = ""
-        self.status: AnalysisStatus = AnalysisStatus.STARTING
-        self.progress = 0
         self.history: list[LogRecord] = []
 
     # -- output ---------------------------------------------------------------------------------
@@ -85,7 +88,7 @@ class FlameLogger:
                 return text
             if append:
                 text, self._held = self._held + text, ""
-            record = LogRecord(text, log_type, self.status.value, self.progress)
+            record = LogRecord(text, log_type, self.state.status.value, self.state.progress)
             self.history.append(record)
             if LOG_LEVELS[log_type] < self.stream_level:
                 return text
@@ -108,29 +111,3 @@ class FlameLogger:
             line = prefix + level + text
         out.write(line + ("\n" if newline else ""))
         out.flush()
-
-    # -- status and progress ------------------------------------------------------------------------
-    def set_status(self, status: AnalysisStatus | str) -> bool:
-        """Move to ``status`` unless a terminal status was already reached; return whether it changed."""
-        try:
-            new = AnalysisStatus(status)
-        except ValueError:
-            new = AnalysisStatus.FAILED
-        with self._lock:
-            if self.status in TERMINAL_STATUSES or self.status == new:
-                return False
-            self.status = new
-            return True
-
-    def set_progress(self, progress: int | float) -> None:
-        """Accept only increasing values in [0, 100]; warn otherwise."""
-        if isinstance(progress, bool) or not isinstance(progress, (int, float)):
-            self.log(f"progress must be a number between 0 and 100, got {progress!r}", "warn")
-            return
-        value = int(progress)
-        if not 0 <= value <= 100:
-            self.log(f"progress {progress} is outside 0..100 and was ignored", "warn")
-        elif value <= self.progress:
-            self.log(f"progress only increases: {value} <= current {self.progress}, ignored", "warn")
-        else:
-            self.progress = value

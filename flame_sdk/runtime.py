@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def call_soon_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """Call ``fn`` on ``loop`` from any thread: at once when already on it, else scheduled thread-safely."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        fn(*args)
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(fn, *args)
 
 
 class EventLoopThread:
@@ -33,13 +45,13 @@ class EventLoopThread:
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the loop and return its result (exceptions propagate)."""
         if self.in_loop_thread:
             raise RuntimeError("EventLoopThread.run called from its own loop thread; await the coroutine instead")
         if self.loop.is_closed() or not self._thread.is_alive():
             raise RuntimeError("the SDK event loop is closed; create a new FlameCoreSDK object")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)
         except BaseException:
@@ -48,10 +60,7 @@ class EventLoopThread:
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule a plain callback on the loop from any thread."""
-        if self.in_loop_thread:
-            fn(*args)
-        elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(fn, *args)
+        call_soon_on(self.loop, fn, *args)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel pending tasks, stop the loop and join the thread."""

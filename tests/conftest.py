@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from flame_sdk import FlameCoreSDK
-from flame_sdk.sim.simulation import SimAnalysis, SimConfig, Simulation
+from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by area: everything under tests/docker is ``docker``; a test using the ``sim`` fixture is ``sim``
+    (modules that start a simulator themselves mark themselves)."""
+    for item in items:
+        if item.path.is_relative_to(TESTS / "docker"):
+            item.add_marker(pytest.mark.docker)
+        if "sim" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sim)
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
-from flame_sdk.api.run_state import RunState
-from flame_sdk.clients.messages import validate_incoming
+from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol import analysis_api as api
+from flame_sdk.protocol.envelope import validate_incoming
+from flame_sdk.protocol.status import STATUS_VALUES, is_final
+from flame_sdk.run_state import RunState
 from flame_sdk.tokens import TokenHolder
-
-STATUSES = ("starting", "started", "stuck", "stopping", "stopped", "executing", "executed", "failed")
 
 
 def _bad_request(reason: str) -> web.Response:
@@ -33,18 +34,20 @@ async def _json_body(request: web.Request) -> tuple[Any, str | None]:
 class AnalysisAPI:
     """Routes of the embedded API; ``on_message`` receives validated broker messages."""
 
-    def __init__(self, state: RunState, tokens: TokenHolder, on_message: Callable[[dict[str, Any]], None] | None):
+    def __init__(self, state: RunState, tokens: TokenHolder, logger: FlameLogger,
+                 on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.state = state
         self.tokens = tokens
+        self.logger = logger
         self.on_message = on_message
         self.runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_post("/webhook", self.webhook)
-        app.router.add_post("/token_refresh", self.token_refresh)
-        app.router.add_post("/partner_status", self.partner_status)
+        app.router.add_get(api.HEALTH, self.healthz)
+        app.router.add_post(api.WEBHOOK, self.webhook)
+        app.router.add_post(api.TOKEN_REFRESH, self.token_refresh)
+        app.router.add_post(api.PARTNER_STATUS, self.partner_status)
         return app
 
     async def start(self, host: str, port: int) -> None:
@@ -58,9 +61,9 @@ class AnalysisAPI:
 
     async def healthz(self, request: web.Request) -> web.Response:
         status = self.state.health_status()
-        if status in ("executed", "stopped", "failed"):
+        if is_final(status):
             self.state.reported.set()
-        return web.json_response({"status": status, "token_remaining_time": self.tokens.remaining_seconds()})
+        return web.json_response({api.STATUS: status.value, api.TOKEN_REMAINING_TIME: self.tokens.remaining_seconds()})
 
     async def webhook(self, request: web.Request) -> web.Response:
         body, error = await _json_body(request)
@@ -70,30 +73,33 @@ class AnalysisAPI:
         if self.on_message is None:
             return web.json_response({"error": "the message broker client is not connected"}, status=503)
         self.on_message(body)
-        return web.json_response({"status": "received"})
+        return web.json_response(api.RECEIVED)
 
     async def token_refresh(self, request: web.Request) -> web.Response:
         body, error = await _json_body(request)
         if error:
             return _bad_request(error)
-        token = body.get("token") if isinstance(body, dict) else None
+        token = body.get(api.TOKEN) if isinstance(body, dict) else None
         if not isinstance(token, str) or not token.strip():
             return _bad_request('expected {"token": "<new keycloak token>"}')
         self.tokens.set(token.strip())
-        self.state.logger.log("keycloak token refreshed", "debug")
-        return web.json_response({"message": "Token refreshed successfully"})
+        self.logger.log("keycloak token refreshed", "debug")
+        return web.json_response({"message": api.TOKEN_REFRESHED})
 
     async def partner_status(self, request: web.Request) -> web.Response:
         body, error = await _json_body(request)
         if error:
             return _bad_request(error)
-        statuses = body.get("partner_status") if isinstance(body, dict) else None
+        statuses = body.get(api.PARTNER_STATUS_FIELD) if isinstance(body, dict) else None
         if not isinstance(statuses, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in statuses.items()
         ):
             return _bad_request('expected {"partner_status": {"<node id>": "<status>", ...}}')
-        unknown = sorted({v for v in statuses.values() if v not in STATUSES})
+        unknown = sorted({v for v in statuses.values() if v not in STATUS_VALUES})
         if unknown:
-            return _bad_request(f"unknown status value(s) {unknown}; known: {list(STATUSES)}")
-        self.state.apply_partner_statuses(statuses)
-        return web.json_response({"status": self.state.health_status()})
+            return _bad_request(f"unknown status value(s) {unknown}; known: {list(STATUS_VALUES)}")
+        adopted = self.state.apply_partner_statuses(statuses)
+        if adopted is not None:
+            status, senders = adopted
+            self.logger.log(f"setting status to {status.value} because partner node(s) {senders} are {status.value}")
+        return web.json_response({api.STATUS: self.state.health_status().value})

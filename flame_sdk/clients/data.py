@@ -26,11 +26,11 @@ from flame_sdk.data.bundles import fhir_suffix, next_link
 from flame_sdk.errors import DataSourceError, ServiceHTTPError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol.data_api import S3_BUCKET
 
 T = TypeVar("T")
 DEFAULT_MAX_PAGES = 10_000
 DEFAULT_CONCURRENCY = 8
-S3_BUCKET = "s3"
 _HINTS = {
     400: "check the FHIR query (resource type and search parameters)",
     401: "DATA_SOURCE_TOKEN is missing or not accepted by Kong",

@@ -1,4 +1,5 @@
-"""Message broker client: subscription, discovery, sending with acknowledgements, awaiting messages."""
+"""Message broker client: subscription, discovery, sending with acknowledgements, awaiting messages, the
+ready check."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flame_sdk.clients.messages import Inbox, Message, encode_request
-from flame_sdk.config import NodeConfig
+from flame_sdk.config import NodeConfig, NodeIdentity
 from flame_sdk.errors import AnalysisError, UnknownNodeError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol import broker_api, envelope
+from flame_sdk.protocol.status import UNSUCCESSFUL_STATUSES, AnalysisStatus
 
 #: While a wait has no timeout, a warning naming the silent nodes is logged this often (seconds).
 SILENCE_WARNING_INTERVAL = 60.0
@@ -26,29 +29,36 @@ class MessageBrokerClient:
         self.config = config
         self.logger = logger
         self.inbox = Inbox()
+        #: This node's id and role, known once ``connect`` returned.
+        self.identity: NodeIdentity | None = None
         self.participants: list[dict[str, str]] = []
         self._number = 0
         self._background: set[asyncio.Task[Any]] = set()
         self.on_analysis_finished: Callable[[], None] | None = None
-        #: Returns the terminal run status once the run ended (finished, failed, stopped), else None.
-        self.run_ended: Callable[[], str | None] = lambda: None
+        #: Returns the final run status once the run ended (finished, failed, stopped), else None.
+        self.run_ended: Callable[[], AnalysisStatus | None] = lambda: None
+
+    def _route(self, template: str) -> str:
+        return broker_api.route(template, self.config.analysis_id)
 
     @property
-    def _analysis(self) -> str:
-        return f"/analyses/{self.config.analysis_id}"
+    def own_id(self) -> str | None:
+        return None if self.identity is None else self.identity.node_id
 
-    async def connect(self) -> None:
-        """Subscribe the webhook, then learn this node's id/role and its partners."""
-        webhook = f"{self.config.base_url}/analysis/webhook"
-        await self.service.json("POST", f"{self._analysis}/messages/subscriptions", json={"webhookUrl": webhook})
-        me = await self.service.json("GET", f"{self._analysis}/participants/self")
-        self.config.node_id, self.config.node_role = me["nodeId"], me["nodeType"]
-        everyone = await self.service.json("GET", f"{self._analysis}/participants")
-        self.participants = [p for p in everyone if p["nodeId"] != self.config.node_id]
+    async def connect(self) -> NodeIdentity:
+        """Subscribe the webhook, then learn this node's id/role and its partners; return the identity."""
+        webhook = self.config.base_url + broker_api.WEBHOOK_PATH
+        await self.service.json("POST", self._route(broker_api.SUBSCRIPTIONS), json={broker_api.WEBHOOK_URL: webhook})
+        me = await self.service.json("GET", self._route(broker_api.PARTICIPANTS_SELF))
+        identity = NodeIdentity(me[broker_api.NODE_ID], me[broker_api.NODE_TYPE])
+        everyone = await self.service.json("GET", self._route(broker_api.PARTICIPANTS))
+        self.participants = [p for p in everyone if p[broker_api.NODE_ID] != identity.node_id]
+        self.identity = identity
+        return identity
 
     # -- validation ---------------------------------------------------------------------------------
     def participant_ids(self) -> list[str]:
-        return [p["nodeId"] for p in self.participants]
+        return [p[broker_api.NODE_ID] for p in self.participants]
 
     def check_nodes(self, node_ids: Any, what: str) -> list[str]:
         if isinstance(node_ids, str) or not isinstance(node_ids, (list, tuple)):
@@ -67,7 +77,7 @@ class MessageBrokerClient:
         payload = encode_request(recipients, body)
         await self.service.send(
             "POST",
-            f"{self._analysis}/messages",
+            self._route(broker_api.MESSAGES),
             data=payload,
             headers={"Content-Type": "application/json"},
             deadline=deadline,
@@ -88,7 +98,7 @@ class MessageBrokerClient:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self._number += 1
-        outgoing = Message.outgoing(message, message_category, self.config.node_id or "", self._number)
+        outgoing = Message.outgoing(message, message_category, self.own_id or "", self._number)
         encode_request(receivers, outgoing.body)  # size and JSON checks before anything is sent
         if not receivers:
             return [], []
@@ -144,30 +154,30 @@ class MessageBrokerClient:
                 waited += SILENCE_WARNING_INTERVAL
                 self.logger.log(f"still waiting after {waited:.0f} s for {what} from {silent()}", "warn")
         ended = self.run_ended()
-        if ended in ("failed", "stopped") and not done():
+        if ended in UNSUCCESSFUL_STATUSES and not done():
             raise AnalysisError(f"the analysis was {ended} while waiting for {what} from {silent()}")
 
     # -- receiving ------------------------------------------------------------------------------------
     def receive(self, body: dict[str, Any]) -> None:
         """Handle one webhook delivery (already validated): store, dedup, acknowledge."""
         meta = body["meta"]
-        own_id = self.config.node_id
+        own_id = self.own_id
         if meta["akn_id"] is not None:
             if meta["sender"] == own_id:
                 self.inbox.add_ack(meta["id"], meta["akn_id"])
             return
         if meta["sender"] == own_id:
             return
-        meta["type"] = "incoming"
+        meta["type"] = envelope.INCOMING
         meta["akn_id"] = own_id
         meta["arrived_at"] = str(datetime.datetime.now())
-        meta.setdefault("status", "unread")
+        meta.setdefault("status", envelope.UNREAD)
         is_new = self.inbox.add(Message(body))
         if is_new:
             self.logger.log(f"received message {meta['id']} ({meta['category']}) from {meta['sender']}", "debug")
-            if meta["category"] == "analysis_finished" and self.on_analysis_finished is not None:
+            if meta["category"] == envelope.ANALYSIS_FINISHED and self.on_analysis_finished is not None:
                 self.on_analysis_finished()
-        ack = {"meta": dict(meta)}  # acknowledgements carry only the metadata
+        ack = envelope.acknowledgement(meta)
         task = asyncio.ensure_future(self._send_ack(meta["sender"], ack))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -207,6 +217,24 @@ class MessageBrokerClient:
                 f"no message of category {message_category!r} arrived from {silent} within {timeout} s", "warn"
             )
         return result
+
+    async def ready_check(self, targets: list[str], interval: float, timeout: float | None) -> dict[str, bool]:
+        """Send ``ready_check`` to the targets until each acknowledged, every ``interval`` seconds, within
+        ``timeout`` (None: until the run ends); {node id: ready}."""
+        ready = dict.fromkeys(targets, False)
+        start = time.monotonic()
+        while not all(ready.values()) and self.run_ended() is None:
+            remaining = None if timeout is None else timeout - (time.monotonic() - start)
+            if remaining is not None and remaining <= 0:
+                break
+            bound = interval if remaining is None else min(interval, remaining)
+            pending = [n for n, ok in ready.items() if not ok]
+            acked, _ = await self.send_message(pending, envelope.READY_CHECK, {}, 1, bound, bound, warn=False)
+            ready.update(dict.fromkeys(acked, True))
+        not_ready = [n for n, ok in ready.items() if not ok]
+        if not_ready:
+            self.logger.log(f"ready_check: node(s) {not_ready} did not answer", "warn")
+        return ready
 
     async def drain(self) -> None:
         """Let pending acknowledgements go out."""

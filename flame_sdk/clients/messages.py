@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flame_sdk.constants import MAX_MESSAGE_BYTES
 from flame_sdk.errors import MessageTooLargeError
-
-META_KEYS = ("type", "category", "id", "akn_id", "status", "sender", "created_at", "arrived_at", "number")
+from flame_sdk.protocol import envelope
 
 
 def _now_text() -> str:
@@ -37,76 +34,48 @@ class Message:
         if not isinstance(category, str) or not category:
             raise ValueError(f"message_category must be a non-empty string, got {category!r}")
         body = dict(message)
-        body["meta"] = {
-            "type": "outgoing",
-            "category": category,
-            "id": f"{sender[:4]}-{number}-{uuid.uuid4().hex[:8]}",
-            "akn_id": None,
-            "status": "unread",
-            "sender": sender,
-            "created_at": _now_text(),
-            "arrived_at": None,
-            "number": number,
-        }
+        body[envelope.META] = envelope.outgoing_meta(category, f"{sender[:4]}-{number}-{uuid.uuid4().hex[:8]}",
+                                                     sender, number, _now_text())
         return cls(body)
 
     @property
     def meta(self) -> dict[str, Any]:
-        return self.body["meta"]
+        meta: dict[str, Any] = self.body[envelope.META]
+        return meta
 
     @property
     def id(self) -> str:
-        return self.meta["id"]
+        value: str = self.meta["id"]
+        return value
 
     @property
     def sender(self) -> str:
-        return self.meta["sender"]
+        value: str = self.meta["sender"]
+        return value
 
     @property
     def category(self) -> str:
-        return self.meta["category"]
+        value: str = self.meta["category"]
+        return value
 
     @property
     def status(self) -> str:
-        return self.meta["status"]
+        value: str = self.meta["status"]
+        return value
 
     def set_read(self) -> None:
-        self.meta["status"] = "read"
+        self.meta["status"] = envelope.READ
 
     def __repr__(self) -> str:
         return f"Message(id={self.id!r}, sender={self.sender!r}, category={self.category!r}, status={self.status!r})"
 
 
 def encode_request(recipients: list[str], body: dict[str, Any]) -> bytes:
-    """JSON-encode a broker request, enforcing the size cap with an actionable error."""
+    """JSON-encode a broker request; TypeError or MessageTooLargeError naming the fix when it cannot go."""
     try:
-        payload = json.dumps({"recipients": recipients, "message": body}, separators=(",", ":")).encode()
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"message is not JSON-serializable ({exc}); send plain dicts/lists/str/numbers, "
-            f"or use send_intermediate_data for arbitrary Python objects"
-        ) from None
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise MessageTooLargeError(
-            f"message is {len(payload) / 1e6:.2f} MB as JSON, above the broker's {MAX_MESSAGE_BYTES / 1e6:.1f} MB cap; "
-            f"save large data with save_intermediate_data/send_intermediate_data and send its id instead"
-        )
-    return payload
-
-
-def validate_incoming(body: Any) -> str | None:
-    """Return why a webhook body is not a broker message, or None when it is well-formed."""
-    if not isinstance(body, dict):
-        return "body must be a JSON object"
-    meta = body.get("meta")
-    if not isinstance(meta, dict):
-        return "body.meta must be an object"
-    for key in ("id", "sender", "category"):
-        if not isinstance(meta.get(key), str) or not meta.get(key):
-            return f"body.meta.{key} must be a non-empty string"
-    if "akn_id" not in meta or not (meta["akn_id"] is None or isinstance(meta["akn_id"], str)):
-        return "body.meta.akn_id must be present (null or a node id)"
-    return None
+        return envelope.encode_request(recipients, body)
+    except envelope.EnvelopeError as exc:
+        raise (MessageTooLargeError if exc.too_large else TypeError)(str(exc)) from None
 
 
 class Inbox:

@@ -8,7 +8,8 @@ import contextlib
 from flame_sdk.errors import FlameError, ServiceHTTPError, TokenExpiredError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import LogRecord
-from flame_sdk.runtime import EventLoopThread
+from flame_sdk.protocol import po_api
+from flame_sdk.runtime import call_soon_on
 
 #: Pause before re-sending a record after the PO service stayed unreachable for a whole retry deadline.
 RESEND_PAUSE = 2.0
@@ -17,7 +18,7 @@ RESEND_PAUSE = 2.0
 class POClient:
     """Sends records in order from a queue on the SDK loop; records survive PO outages."""
 
-    def __init__(self, service: ServiceClient, analysis_id: str, loop: EventLoopThread) -> None:
+    def __init__(self, service: ServiceClient, analysis_id: str, loop: asyncio.AbstractEventLoop) -> None:
         self.service = service
         self.analysis_id = analysis_id
         self._loop = loop
@@ -31,14 +32,14 @@ class POClient:
 
     def submit(self, record: LogRecord) -> None:
         """Thread-safe: queue a record for streaming."""
-        self._loop.call_soon(self._queue.put_nowait, record)
+        call_soon_on(self._loop, self._queue.put_nowait, record)
 
     async def _run(self) -> None:
         while True:
             record = await self._queue.get()
             while True:
                 try:
-                    await self.service.send("POST", "/stream_logs", json={
+                    await self.service.send("POST", po_api.STREAM_LOGS, json={
                         "log": record.log,
                         "log_type": record.log_type,
                         "analysis_id": self.analysis_id,

@@ -18,6 +18,8 @@ from flame_sdk.config import NodeConfig
 from flame_sdk.errors import FlameError, RoleError, ServiceHTTPError, TamperedDataError, UnknownNodeError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
+from flame_sdk.protocol import result_api
+from flame_sdk.protocol.result_api import SENDER_HEADER
 from flame_sdk.storage import local_dp as dp_mechanism
 from flame_sdk.storage.final_files import FinalFile, plan_final_files
 from flame_sdk.storage.serialization import BytesLike, dump_object, encode_final, load_object
@@ -26,9 +28,8 @@ from flame_sdk.storage.tags import check_tag
 CHUNK = 256 * 1024
 LOCATIONS = ("local", "global")
 TAG_OPTIONS = ("all", "last", "first")
-SENDER_HEADER = "X-Flame-Sender"
 #: Answers of ``GET /intermediate/{id}?node_id=...`` that mean "not authentic for this node".
-_WRONG_SENDER, _WRONG_RECIPIENT, _TAMPERED = 400, 403, 422
+_WRONG_SENDER, _WRONG_RECIPIENT, _TAMPERED = result_api.WRONG_SENDER, result_api.WRONG_RECIPIENT, result_api.TAMPERED
 
 
 def _check_location(location: object) -> str:

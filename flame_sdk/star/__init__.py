@@ -2,9 +2,9 @@
 
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
-from flame_sdk.star.errors import NodeFailedError, RoundTimeoutError, StarRunError
-from flame_sdk.star.local_dp import StarLocalDPModel
+from flame_sdk.star.local_dp_model import StarLocalDPModel
 from flame_sdk.star.model import StarModel
+from flame_sdk.star.run_errors import NodeFailedError, RoundTimeoutError, StarRunError
 from flame_sdk.star.tester import StarModelTester
 
 __all__ = [

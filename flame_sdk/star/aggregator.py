@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from flame_sdk.interface import FlameSDK
 from flame_sdk.star.node import StarNode
 
 
@@ -13,7 +14,7 @@ class StarAggregator(StarNode, ABC):
 
     expected_role = "aggregator"
 
-    def __init__(self, flame: Any) -> None:
+    def __init__(self, flame: FlameSDK) -> None:
         super().__init__(flame)
         self.delta_criteria = False
 

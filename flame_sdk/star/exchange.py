@@ -7,10 +7,14 @@ they stop with that node's error instead of a generic one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flame_sdk.errors import AnalysisError
-from flame_sdk.star.errors import NodeFailedError, RoundTimeoutError, StarRunError
+from flame_sdk.interface import FlameSDK
+from flame_sdk.star.run_errors import NodeFailedError, RoundTimeoutError, StarRunError
+
+if TYPE_CHECKING:
+    from flame_sdk.clients.messages import Message
 
 FAILED_CATEGORY = "analysis_failed"
 FINISHED_CATEGORY = "analysis_finished"
@@ -22,7 +26,7 @@ NOTICE_ATTEMPT_TIMEOUT = 5.0
 class Exchange:
     """Sends and receives one round's data; turns silence and partner failures into named errors."""
 
-    def __init__(self, flame: Any, round_timeout: float) -> None:
+    def __init__(self, flame: FlameSDK, round_timeout: float) -> None:
         self.flame = flame
         self.round_timeout = round_timeout
 
@@ -34,7 +38,7 @@ class Exchange:
                 receivers, data, max_attempts=3, timeout=self.round_timeout,
                 attempt_timeout=min(30.0, self.round_timeout))
         except AnalysisError as exc:
-            raise self._stopped(f"sending round {round_number}'s data", exc) from exc
+            raise self.stopped(f"sending round {round_number}'s data", exc) from exc
         if not_acked and not self.finished():
             self.raise_partner_failure()
             raise RoundTimeoutError(not_acked, round_number, self.round_timeout, "an acknowledgement of our data")
@@ -44,7 +48,7 @@ class Exchange:
         try:
             received = self.flame.await_intermediate_data(senders, timeout=self.round_timeout)
         except AnalysisError as exc:
-            raise self._stopped(f"waiting for {what} of round {round_number}", exc) from exc
+            raise self.stopped(f"waiting for {what} of round {round_number}", exc) from exc
         missing = [sender for sender in senders if received.get(sender) is None]
         if missing and not self.finished():
             self.raise_partner_failure()
@@ -52,7 +56,7 @@ class Exchange:
         return received
 
     # -- notices --------------------------------------------------------------------------------------
-    def _messages(self, category: str) -> list[Any]:
+    def _messages(self, category: str) -> list[Message]:
         return [m for status in ("unread", "read") for m in self.flame.get_messages(status)
                 if m.category == category]
 
@@ -77,7 +81,8 @@ class Exchange:
         if error is not None:
             raise error
 
-    def _stopped(self, doing: str, exc: AnalysisError) -> StarRunError:
+    def stopped(self, doing: str, exc: AnalysisError) -> StarRunError:
+        """The error for a wait the platform ended: a partner's reported failure, else a stop by the platform."""
         return self.failure() or StarRunError(None, f"the run was stopped by the platform while {doing}: {exc}")
 
     def announce_failure(self, node_id: str, error: str) -> None:

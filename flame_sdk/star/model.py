@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from flame_sdk.errors import AnalysisError
+from flame_sdk.interface import FlameSDK
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
-from flame_sdk.star.errors import NodeFailedError, StarRunError
 from flame_sdk.star.exchange import Exchange
+from flame_sdk.star.run_errors import NodeFailedError, StarRunError
 
 DEFAULT_MAX_ROUNDS = 100
 DEFAULT_ROUND_TIMEOUT = 600.0
@@ -25,7 +26,7 @@ READY_ATTEMPT_INTERVAL = 2
 #: How long the node is given to poll the final status before the process may exit (seconds).
 DEFAULT_REPORT_TIMEOUT = 120.0
 
-OutputType = Literal["str", "bytes", "pickle"] | list
+OutputType = Literal["str", "bytes", "pickle"] | list[str]
 
 
 def _check_class(cls: Any, base: type, name: str) -> None:
@@ -62,10 +63,10 @@ class StarModel:
         simple_analysis: bool = True,
         output_type: OutputType = "str",
         multiple_results: bool = False,
-        analyzer_kwargs: dict | None = None,
-        aggregator_kwargs: dict | None = None,
+        analyzer_kwargs: dict[str, Any] | None = None,
+        aggregator_kwargs: dict[str, Any] | None = None,
         *,
-        flame: Any = None,
+        flame: FlameSDK | None = None,
         env: Mapping[str, str] | None = None,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
         round_timeout: float = DEFAULT_ROUND_TIMEOUT,
@@ -100,11 +101,11 @@ class StarModel:
         self.converged = False
 
         owns_sdk = flame is None
-        if owns_sdk:
+        if flame is None:
             from flame_sdk.core import FlameCoreSDK
 
             flame = FlameCoreSDK(env=env)
-        self.flame = flame
+        self.flame: FlameSDK = flame
         self.exchange = Exchange(flame, self.round_timeout)
         try:
             self._run(analyzer, aggregator, analyzer_kwargs or {}, aggregator_kwargs or {})
@@ -121,7 +122,7 @@ class StarModel:
         return self.flame.get_role() == "default"
 
     def _run(self, analyzer: type[StarAnalyzer], aggregator: type[StarAggregator],
-             analyzer_kwargs: dict, aggregator_kwargs: dict) -> None:
+             analyzer_kwargs: dict[str, Any], aggregator_kwargs: dict[str, Any]) -> None:
         try:
             if self._is_aggregator():
                 self.flame.flame_log("Aggregator started")
@@ -193,6 +194,8 @@ class StarModel:
     # -- analyzer -------------------------------------------------------------------------------------
     def _start_analyzer(self, analyzer: StarAnalyzer) -> None:
         aggregator_id = self.flame.get_aggregator_id()
+        if aggregator_id is None:
+            raise StarRunError(self.flame.get_id(), "this analyzer has no aggregator among its partners")
         self._wait_until_partners_ready([aggregator_id])
         self.data = self._get_data()
         self.flame.flame_log(f"Data extracted: {str(self.data)[:100]}")
@@ -226,9 +229,13 @@ class StarModel:
     # -- helpers --------------------------------------------------------------------------------------
     def _wait_until_partners_ready(self, nodes: list[str]) -> None:
         self.flame.flame_log(f"Awaiting contact with {len(nodes)} partner node(s)...", halt_submission=True)
-        ready = self.flame.ready_check(nodes, attempt_interval=READY_ATTEMPT_INTERVAL, timeout=self.ready_timeout)
+        try:
+            ready = self.flame.ready_check(nodes, attempt_interval=READY_ATTEMPT_INTERVAL, timeout=self.ready_timeout)
+        except AnalysisError as exc:  # a partner failed (status sync) before every partner answered
+            raise self.exchange.stopped("waiting for partners to be ready", exc) from exc
         silent = [node for node, ok in ready.items() if not ok]
         if silent:
+            self.exchange.raise_partner_failure()
             raise StarRunError(silent[0], f"partner node(s) {silent} did not answer the ready check within "
                                           f"{self.ready_timeout:g} s; check that their analysis started")
         self.flame.flame_log("success", append=True)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from flame_sdk.interface import FlameSDK
+
 
 class StarNode:
     """Base of :class:`StarAnalyzer` and :class:`StarAggregator`; all state lives on the instance."""
 
     expected_role: str = ""
 
-    def __init__(self, flame: Any) -> None:
+    def __init__(self, flame: FlameSDK) -> None:
         self.flame = flame
         self.id: str = flame.get_id()
         self.role: str = flame.get_role()

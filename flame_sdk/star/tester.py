@@ -27,10 +27,10 @@ class StarModelTester:
         node_roles: list[str] | None = None,
         query: str | list[str] | None = None,
         simple_analysis: bool = True,
-        output_type: Literal["str", "bytes", "pickle"] | list = "str",
+        output_type: Literal["str", "bytes", "pickle"] | list[str] = "str",
         multiple_results: bool = False,
-        analyzer_kwargs: dict | None = None,
-        aggregator_kwargs: dict | None = None,
+        analyzer_kwargs: dict[str, Any] | None = None,
+        aggregator_kwargs: dict[str, Any] | None = None,
         epsilon: float | None = None,
         sensitivity: float | None = None,
         result_filepath: str | list[str] | None = None,
@@ -63,6 +63,6 @@ class StarModelTester:
             paths = [str(path.with_name(f"{path.stem}_{i}{path.suffix}")) for i in range(1, len(files) + 1)]
         if len(paths) != len(files):
             raise ValueError(f"{len(paths)} result_filepath(s) for {len(files)} result file(s)")
-        for path, (_, content) in zip(paths, files, strict=True):
-            Path(path).write_bytes(content)
-            print(f"Final result written to {path}")
+        for target, (_, content) in zip(paths, files, strict=True):
+            Path(target).write_bytes(content)
+            print(f"Final result written to {target}")

@@ -1,8 +1,8 @@
-"""Local differential privacy for final results: the Laplace mechanism with scale sensitivity / epsilon.
+"""Local differential privacy for final results, SDK side: check the parameters and the value, encode it.
 
-The reference service noises a single number. Here a result may also be a (nested) list, tuple, numpy
-array or dict of numbers; every number gets independent noise of the same scale. On the wire a single
-number travels as its decimal text (as in the reference) and a container as JSON.
+A result may be a number or a (nested) list, tuple, numpy array or dict of numbers. On the wire a single
+number travels as its decimal text (as in the reference) and a container as JSON. The result service adds
+the Laplace noise (scale sensitivity / epsilon); the simulator's version is ``flame_sdk.sim.common.laplace``.
 """
 
 from __future__ import annotations
@@ -59,26 +59,3 @@ def normalize(value: Any, path: str = "result") -> Numeric:
 
 def encode(value: Numeric) -> bytes:
     return (repr(value) if isinstance(value, float) else json.dumps(value, allow_nan=False)).encode("utf-8")
-
-
-def decode(content: bytes) -> Numeric:
-    """Parse an uploaded DP value; ValueError if it is not a finite number or container of them."""
-    text = content.decode("utf-8", errors="replace").strip()
-    try:
-        return normalize(float(text))
-    except ValueError:
-        pass
-    try:
-        return normalize(json.loads(text))
-    except json.JSONDecodeError:
-        raise ValueError("the uploaded file must contain a number or a JSON list/object of numbers") from None
-
-
-def add_laplace_noise(value: Numeric, epsilon: float, sensitivity: float, rng: np.random.Generator) -> Numeric:
-    """Each number plus independent Laplace(0, sensitivity / epsilon) noise."""
-    scale = sensitivity / epsilon
-    if isinstance(value, float):
-        return value + float(rng.laplace(0.0, scale))
-    if isinstance(value, list):
-        return [add_laplace_noise(item, epsilon, sensitivity, rng) for item in value]
-    return {key: add_laplace_noise(item, epsilon, sensitivity, rng) for key, item in value.items()}

@@ -19,9 +19,9 @@ BytesLike = bytes | bytearray | memoryview
 
 
 def check_output_type(output_type: object) -> str:
-    if output_type not in OUTPUT_TYPES:
+    if not isinstance(output_type, str) or output_type not in OUTPUT_TYPES:
         raise ValueError(f"output_type {output_type!r} is not supported; use one of {', '.join(OUTPUT_TYPES)}")
-    return output_type  # type: ignore[return-value]
+    return output_type
 
 
 def encode_final(result: Any, output_type: str) -> BytesLike:

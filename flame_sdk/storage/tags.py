@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-TAG_PATTERN = re.compile(r"[a-z0-9]{1,2}|[a-z0-9][a-z0-9-]{,30}[a-z0-9]")
+from flame_sdk.protocol.result_api import TAG_PATTERN
 
 
 def is_valid_tag(tag: object) -> bool:

@@ -11,28 +11,29 @@ and what the node did is recorded in ``sent_data``, ``sent_messages``, ``final_r
     flame = FakeFlameSDK("aggregator", partner_ids=["a", "b"])
     assert MyAggregator(flame).aggregation_method([1.0, 2.0]) == 1.5
 
-Intermediate data is pickled on the way out and in (as the real storage path does), so data that could
-not travel between nodes fails here too. A wait with nothing scripted returns None at once (as a timeout
+Intermediate data is pickled on the way out and in with the real storage serialization, so data that could
+not travel between nodes fails here too. Status, progress and finishing follow the real run state. A wait with nothing scripted returns None at once (as a timeout
 would). ``local_dp`` is recorded on the submitted result, but no noise is added.
 """
 
 from __future__ import annotations
 
 import copy
-import pickle
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from io import StringIO
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from flame_sdk.clients.messages import Message
-from flame_sdk.constants import AnalysisStatus
 from flame_sdk.errors import AnalysisError, RoleError, UnknownNodeError
+from flame_sdk.interface import FlameSDK
 from flame_sdk.logs import FlameLogger, LogRecord
-
-OUTPUT_TYPES = ("str", "bytes", "pickle")
+from flame_sdk.protocol.envelope import ANALYSIS_FINISHED
+from flame_sdk.protocol.status import AnalysisStatus
+from flame_sdk.run_state import RunState
+from flame_sdk.storage.serialization import check_output_type, dump_object, load_object
 
 
 @dataclass
@@ -59,12 +60,11 @@ class FinalResult:
 
 
 def _travel(data: Any) -> Any:
-    """A copy of ``data`` as a partner would get it (pickled and unpickled)."""
+    """A copy of ``data`` as a partner would get it (serialized and loaded as the storage client does)."""
     try:
-        return pickle.loads(pickle.dumps(data, protocol=5))
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        raise ValueError(f"cannot send {type(data).__name__} between nodes ({exc}); use plain data (lists, dicts, "
-                         f"numbers, numpy arrays, pandas frames)") from None
+        return load_object(dump_object(data))
+    except ValueError as exc:
+        raise ValueError(f"cannot send {type(data).__name__} between nodes: {exc}") from None
 
 
 class FakeFlameSDK:
@@ -97,9 +97,9 @@ class FakeFlameSDK:
         self.fhir_data, self.s3_data = fhir_data, s3_data
         self.analysis_id, self.project_id = analysis_id, project_id
         self.unready = set(unready)
-        self.logger = FlameLogger(silent=silent, label=self.node_id)
-        self.logger.set_status(AnalysisStatus.EXECUTING)
-        self.finished = False
+        self.state = RunState()
+        self.logger = FlameLogger(silent=silent, label=self.node_id, state=self.state)
+        self.state.set_status(AnalysisStatus.EXECUTING)
         self.sent_data: list[SentData] = []
         self.sent_messages: list[SentMessage] = []
         self.final_results: list[FinalResult] = []
@@ -122,8 +122,8 @@ class FakeFlameSDK:
         msg = Message.outgoing(copy.deepcopy(message), message_category, sender, self._number)
         msg.meta["type"] = "incoming"
         self._inbox.append(msg)
-        if message_category == "analysis_finished":
-            self._finish()
+        if message_category == ANALYSIS_FINISHED:
+            self.state.finish()
         return msg
 
     @property
@@ -132,17 +132,15 @@ class FakeFlameSDK:
 
     @property
     def status(self) -> str:
-        return self.logger.status.value
+        return self.state.status.value
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished
 
     def _check(self, node: str, what: str) -> None:
         if node not in self.partner_ids:
             raise UnknownNodeError(f"{what} {node!r} is not a partner of this fake node; partners: {self.partner_ids}")
-
-    def _finish(self) -> None:
-        self.finished = True
-        if self.logger.progress < 100:
-            self.logger.progress = 100
-        self.logger.set_status(AnalysisStatus.EXECUTED)
 
     # -- general ----------------------------------------------------------------------------------------
     def get_aggregator_id(self) -> str | None:
@@ -169,12 +167,12 @@ class FakeFlameSDK:
 
     def analysis_finished(self) -> bool:
         if self.partner_ids:
-            self.send_message(self.partner_ids, "analysis_finished", {})
-        self._finish()
-        return True
+            self.send_message(self.partner_ids, ANALYSIS_FINISHED, {})
+        self.state.finish()
+        return self.state.finished
 
-    def ready_check(self, nodes: list[str] | Literal["all"] = "all", attempt_interval: int = 30,
-                    timeout: int | None = None) -> dict[str, bool]:
+    def ready_check(self, nodes: list[str] | Literal["all"] = "all", attempt_interval: float = 30,
+                    timeout: float | None = None) -> dict[str, bool]:
         targets = self.partner_ids if nodes == "all" else list(nodes)
         for node in targets:
             self._check(node, "node")
@@ -183,15 +181,17 @@ class FakeFlameSDK:
     def flame_log(self, msg: str | bytes | Iterable[Any], sep: str = "", end: str = "", log_type: str = "info",
                   append: bool = False, halt_submission: bool = False) -> None:
         if log_type == "error":
-            self.logger.set_status(AnalysisStatus.FAILED)
+            self.state.set_status(AnalysisStatus.FAILED)
             raise AnalysisError(self.logger.log(msg, log_type, sep, end, append, halt_submission))
         self.logger.log(msg, log_type, sep, end, append, halt_submission)
 
     def get_progress(self) -> int:
-        return self.logger.progress
+        return self.state.progress
 
     def set_progress(self, progress: int | float) -> None:
-        self.logger.set_progress(progress)
+        problem = self.state.set_progress(progress)
+        if problem is not None:
+            self.logger.log(problem, "warn")
 
     def fhir_to_csv(self, fhir_data: dict[str, Any], col_key_seq: str, value_key_seq: str, input_resource: str,
                     row_key_seq: str | None = None, row_id_filters: list[str] | None = None,
@@ -206,15 +206,15 @@ class FakeFlameSDK:
 
     # -- messages -------------------------------------------------------------------------------------
     def send_message(self, receivers: list[str], message_category: str, message: dict[str, Any],
-                     max_attempts: int = 1, timeout: int | None = None,
-                     attempt_timeout: int = 10) -> tuple[list[str], list[str]]:
+                     max_attempts: int = 1, timeout: float | None = None,
+                     attempt_timeout: float = 10) -> tuple[list[str], list[str]]:
         for node in receivers:
             self._check(node, "receiver")
         self.sent_messages.append(SentMessage(list(receivers), message_category, copy.deepcopy(message)))
         return list(receivers), []
 
     def await_messages(self, senders: list[str], message_category: str, message_id: str | None = None,
-                       timeout: int | None = None) -> dict[str, list[Message] | None]:
+                       timeout: float | None = None) -> dict[str, list[Message] | None]:
         result: dict[str, list[Message] | None] = {}
         for sender in senders:
             self._check(sender, "sender")
@@ -235,28 +235,27 @@ class FakeFlameSDK:
         self._inbox = [m for m in self._inbox if m.id not in set(message_ids)]
         return before - len(self._inbox)
 
-    def clear_messages(self, status: Literal["read", "unread", "all"] = "read", min_age: int | None = None) -> int:
+    def clear_messages(self, status: Literal["read", "unread", "all"] = "read", min_age: float | None = None) -> int:
         before = len(self._inbox)
         self._inbox = [m for m in self._inbox if not (status == "all" or m.status == status)]
         return before - len(self._inbox)
 
     def send_message_and_wait_for_responses(self, receivers: list[str], message_category: str,
                                             message: dict[str, Any], max_attempts: int = 1,
-                                            timeout: int | None = None,
-                                            attempt_timeout: int = 10) -> dict[str, list[Message] | None]:
+                                            timeout: float | None = None,
+                                            attempt_timeout: float = 10) -> dict[str, list[Message] | None]:
         self.send_message(receivers, message_category, message, max_attempts, timeout, attempt_timeout)
         return self.await_messages(receivers, message_category, timeout=timeout)
 
     # -- storage --------------------------------------------------------------------------------------
-    def submit_final_result(self, result: Any, output_type: Literal["str", "bytes", "pickle"] | list = "str",
+    def submit_final_result(self, result: Any, output_type: Literal["str", "bytes", "pickle"] | list[str] = "str",
                             multiple_results: bool = False, filename: str | list[str] | None = None,
                             local_dp: dict[str, float] | None = None) -> dict[str, str] | list[dict[str, str]]:
         if self.role != "aggregator":
             raise RoleError("submit_final_result is only available on the aggregator node; send your result to "
                             "the aggregator with send_intermediate_data instead")
         for kind in output_type if isinstance(output_type, list) else [output_type]:
-            if kind not in OUTPUT_TYPES:
-                raise ValueError(f"output_type {kind!r} is not supported; use one of {', '.join(OUTPUT_TYPES)}")
+            check_output_type(kind)
         self.final_results.append(FinalResult(copy.deepcopy(result), output_type, multiple_results, filename,
                                               local_dp))
         response = {"status": "success", "url": f"fake://final/{len(self.final_results)}"}
@@ -302,15 +301,15 @@ class FakeFlameSDK:
         return _travel(self._store[query])
 
     def send_intermediate_data(self, receivers: list[str], data: Any, message_category: str = "intermediate_data",
-                               max_attempts: int = 1, timeout: int | None = None,
-                               attempt_timeout: int = 10) -> tuple[list[str], list[str]]:
+                               max_attempts: int = 1, timeout: float | None = None,
+                               attempt_timeout: float = 10) -> tuple[list[str], list[str]]:
         for node in receivers:
             self._check(node, "receiver")
         self.sent_data.append(SentData(list(receivers), _travel(data), message_category))
         return list(receivers), []
 
     def await_intermediate_data(self, senders: list[str], message_category: str = "intermediate_data",
-                                timeout: int | None = None) -> dict[str, Any]:
+                                timeout: float | None = None) -> dict[str, Any]:
         result = {}
         for sender in senders:
             self._check(sender, "sender")
@@ -361,3 +360,7 @@ class FakeFlameSDK:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+if TYPE_CHECKING:
+    _implements: type[FlameSDK] = FakeFlameSDK  # mypy: the fake cannot drift from the SDK interface

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
-from flame_sdk.star.errors import StarRunError
-from flame_sdk.star.local_dp import StarLocalDPModel
+from flame_sdk.star.local_dp_model import StarLocalDPModel
 from flame_sdk.star.model import StarModel
+from flame_sdk.star.run_errors import StarRunError
 
 #: Bound on a whole local run (seconds) unless the caller gives one.
 DEFAULT_RUN_TIMEOUT = 300.0
@@ -143,7 +143,7 @@ def run_local(
     the synthetic data; then ``nodes`` is ``len(data_splits) + 1``. With ``raise_on_failure`` a failed run
     raises the error of the node that caused it (``StarRunError`` naming it); the run is ``error.run``.
     """
-    from flame_sdk.sim.simulation import SimConfig, Simulation
+    from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
     if data_splits is not None:
         if simulation is not None:

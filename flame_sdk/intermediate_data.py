@@ -1,0 +1,46 @@
+"""Intermediate data between nodes: the result service holds the data, the message broker carries its id.
+
+``send_intermediate_data`` saves the data globally, encrypted for each receiver, then messages each receiver
+the storage id meant for it (``{"result_id": {node id: storage id}}``); ``await_intermediate_data`` waits for
+those messages and fetches what each sender stored for this node.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from flame_sdk.errors import FlameError
+from flame_sdk.protocol.envelope import RESULT_ID
+from flame_sdk.startup import Components
+
+
+async def send_intermediate_data(components: Components, receivers: list[str], data: Any, message_category: str,
+                                 max_attempts: int, timeout: float | None,
+                                 attempt_timeout: float) -> tuple[list[str], list[str]]:
+    """Save ``data`` for the receivers and message them its ids; (acknowledged, not acknowledged)."""
+    broker = components.require_broker()
+    receivers = broker.check_nodes(receivers, "receivers")
+    saved = await components.require_storage().save_intermediate_data(data, "global", remote_node_ids=receivers)
+    per_receiver = cast(dict[str, dict[str, str]], saved)  # a global save answers per receiver
+    ids = {node: response["id"] for node, response in per_receiver.items()}
+    return await broker.send_message(receivers, message_category, {RESULT_ID: ids}, max_attempts, timeout,
+                                     attempt_timeout)
+
+
+async def await_intermediate_data(components: Components, senders: list[str], message_category: str,
+                                  timeout: float | None) -> dict[str, Any]:
+    """The data each sender stored for this node; None for senders whose message did not arrive."""
+    messages = await components.require_broker().await_messages(senders, message_category, timeout=timeout)
+    own_id = components.require_identity().node_id
+    data: dict[str, Any] = {}
+    for sender, found in messages.items():
+        if not found:
+            data[sender] = None
+            continue
+        ids = found[-1].body.get(RESULT_ID)
+        if not isinstance(ids, dict) or own_id not in ids:
+            raise FlameError(f"message from {sender} in category {message_category!r} carries no storage id "
+                             f"for this node (body: {str(found[-1].body)[:200]})")
+        data[sender] = await components.require_storage().get_intermediate_data("global", ids[own_id], None, "all",
+                                                                                sender_id=sender)
+    return data

@@ -1,0 +1,97 @@
+"""The message envelope nodes exchange through the message broker: pure encode and validate.
+
+A message is any JSON object plus ``meta``, which the SDK owns. The broker relays the request's ``message``
+unchanged. Sources: PrivateAIM/python-sdk ``flamesdk/resources/client_apis/clients/message_broker_client.py``
+(the ``Message`` class: meta fields, ``meta`` reserved, acknowledgements carry ``akn_id``); the size limit is
+the one the FLAME Python Core SDK docs give for the message broker ("around 2 MB").
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: Largest JSON request body the message broker accepts.
+MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
+#: The body field the SDK reserves for its metadata.
+META = "meta"
+#: Fields of ``meta``, in the order the SDK writes them.
+META_KEYS: tuple[str, ...] = (
+    "type", "category", "id", "akn_id", "status", "sender", "created_at", "arrived_at", "number",
+)
+#: ``meta.type`` of a message as its sender and as its receiver holds it.
+OUTGOING, INCOMING = "outgoing", "incoming"
+#: ``meta.status`` values (and the ``status`` argument of get_messages).
+UNREAD, READ = "unread", "read"
+
+#: Message categories with a meaning in this protocol.
+READY_CHECK = "ready_check"
+ANALYSIS_FINISHED = "analysis_finished"
+INTERMEDIATE_DATA = "intermediate_data"
+#: Body field of an ``intermediate_data`` message: ``{receiver node id: storage id}``.
+RESULT_ID = "result_id"
+
+
+class EnvelopeError(ValueError):
+    """A message cannot be sent as it is (not JSON-serializable, or too large)."""
+
+    def __init__(self, reason: str, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.too_large = too_large
+
+
+def outgoing_meta(category: str, message_id: str, sender: str, number: int, created_at: str) -> dict[str, Any]:
+    """The ``meta`` of a new message."""
+    return {
+        "type": OUTGOING,
+        "category": category,
+        "id": message_id,
+        "akn_id": None,
+        "status": UNREAD,
+        "sender": sender,
+        "created_at": created_at,
+        "arrived_at": None,
+        "number": number,
+    }
+
+
+def encode_request(recipients: list[str], message: dict[str, Any]) -> bytes:
+    """The broker request ``{"recipients": [...], "message": {...}}`` as compact JSON, within the size cap.
+
+    Raises EnvelopeError (``too_large`` set when only the size is wrong) with a reason a user can act on.
+    """
+    try:
+        payload = json.dumps({"recipients": recipients, "message": message}, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise EnvelopeError(
+            f"message is not JSON-serializable ({exc}); send plain dicts/lists/str/numbers, "
+            f"or use send_intermediate_data for arbitrary Python objects"
+        ) from None
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise EnvelopeError(
+            f"message is {len(payload) / 1e6:.2f} MB as JSON, above the broker's {MAX_MESSAGE_BYTES / 1e6:.1f} MB "
+            f"cap; save large data with save_intermediate_data/send_intermediate_data and send its id instead",
+            too_large=True,
+        )
+    return payload
+
+
+def validate_incoming(body: Any) -> str | None:
+    """Why a webhook body is not a broker message, or None when it is well-formed."""
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    meta = body.get(META)
+    if not isinstance(meta, dict):
+        return "body.meta must be an object"
+    for key in ("id", "sender", "category"):
+        if not isinstance(meta.get(key), str) or not meta.get(key):
+            return f"body.meta.{key} must be a non-empty string"
+    if "akn_id" not in meta or not (meta["akn_id"] is None or isinstance(meta["akn_id"], str)):
+        return "body.meta.akn_id must be present (null or a node id)"
+    return None
+
+
+def acknowledgement(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a receiver sends back for a message: only its metadata (``akn_id`` set to the receiver)."""
+    return {META: dict(meta)}

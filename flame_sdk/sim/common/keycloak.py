@@ -1,0 +1,54 @@
+"""Keycloak stand-in: signed JWTs whose ``client_id`` claim is the analysis id, as the node services expect."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import jwt
+
+
+class TokenError(Exception):
+    """A bearer token is missing, malformed, expired or for another analysis."""
+
+
+class TokenIssuer:
+    """Issues and verifies HS256 tokens for analyses (one secret per simulation).
+
+    Processes that must accept each other's tokens (the docker-compose node stacks) pass the same ``secret``;
+    by default every issuer draws its own.
+    """
+
+    def __init__(self, ttl_seconds: float = 3600.0, secret: bytes | None = None) -> None:
+        if secret is not None and len(secret) < 32:
+            raise ValueError(f"the token secret has {len(secret)} bytes; use at least 32 (64 hex digits)")
+        self._secret = secrets.token_bytes(32) if secret is None else secret
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, analysis_id: str, ttl_seconds: float | None = None) -> str:
+        now = int(time.time())
+        ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+        claims = {"client_id": analysis_id, "iat": now, "exp": now + int(ttl), "iss": "flame-sim-keycloak"}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str, analysis_id: str) -> dict[str, Any]:
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "client_id"]})
+        except jwt.ExpiredSignatureError:
+            raise TokenError("the bearer token has expired; the node refreshes it via /analysis/token_refresh") from None
+        except jwt.InvalidTokenError as exc:
+            raise TokenError(f"invalid bearer token ({exc})") from None
+        if claims["client_id"] != analysis_id:
+            raise TokenError(f"the token belongs to analysis {claims['client_id']}, not {analysis_id}")
+        return claims
+
+
+def bearer_token(authorization: str | None) -> str:
+    """Extract the token from an ``Authorization: Bearer ...`` header."""
+    if not authorization:
+        raise TokenError("missing Authorization header; send 'Authorization: Bearer <KEYCLOAK_TOKEN>'")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenError("the Authorization header must be 'Bearer <token>'")
+    return token.strip()

@@ -1,0 +1,1 @@
+"""Synthetic cohorts and the data-source specs that say which node serves which data."""

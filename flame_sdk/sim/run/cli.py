@@ -1,0 +1,117 @@
+"""``flame-sim``: run an analysis on simulated nodes, write synthetic data, inspect results, serve services."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flame_sdk.sim.run import results_view
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flame_sdk.sim.run.runner import run_analysis
+
+    return run_analysis(args.analysis, nodes=args.nodes, seed=args.seed, results_dir=Path(args.results),
+                        timeout=args.timeout, refresh=args.refresh)
+
+
+def _data(args: argparse.Namespace) -> int:
+    from flame_sdk.sim.data.bundle_export import write_bundles
+
+    for path in write_bundles(Path(args.out), nodes=args.nodes, seed=args.seed):
+        print(path)
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    return results_view.show(Path(args.results), args.analysis, args.file, args.out)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flame_sdk.sim.run.serve import serve
+
+    return serve(args.role, Path(args.topology), node=args.node, host=args.host, port=args.port,
+                 results=Path(args.results) if args.results else None, exit_when_finished=args.exit_when_finished,
+                 failure_grace=args.failure_grace)
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from flame_sdk.sim.run.seed import seed
+
+    return seed(Path(args.topology), timeout=args.timeout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flame-sim", description="Simulate FLAME nodes and a hub on this machine: run analyses, write "
+                                      "synthetic data, inspect results, serve services for docker.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run an analysis on a simulated hub and N nodes",
+                              description="Start a hub and N node stacks on loopback, run the analysis once per "
+                                          "node as its own process with the env vars a FLAME node sets, show "
+                                          "status and logs, and write the final results. Node 0 aggregates; "
+                                          "nodes 1..N-1 hold data.")
+    run.add_argument("analysis", help="analysis file (path/to/analysis.py) or module (package.module)")
+    run.add_argument("--nodes", type=int, default=3, help="number of nodes including the aggregator (default 3)")
+    run.add_argument("--seed", type=int, default=0, help="seed of node ids and synthetic data (default 0)")
+    run.add_argument("--results", default="results", help="folder for final results (default ./results)")
+    run.add_argument("--timeout", type=float, default=600, help="seconds before the run is aborted (default 600)")
+    run.add_argument("--refresh", type=float, default=1.0, help="status table refresh interval in seconds")
+    run.set_defaults(func=_run)
+
+    data = commands.add_parser("data", help="write the synthetic FHIR bundles and S3 datasets of each node",
+                               description="Write the deterministic synthetic data the simulator serves.")
+    data.add_argument("--out", default="sim-data", help="output folder (default ./sim-data)")
+    data.add_argument("--nodes", type=int, default=3, help="number of nodes including the aggregator (default 3)")
+    data.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    data.set_defaults(func=_data)
+
+    res = commands.add_parser("results", help="list final results, or show/copy one (CSV as a table)",
+                              description="Without arguments, list the analyses and files in the results folder.")
+    res.add_argument("analysis", nargs="?", help="analysis id (or a unique prefix); default: list all")
+    res.add_argument("file", nargs="?", help="result file name to show")
+    res.add_argument("--results", default="results", help="results folder (default ./results)")
+    res.add_argument("--out", help="copy the file (or all files of the analysis) into this folder")
+    res.set_defaults(func=_results)
+
+    srv = commands.add_parser("serve", help="serve the hub or one node stack from a topology file (docker)",
+                              description="Run one simulator service as its own process, as the docker-compose "
+                                          "setup does.")
+    srv.add_argument("role", choices=["hub", "node"], help="what to serve")
+    srv.add_argument("--topology", required=True, help="topology JSON file (see docker/topology.json)")
+    srv.add_argument("--node", help="node name (for role 'node')")
+    srv.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    srv.add_argument("--port", type=int, default=80, help="listen port (default 80)")
+    srv.add_argument("--results", help="hub: write final results into this folder as they arrive")
+    srv.add_argument("--exit-when-finished", action="store_true",
+                     help="hub: exit once every node reported a terminal status (0 if all executed with a result)")
+    srv.add_argument("--failure-grace", type=float, default=15.0,
+                     help="hub: seconds the other nodes get to end after one failed (default 15)")
+    srv.set_defaults(func=_serve)
+
+    sed = commands.add_parser("seed", help="load the topology's synthetic data into external FHIR/S3 stores (docker)",
+                              description="Write each data source's generated data to the FHIR server (url) or S3 "
+                                          "bucket (bucket) the topology names, waiting for them to come up.")
+    sed.add_argument("--topology", required=True, help="topology JSON file (see docker/topology.json)")
+    sed.add_argument("--timeout", type=float, default=600, help="seconds to wait for the stores (default 600)")
+    sed.set_defaults(func=_seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"flame-sim: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

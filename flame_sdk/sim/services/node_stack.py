@@ -1,0 +1,113 @@
+"""One simulated node: key pair, hub client, node services, and a gateway per analysis deployment."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from flame_sdk.sim.common.keycloak import TokenIssuer
+from flame_sdk.sim.common.platform_model import NODE_HEADER, Deployment, NodeSpec
+from flame_sdk.sim.common.web import fixed_json
+from flame_sdk.sim.services.broker_service import BrokerService
+from flame_sdk.sim.services.data_service import DataService
+from flame_sdk.sim.services.gateway import build_gateway_app
+from flame_sdk.sim.services.po_service import POService
+from flame_sdk.sim.services.result_service import StorageService
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free right now (for services whose port must be known before they start)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class SimNode:
+    """Node-level state and services. Runs on the simulator's event loop."""
+
+    def __init__(self, spec: NodeSpec, seed: int, hub_url: str, state_dir: Path, tokens: TokenIssuer,
+                 host: str = "127.0.0.1", s3_endpoint: Any = None, status_interval: float = 0.5) -> None:
+        self.spec = spec
+        self.node_id = spec.node_id
+        self.seed = seed
+        self.hub_url = hub_url.rstrip("/")
+        self.state_dir = state_dir
+        self.tokens = tokens
+        self.host = host
+        self.s3_endpoint = s3_endpoint
+        self.status_interval = status_interval
+        self.private_key = ec.generate_private_key(ec.SECP384R1())
+        self.hub_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()
+        self.broker = BrokerService(self)
+        self.po = POService(self)
+        self.storage = StorageService(self)
+        self.data = DataService(self)
+        self.deployments: dict[str, Deployment] = {}
+        self._runners: list[web.AppRunner] = []
+        self.inbox_url = ""
+
+    def public_key_hex(self) -> str:
+        pem = self.private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return pem.hex()
+
+    async def hub_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the hub as this node; raise on HTTP errors."""
+        async with self.hub_session.request(method, self.hub_url + path, **kwargs) as resp:
+            if resp.status >= 400:
+                raise RuntimeError(f"hub {method} {path} -> HTTP {resp.status}: {await resp.text()}")
+            return await resp.json() if resp.content_type == "application/json" else await resp.read()
+
+    async def _serve(self, app: web.Application, port: int = 0) -> int:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, port)
+        await site.start()
+        self._runners.append(runner)
+        bound: int = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return bound
+
+    async def start(self, inbox_port: int = 0, inbox_url: str | None = None) -> None:
+        """Serve the hub inbox and register at the hub. ``inbox_url``: the address the hub should use
+        when it differs from the listen address (a container name)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.hub_session = aiohttp.ClientSession(headers={NODE_HEADER: self.node_id})
+        inbox = web.Application(client_max_size=64 * 1024 * 1024)
+        inbox.router.add_post("/hub/messages", self.broker.from_hub)
+        inbox.router.add_get("/healthz", fixed_json({"status": "ok"}))
+        port = await self._serve(inbox, inbox_port)
+        self.inbox_url = inbox_url or f"http://{self.host}:{port}"
+        await self.hub_json("POST", "/nodes", json={"node_id": self.node_id, "name": self.spec.name,
+                                                    "public_key": self.public_key_hex(), "inbox_url": self.inbox_url})
+        await self.storage.start()
+        await self.data.start()
+
+    async def deploy(self, deployment: Deployment, port: int = 0) -> Deployment:
+        """Start the gateway (nginx-<deployment_name>) for one analysis and begin status polling.
+
+        A preset ``deployment.gateway_url`` is kept (the name the gateway is reached by, e.g. in docker)."""
+        self.deployments[deployment.deployment_name] = deployment
+        app = build_gateway_app(deployment, self.tokens, broker=self.broker, po=self.po, storage=self.storage,
+                                data=self.data)
+        port = await self._serve(app, port)
+        deployment.gateway_url = deployment.gateway_url or f"http://{self.host}:{port}"
+        self.po.watch(deployment)
+        return deployment
+
+    async def stop(self) -> None:
+        await self.po.stop()
+        await self.broker.stop()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        await self.data.stop()
+        await self.storage.stop()
+        if self.hub_session is not None:
+            await self.hub_session.close()

@@ -1,0 +1,71 @@
+"""FlameLogger: message formatting, levels, halt/append, queued streaming, status and progress rules."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from flame_sdk.logs import FlameLogger, format_message
+from flame_sdk.protocol.status import AnalysisStatus
+from flame_sdk.run_state import RunState
+
+
+def test_format_message_variants():
+    assert format_message("a", end="!") == "a!"
+    assert format_message(b"caf\xc3\xa9") == "café"
+    assert format_message(["x", 1, 2.5], sep=",") == "x,1,2.5"
+    with pytest.raises(TypeError, match="str, bytes or an iterable"):
+        format_message(42)
+
+
+def test_records_are_queued_until_a_sink_is_attached_and_filtered_by_level():
+    out = io.StringIO()
+    logger = FlameLogger(stream_level=25, label="n1", out=out)
+    logger.log("quiet", "info")
+    logger.log("loud", "warn")
+    sent = []
+    logger.attach_sink(sent.append)
+    logger.log("louder", "crit")
+    assert [(r.log, r.log_type) for r in sent] == [("loud", "warn"), ("louder", "crit")]
+    assert "[n1] WARN: loud" in out.getvalue() and "quiet" not in out.getvalue()
+
+
+def test_halt_then_append_submits_one_line_and_prints_one_line():
+    out = io.StringIO()
+    logger = FlameLogger(out=out)
+    sent = []
+    logger.attach_sink(sent.append)
+    logger.log("Connecting...", halt_submission=True)
+    logger.log("success", append=True)
+    assert [r.log for r in sent] == ["Connecting...success"]
+    assert out.getvalue() == "Connecting...success\n"
+
+
+def test_silent_prints_nothing_but_still_streams():
+    out = io.StringIO()
+    logger = FlameLogger(silent=True, out=out)
+    sent = []
+    logger.attach_sink(sent.append)
+    logger.log("x")
+    assert out.getvalue() == "" and len(sent) == 1
+
+
+def test_final_status_is_final_and_progress_is_monotone():
+    state = RunState()
+    assert state.set_status(AnalysisStatus.EXECUTING)
+    assert state.set_status("failed")
+    assert not state.set_status("executing") and state.status == AnalysisStatus.FAILED
+    problems = [state.set_progress(value) for value in (10.9, 5, 101, "a")]
+    assert state.progress == 10
+    assert problems[0] is None and "only increases" in problems[1] and None not in problems[1:]
+
+
+def test_records_carry_the_run_states_status_and_progress():
+    state = RunState()
+    logger = FlameLogger(silent=True, state=state)
+    logger.log("before")
+    state.set_status(AnalysisStatus.EXECUTING)
+    state.set_progress(40)
+    logger.log("after")
+    assert [(r.status, r.progress) for r in logger.history] == [("starting", 0), ("executing", 40)]

@@ -1,0 +1,157 @@
+"""Message broker behaviour between three SDK objects over the simulator (real HTTP)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from flame_sdk.errors import MessageTooLargeError, UnknownNodeError
+from flame_sdk.protocol.envelope import MAX_MESSAGE_BYTES
+
+
+def _roles(analysis, sdks):
+    return sdks[analysis.aggregator_id], [sdks[n] for n in analysis.data_node_ids]
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_identity_and_roles(analysis, sdks):
+    agg, analyzers = _roles(analysis, sdks)
+    assert agg.get_role() == "aggregator" and agg.get_aggregator_id() is None
+    for sdk in analyzers:
+        assert sdk.get_role() == "default"
+        assert sdk.get_aggregator_id() == analysis.aggregator_id
+    for node_id, sdk in sdks.items():
+        assert sdk.get_id() == node_id
+        assert sdk.get_analysis_id() == analysis.analysis_id
+        assert sdk.get_project_id() == analysis.project_id
+        assert sorted(sdk.get_participant_ids()) == sorted(n for n in analysis.node_ids if n != node_id)
+        assert all(set(p) == {"nodeId", "nodeType"} for p in sdk.get_participants())
+
+
+def test_ready_check_all_partners(analysis, sdks):
+    agg, _ = _roles(analysis, sdks)
+    assert agg.ready_check(timeout=10, attempt_interval=2) == dict.fromkeys(analysis.data_node_ids, True)
+
+
+def test_exchange_with_acknowledgements_both_ways(analysis, sdks):
+    agg, analyzers = _roles(analysis, sdks)
+    acked, missing = agg.send_message(analysis.data_node_ids, "round", {"weights": [1.0, 2.0]}, timeout=10)
+    assert sorted(acked) == sorted(analysis.data_node_ids) and missing == []
+    for sdk in analyzers:
+        got = sdk.await_messages([analysis.aggregator_id], "round", timeout=10)[analysis.aggregator_id]
+        assert [m.body["weights"] for m in got] == [[1.0, 2.0]]
+        assert got[0].status == "read" and got[0].sender == analysis.aggregator_id
+        assert sdk.send_message([analysis.aggregator_id], "reply", {"n": sdk.get_id()}, timeout=10) == (
+            [analysis.aggregator_id], [])
+    replies = agg.await_messages(analysis.data_node_ids, "reply", timeout=10)
+    assert {sender: msgs[-1].body["n"] for sender, msgs in replies.items()} == {n: n for n in analysis.data_node_ids}
+
+
+def test_send_and_wait_for_responses(analysis, sdks):
+    agg, analyzers = _roles(analysis, sdks)
+
+    def answer(sdk):
+        sdk.await_messages([analysis.aggregator_id], "ping", timeout=10)
+        sdk.send_message([analysis.aggregator_id], "ping", {"pong": sdk.get_id()}, timeout=10)
+
+    threads = [threading.Thread(target=answer, args=(sdk,)) for sdk in analyzers]
+    for t in threads:
+        t.start()
+    responses = agg.send_message_and_wait_for_responses(analysis.data_node_ids, "ping", {"ping": 1}, timeout=15)
+    for t in threads:
+        t.join(10)
+    assert {n: msgs[-1].body["pong"] for n, msgs in responses.items()} == {n: n for n in analysis.data_node_ids}
+
+
+def test_await_timeout_names_silent_sender(analysis, sdks):
+    agg, analyzers = _roles(analysis, sdks)
+    talker, silent = analysis.data_node_ids
+    sdks[talker].send_message([analysis.aggregator_id], "update", {"v": 1}, timeout=10)
+    start = time.monotonic()
+    result = agg.await_messages(analysis.data_node_ids, "update", timeout=1)
+    assert time.monotonic() - start < 5
+    assert result[silent] is None and result[talker][0].body["v"] == 1
+    warnings = [r.log for r in agg._core._logger.history if r.log_type == "warn"]
+    assert any(silent in w and "update" in w for w in warnings), warnings
+
+
+def test_unacknowledged_send_reports_missing_receiver(analysis, sdks):
+    agg, analyzers = _roles(analysis, sdks)
+    dead = analysis.data_node_ids[1]
+    sdks[dead].close()  # its API is gone, so it cannot acknowledge
+    acked, missing = agg.send_message(analysis.data_node_ids, "late", {}, max_attempts=2, timeout=2,
+                                      attempt_timeout=1)
+    assert acked == [analysis.data_node_ids[0]] and missing == [dead]
+
+
+def test_get_delete_and_clear(analysis, sdks):
+    agg, _ = _roles(analysis, sdks)
+    sender = sdks[analysis.data_node_ids[0]]
+    for i in range(3):
+        sender.send_message([analysis.aggregator_id], f"c{i}", {"i": i}, timeout=10)
+    assert agg.await_messages([sender.get_id()], "c0", timeout=10)[sender.get_id()]
+    unread = [m for m in agg.get_messages() if m.category.startswith("c")]
+    read = [m for m in agg.get_messages("read") if m.category.startswith("c")]
+    assert sorted(m.category for m in unread) == ["c1", "c2"] and [m.category for m in read] == ["c0"]
+    assert agg.delete_messages([unread[0].id]) == 1
+    assert agg.delete_messages(["no-such-id"]) == 0
+    assert agg.clear_messages("read", min_age=3600) == 0  # too young
+    assert agg.clear_messages("read") >= 1
+    assert not agg.get_messages("read")
+    assert agg.clear_messages("all") >= 1 and agg.get_messages() == []
+    with pytest.raises(ValueError, match="status"):
+        agg.clear_messages("bogus")
+
+
+def test_duplicate_delivery_is_dropped_but_reacknowledged(analysis, sdks):
+    agg, analyzers = _roles(analysis, sdks)
+    receiver = analyzers[0]
+    body = {"x": 1, "meta": {"type": "outgoing", "category": "dup", "id": "dup-1", "akn_id": None,
+                             "status": "unread", "sender": analysis.aggregator_id,
+                             "created_at": "2026-01-01 00:00:00.000000", "arrived_at": None, "number": 1}}
+    url = analysis.deployments[receiver.get_id()].gateway_url + "/analysis/webhook"
+    for _ in range(3):
+        assert _post(url, json.dumps(body).encode())[0] == 200
+    received = receiver.await_messages([analysis.aggregator_id], "dup", timeout=5)[analysis.aggregator_id]
+    assert [m.id for m in received] == ["dup-1"]
+    assert [m.id for m in receiver.get_messages("read") if m.category == "dup"] == ["dup-1"]
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"not json", "not valid JSON"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"meta": {"id": "a", "sender": "b"}}', "category"),
+    (b'{"meta": {"id": "a", "sender": "b", "category": "c"}}', "akn_id"),
+])
+def test_malformed_webhook_body_gets_400(analysis, sdks, body, reason):
+    node = analysis.data_node_ids[0]
+    status, answer = _post(analysis.deployments[node].gateway_url + "/analysis/webhook", body)
+    assert status == 400 and reason in answer["error"]
+    assert sdks[node].get_messages() == []
+
+
+def test_oversized_and_invalid_messages_rejected_before_sending(analysis, sdks):
+    agg, _ = _roles(analysis, sdks)
+    with pytest.raises(MessageTooLargeError, match="save_intermediate_data"):
+        agg.send_message(analysis.data_node_ids, "big", {"blob": "x" * MAX_MESSAGE_BYTES})
+    with pytest.raises(ValueError, match="'meta' is reserved"):
+        agg.send_message(analysis.data_node_ids, "meta", {"meta": 1})
+    with pytest.raises(UnknownNodeError, match="not partners"):
+        agg.send_message(["nobody"], "x", {})
+    with pytest.raises(TypeError, match="JSON-serializable"):
+        agg.send_message(analysis.data_node_ids, "obj", {"o": object()})
+    with pytest.raises(UnknownNodeError):
+        agg.await_messages(["nobody"], "x", timeout=1)

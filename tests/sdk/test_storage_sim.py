@@ -1,0 +1,248 @@
+"""Result storage end to end: FlameCoreSDK objects of three simulated nodes over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from flame_sdk import FlameCoreSDK
+from flame_sdk.errors import RoleError, TamperedDataError, UnknownNodeError
+from flame_sdk.sim.run.simulation import SimAnalysis, Simulation
+from flame_sdk.sim.services.hub_storage import hub_store
+from tests.conftest import connect_all
+
+
+@pytest.fixture(scope="module")
+def shared(sim: Simulation) -> Iterator[tuple[SimAnalysis, dict[str, FlameCoreSDK]]]:
+    """One analysis with SDK objects for all three nodes, shared by the tests of this module."""
+    analysis = sim.create_analysis()
+    sdks = connect_all(analysis)
+    yield analysis, sdks
+    for sdk in sdks.values():
+        sdk.close()
+
+
+@pytest.fixture
+def nodes(shared) -> tuple[FlameCoreSDK, FlameCoreSDK, FlameCoreSDK]:
+    """(aggregator, first default node, second default node)."""
+    analysis, sdks = shared
+    return sdks[analysis.aggregator_id], sdks[analysis.data_node_ids[0]], sdks[analysis.data_node_ids[1]]
+
+
+def results_by_name(analysis: SimAnalysis) -> dict[str, bytes]:
+    return dict(analysis.final_results())
+
+
+# -- final results ---------------------------------------------------------------------------------
+def test_final_result_every_output_type(shared, nodes):
+    analysis, _ = shared
+    agg = nodes[0]
+    assert agg.submit_final_result(12.5, filename="single-str.txt") == {"status": "success"}
+    assert agg.submit_final_result(b"\x00raw\xff", output_type="bytes", filename="single.bin") == {"status": "success"}
+    assert agg.submit_final_result({"mean": [1, 2]}, output_type="pickle", filename="single.pkl") == {
+        "status": "success"}
+    stored = results_by_name(analysis)
+    assert stored["single-str.txt"] == b"12.5"
+    assert stored["single.bin"] == b"\x00raw\xff"
+    assert pickle.loads(stored["single.pkl"]) == {"mean": [1, 2]}
+
+
+def test_multiple_results_each_its_own_file(shared, nodes):
+    analysis, _ = shared
+    agg = nodes[0]
+    answer = agg.submit_final_result(["a", b"b", [3]], output_type=["str", "bytes", "pickle"],
+                                     multiple_results=True, filename="multi.txt")
+    assert answer == [{"status": "success"}] * 3
+    stored = results_by_name(analysis)
+    assert stored["multi_1.txt"] == b"a" and stored["multi_2.bin"] == b"b"
+    assert pickle.loads(stored["multi_3.pkl"]) == [3]
+    named = agg.submit_final_result((1, 2), multiple_results=True, filename=["one.csv", "two.csv"])
+    assert len(named) == 2 and results_by_name(analysis)["two.csv"] == b"2"
+    before = len(analysis.final_results())
+    agg.submit_final_result([7, 8], multiple_results=True)
+    generated = analysis.final_results()[before:]
+    assert [content for _, content in generated] == [b"7", b"8"]
+    assert all(name.startswith("result_") and name.endswith(".txt") for name, _ in generated)
+
+
+def test_local_dp_noise_scale(shared, nodes):
+    """Laplace noise with b = sensitivity / epsilon: mean ~0, E|noise| ~b, Var ~2b^2 over 4000 draws."""
+    analysis, _ = shared
+    agg = nodes[0]
+    epsilon, sensitivity, draws = 0.5, 1.0, 4000
+    scale = sensitivity / epsilon
+    agg.submit_final_result([0.0] * draws, local_dp={"epsilon": epsilon, "sensitivity": sensitivity},
+                            filename="dp-vector.txt")
+    noise = np.array(json.loads(results_by_name(analysis)["dp-vector.txt"]))
+    assert noise.shape == (draws,) and np.all(noise != 0.0)
+    assert abs(noise.mean()) < 5 * scale * np.sqrt(2 / draws)
+    assert abs(np.abs(noise).mean() - scale) < 0.1 * scale
+    assert abs(noise.var() - 2 * scale**2) < 0.2 * 2 * scale**2
+    agg.submit_final_result(41.0, local_dp={"epsilon": 1.0, "sensitivity": 1.0}, filename="dp-scalar.txt")
+    scalar = float(results_by_name(analysis)["dp-scalar.txt"])
+    assert scalar != 41.0 and abs(scalar - 41.0) < 40  # P(|Laplace(1)| > 40) ~ 4e-18
+
+
+@pytest.mark.parametrize("result, message", [
+    ("not a number", "local DP can only be applied to numbers"),
+    (float("inf"), "finite"),
+    ([1.0, float("nan")], "finite"),
+])
+def test_local_dp_rejects_bad_input(nodes, result, message):
+    with pytest.raises(ValueError, match=message):
+        nodes[0].submit_final_result(result, local_dp={"epsilon": 1.0, "sensitivity": 1.0})
+
+
+def test_final_result_is_aggregator_only(shared, nodes):
+    with pytest.raises(RoleError, match="role 'default'"):
+        nodes[1].submit_final_result("nope")
+
+
+# -- global intermediate data ------------------------------------------------------------------------
+def test_global_round_trip_to_two_recipients(nodes):
+    agg, first, second = nodes
+    data = {"weights": np.arange(10.0), "round": 3}
+    saved = agg.save_intermediate_data(data, "global", remote_node_ids=[first.get_id(), second.get_id()])
+    assert set(saved) == {first.get_id(), second.get_id()}
+    for node in (first, second):
+        answer = saved[node.get_id()]
+        assert answer["status"] == "success" and answer["url"].endswith("/" + answer["id"])
+        got = node.get_intermediate_data("global", query=answer["id"])
+        assert got["round"] == 3 and np.array_equal(got["weights"], data["weights"])
+
+
+def test_send_and_await_intermediate_data(nodes):
+    agg, first, second = nodes
+    acked, missing = first.send_intermediate_data([agg.get_id()], {"count": 17})
+    assert acked == [agg.get_id()] and missing == []
+    second.send_intermediate_data([agg.get_id()], {"count": 25})
+    data = agg.await_intermediate_data([first.get_id(), second.get_id()], timeout=30)
+    assert data == {first.get_id(): {"count": 17}, second.get_id(): {"count": 25}}
+
+
+def test_third_node_is_refused(nodes):
+    agg, first, second = nodes
+    saved = agg.save_intermediate_data("for first only", "global", remote_node_ids=[first.get_id()])
+    object_id = saved[first.get_id()]["id"]
+    assert first.get_intermediate_data("global", query=object_id) == "for first only"
+    with pytest.raises(TamperedDataError):
+        second.get_intermediate_data("global", query=object_id)
+
+
+def test_flipped_bit_on_the_hub_is_detected(sim, nodes):
+    agg, first, _ = nodes
+    saved = agg.save_intermediate_data(os.urandom(600_000), "global", remote_node_ids=[first.get_id()])
+    object_id = saved[first.get_id()]["id"]
+    stored = hub_store(sim.hub).objects[object_id]
+    envelope = bytearray(stored.path.read_bytes())
+    envelope[len(envelope) // 2] ^= 0x04
+    stored.path.write_bytes(envelope)
+    with pytest.raises(TamperedDataError, match="failed authentication"):
+        first.get_intermediate_data("global", query=object_id)
+
+
+def test_truncated_envelope_on_the_hub_is_detected(sim, nodes):
+    agg, first, _ = nodes
+    payload = os.urandom(3 * 256 * 1024 + 11)  # four segments
+    saved = agg.save_intermediate_data(payload, "global", remote_node_ids=[first.get_id()])
+    object_id = saved[first.get_id()]["id"]
+    assert first.get_intermediate_data("global", query=object_id) == payload
+    stored = hub_store(sim.hub).objects[object_id]
+    envelope = stored.path.read_bytes()
+    stored.path.write_bytes(envelope[: len(envelope) - 100])
+    with pytest.raises(TamperedDataError, match="failed authentication"):
+        first.get_intermediate_data("global", query=object_id)
+
+
+def test_wrong_explicit_sender_is_refused(nodes):
+    agg, first, second = nodes
+    saved = agg.save_intermediate_data("from the aggregator", "global", remote_node_ids=[first.get_id()])
+    fetch = first._core._parts.require_storage().get_intermediate_data  # the path await_intermediate_data takes, with a known sender
+    object_id = saved[first.get_id()]["id"]
+    assert first._run(fetch("global", object_id, sender_id=agg.get_id())) == "from the aggregator"
+    with pytest.raises(TamperedDataError, match="cannot be decrypted"):
+        first._run(fetch("global", object_id, sender_id=second.get_id()))
+    with pytest.raises(UnknownNodeError):
+        first._run(fetch("global", object_id, sender_id="stranger"))
+
+
+def test_hub_never_holds_plaintext(sim, nodes):
+    agg, first, second = nodes
+    marker = b"PLAINTEXT-MARKER-" + os.urandom(16).hex().encode()
+    agg.save_intermediate_data(marker * 1000, "global", remote_node_ids=[first.get_id(), second.get_id()])
+    first.send_intermediate_data([second.get_id()], {"secret": marker.decode()})
+    second.await_intermediate_data([first.get_id()], timeout=30)
+    needles = (marker, marker.decode().encode("utf-16-le"), pickle.dumps(marker * 1000, protocol=5)[:64])
+    for path in hub_store(sim.hub).files():
+        if "temp" in path.parts:
+            content = path.read_bytes()
+            assert not any(needle in content for needle in needles), f"plaintext found in {path}"
+
+
+def test_global_requires_recipients_and_participants(nodes):
+    agg = nodes[0]
+    with pytest.raises(ValueError, match="remote_node_ids must be a non-empty list"):
+        agg.save_intermediate_data({"x": 1}, "global")
+    with pytest.raises(ValueError, match="remote_node_ids must be a non-empty list"):
+        agg.save_intermediate_data({"x": 1}, "global", remote_node_ids=[])
+    with pytest.raises(UnknownNodeError, match="not participants"):
+        agg.save_intermediate_data({"x": 1}, "global", remote_node_ids=["no-such-node"])
+    with pytest.raises(ValueError, match="location must be"):
+        agg.save_intermediate_data({"x": 1}, "hub")
+    with pytest.raises(ValueError, match="needs query"):
+        agg.get_intermediate_data("global")
+
+
+# -- local data and tags -----------------------------------------------------------------------------
+def test_tags_with_every_tag_option(nodes):
+    node = nodes[1]
+    for value in ("first", "middle", "last"):
+        node.save_intermediate_data(value, "local", tag="history")
+    assert node.get_intermediate_data("local", tag="history") == ["first", "middle", "last"]
+    assert node.get_intermediate_data("local", tag="history", tag_option="all") == ["first", "middle", "last"]
+    assert node.get_intermediate_data("local", tag="history", tag_option="first") == ["first"]
+    assert node.get_intermediate_data("local", tag="history", tag_option="last") == ["last"]
+    assert node.get_intermediate_data("local", tag="never-used") == []
+    assert "history" in node.get_local_tags()
+    assert node.get_local_tags(filter="hist") == ["history"]
+    assert node.get_local_tags(filter="zzz") == []
+
+
+def test_local_by_id_is_per_node(nodes):
+    _, first, second = nodes
+    saved = first.save_intermediate_data({"mine": True}, "local")
+    assert saved["status"] == "success" and saved["url"].endswith(saved["id"])
+    assert first.get_intermediate_data("local", query=saved["id"]) == {"mine": True}
+    with pytest.raises(ValueError, match="no local data"):
+        second.get_intermediate_data("local", query=saved["id"])
+
+
+@pytest.mark.parametrize("tag", ["Upper", "-lead", "trail-", "with_underscore", "x" * 33])
+def test_bad_tags_rejected(nodes, tag):
+    with pytest.raises(ValueError, match="invalid tag"):
+        nodes[1].save_intermediate_data(1, "local", tag=tag)
+    with pytest.raises(ValueError, match="invalid tag"):
+        nodes[1].get_intermediate_data("local", tag=tag)
+
+
+def test_local_data_survives_a_second_analysis_of_the_project(sim, shared):
+    analysis, sdks = shared
+    node_id = analysis.data_node_ids[0]
+    sdks[node_id].save_intermediate_data({"model": "v1"}, "local", tag="carry-over")
+    again = sim.create_analysis(project_id=analysis.project_id)
+    other_project = sim.create_analysis()
+    later = connect_all(again)
+    stranger = connect_all(other_project)
+    try:
+        assert "carry-over" in later[node_id].get_local_tags()
+        assert later[node_id].get_intermediate_data("local", tag="carry-over", tag_option="last") == [{"model": "v1"}]
+        assert "carry-over" not in later[again.data_node_ids[1]].get_local_tags()
+        assert stranger[node_id].get_local_tags() == []
+    finally:
+        for sdk in (*later.values(), *stranger.values()):
+            sdk.close()
