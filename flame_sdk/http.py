@@ -1,7 +1,8 @@
 """HTTP access to one node service: a shared aiohttp session, auth headers and tenacity retries.
 
-Only transient failures are retried (connection errors, timeouts, HTTP 429 and 5xx), with
-exponential backoff and full jitter, bounded by a total deadline. Everything else raises at once.
+Only transient failures are retried (connection errors, timeouts, and the policy's ``retry_statuses``:
+by default HTTP 429 and 5xx), with exponential backoff and full jitter, bounded by a total deadline.
+Everything else raises at once.
 """
 
 from __future__ import annotations
@@ -30,15 +31,16 @@ class RetryPolicy:
     initial_wait: float = 0.05
     max_wait: float = 5.0
     request_timeout: float | None = 300.0
+    retry_statuses: frozenset[int] = TRANSIENT_STATUSES
 
 
 DEFAULT_RETRY = RetryPolicy()
 
 
 class _TransientError(Exception):
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, status: int | None = None, body: str = "") -> None:
         super().__init__(detail)
-        self.detail = detail
+        self.detail, self.status, self.body = detail, status, body
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -63,6 +65,10 @@ class ServiceClient:
         self.token = token
         self.headers = dict(headers or {})
         self.retry = retry
+
+    def with_retry(self, retry: RetryPolicy) -> ServiceClient:
+        """The same service (session, headers, token) with another retry policy."""
+        return ServiceClient(self.session, self.base_url, self.service, self.token, self.headers, retry)
 
     def url(self, path: str) -> str:
         return self.base_url + (path if path.startswith("/") else "/" + path)
@@ -94,10 +100,10 @@ class ServiceClient:
                     if data_factory is not None:
                         kwargs["data"] = data_factory()
                     resp = await self.session.request(method, url, headers=all_headers, timeout=req_timeout, **kwargs)
-                    if resp.status in TRANSIENT_STATUSES:
-                        detail = f"HTTP {resp.status}: {(await resp.text())[:300]}"
+                    if resp.status in policy.retry_statuses:
+                        body = (await resp.text(errors="replace"))[:500]
                         resp.release()
-                        raise _TransientError(detail)
+                        raise _TransientError(f"HTTP {resp.status}: {body[:300]}", resp.status, body)
                     if resp.status == 401 and self.token is not None and self.token.version != token_version:
                         resp.release()  # the token was refreshed while this request was in flight
                         raise _TransientError("HTTP 401 with a token that was just replaced")

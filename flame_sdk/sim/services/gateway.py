@@ -1,8 +1,8 @@
 """The per-deployment gateway: what ``nginx-<DEPLOYMENT_NAME>`` is on a real node.
 
 It mounts the node services under their prefixes, checks the bearer token (Kong routes check their
-own ``apikey``), allows only the paths the real nginx config allows for this analysis and project,
-and forwards ``/analysis/*`` to the analysis' embedded API.
+own ``apikey``, the hub adapter its bearer token), allows only the paths the real nginx config allows for
+this analysis and project, and forwards ``/analysis/*`` to the analysis' embedded API.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
             return await handler(request)
         if not any(rule.match(path) for rule in rules):
             return json_error(403, f"{path} is not reachable from analysis {deployment.analysis_id} through its gateway")
-        if not path.startswith(data_api.KONG_PREFIX + "/"):
+        if not path.startswith((data_api.KONG_PREFIX + "/", data_api.HUB_ADAPTER_PREFIX + "/")):  # own checks
             try:
                 tokens.verify(bearer_token(request.headers.get("Authorization")), deployment.analysis_id)
             except TokenError as exc:
