@@ -49,9 +49,9 @@ class LocalRun:
     """Outcome of :func:`run_local`.
 
     ``result`` is the aggregator's result as released: the object it submitted, or with local differential
-    privacy the noised value the result service stored (decoded from the final file: a float, or a list/dict
-    of floats; a list of them with ``multiple_results``). ``result_before_noise`` holds the aggregator's own
-    value before the noise (None without local DP); never publish it.
+    privacy the noised number the result service stored (read from the final file; a list of them with
+    ``multiple_results``). ``result_before_noise`` holds the aggregator's own value before the noise (None
+    without local DP); never publish it.
     """
 
     analysis_id: str
@@ -216,9 +216,9 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
                 run.result, run.rounds, run.converged = model.result, model.rounds, model.converged
     run.final_results = analysis.final_results()
     if "epsilon" in model_kwargs and run.final_results:
-        from flame_sdk.sim.common.laplace import decode  # as the simulator stored it
+        from flame_sdk.sim.common.laplace import parse_value  # the stored file is the noised number
 
-        released = [decode(content) for _, content in run.final_results]
+        released = [parse_value(content) for _, content in run.final_results]
         run.result_before_noise = run.result
         run.result = released if multiple_results else released[0]
         run.aggregator.result = run.result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from flame_sdk.star import StarAggregator
@@ -14,22 +12,24 @@ pytestmark = pytest.mark.sim
 
 
 class SumsAggregator(StarAggregator):
+    """The sum and the count of all values, as two results (local DP noises one number per file)."""
+
     def aggregation_method(self, analysis_results):
-        return {"sum": float(sum(r["sum"] for r in analysis_results)), "n": float(sum(r["n"] for r in analysis_results))}
+        return [float(sum(r["sum"] for r in analysis_results)), float(sum(r["n"] for r in analysis_results))]
 
     def has_converged(self, result, last_result):
         return True
 
 
 def test_the_result_is_the_noised_release_and_the_exact_value_is_named_as_such():
-    run = run_local(SumAnalyzer, SumsAggregator, "s3", data_splits=SPLITS, epsilon=1.0, sensitivity=1.0)
-    [(_, content)] = run.final_results
-    released = json.loads(content)
+    run = run_local(SumAnalyzer, SumsAggregator, "s3", data_splits=SPLITS, multiple_results=True, epsilon=1.0,
+                    sensitivity=1.0)
+    released = [float(content) for _, content in run.final_results]
     assert run.result == released and run.aggregator.result == released
-    assert run.result_before_noise == {"sum": 36.0, "n": 5.0}
-    assert run.result["sum"] != pytest.approx(36.0, abs=1e-9) and run.result["n"] != pytest.approx(5.0, abs=1e-9)
+    assert run.result_before_noise == [36.0, 5.0]
+    assert run.result[0] != pytest.approx(36.0, abs=1e-9) and run.result[1] != pytest.approx(5.0, abs=1e-9)
 
 
 def test_without_local_dp_nothing_is_noised():
-    run = run_local(SumAnalyzer, SumsAggregator, "s3", data_splits=SPLITS)
-    assert run.result == {"sum": 36.0, "n": 5.0} and run.result_before_noise is None
+    run = run_local(SumAnalyzer, SumsAggregator, "s3", data_splits=SPLITS, multiple_results=True)
+    assert run.result == [36.0, 5.0] and run.result_before_noise is None
