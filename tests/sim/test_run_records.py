@@ -12,7 +12,7 @@ import pytest
 
 from flame_sdk.sim.run import results_view
 from flame_sdk.sim.run.failure_report import TracebackFolder, analyst_traceback, failure_report
-from flame_sdk.sim.run.live_view import NodeRow, PlainView, summary_table
+from flame_sdk.sim.run.live_view import NodeRow, PlainView, TerminalView, drag_note, summary_table
 from flame_sdk.sim.run.result_files import content_extension, record_names
 from flame_sdk.sim.run.run_record import NodeRecord, RunRecord, new_run_folder, run_folders
 
@@ -141,3 +141,29 @@ def test_find_run_refuses_ambiguous_or_unknown_runs(tmp_path, bad):
         _record(tmp_path / name, "executed", "2025-01-01T10:00:00")
     with pytest.raises(ValueError, match="recorded runs"):
         results_view.find_run(tmp_path, bad or "x")
+
+
+def test_the_terminal_view_redraws_one_row_per_node_and_prints_log_lines_verbatim():
+    from rich.console import Console
+
+    console = Console(record=True, force_terminal=True, width=120)
+    view = TerminalView(console=console)
+    rows = [NodeRow("node-0", A, "aggregator", "executing", 10, "2/5", 3.0, "[node-0] round 2/5: waiting"),
+            NodeRow("node-1", B, "analyzer", "failed", 5, "", 2.0, "[node-1] [bold]not markup[/bold]")]
+    view.node_line("node-1", "[node-1] [red]literal[/red]")
+    view.refresh(rows)
+    view.close()
+    text = console.export_text()
+    assert "[node-1] [red]literal[/red]" in text
+    assert any(line.split()[:6] == ["node-0", "aggregator", "executing", "10%", "2/5", "3"] for line in
+               text.splitlines())
+    assert "round 2/5: waiting" in text and "[bold]not markup[/bold]" in text
+
+
+def test_a_dragging_wait_names_who_waits_for_whom():
+    note = drag_note(61, {"node-0 (a)": "[node-0] round 3/10: waiting for the results of 2 analyzer(s)",
+                          "node-1 (b)": "[node-1] round 3/10: result sent; waiting for the aggregated result",
+                          "node-2 (c)": "[node-2] fitting the model"})
+    assert note.startswith("waiting for node-2 (c) for 61 s (node-0 (a), node-1 (b) wait; last line of node-2 (c)")
+    assert drag_note(120, {"node-0 (a)": "waiting for x"}).startswith("every node has been waiting for 120 s")
+    assert drag_note(60, {"node-0 (a)": "busy"}) == "no output from any node for 60 s; last lines: node-0 (a): 'busy'"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
@@ -54,6 +55,20 @@ class RunView(Protocol):
 
     def close(self) -> None:
         """The run ended: stop redrawing."""
+
+
+def drag_note(seconds: float, last_lines: dict[str, str]) -> str:
+    """What to say when no node printed anything for ``seconds``: who waits (its last line says "waiting for")
+    for whom (the others), given each running node's last line by node label."""
+    waiting = [label for label, line in last_lines.items() if "waiting for" in line.lower()]
+    busy = [label for label in last_lines if label not in waiting]
+    if waiting and busy:
+        return (f"waiting for {', '.join(busy)} for {seconds:.0f} s ({', '.join(waiting)} wait; last line of "
+                f"{busy[0]}: {last_lines[busy[0]][:120]!r})")
+    if waiting:
+        return f"every node has been waiting for {seconds:.0f} s and none is computing: is a message or result missing?"
+    return f"no output from any node for {seconds:.0f} s; last lines: " + "; ".join(
+        f"{label}: {line[:80]!r}" for label, line in last_lines.items())
 
 
 def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -103,27 +118,30 @@ class PlainView:
 class TerminalView:
     """A table redrawn in place under the scrolling log lines (rich)."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.quiet = quiet
-        self._console = Console()
+        self._console = console or Console()
         self._live: Live = Live(console=self._console, refresh_per_second=4, transient=True)
         self._live.start()
 
     def _table(self, rows: list[NodeRow]) -> Table:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, pad_edge=False, expand=True)
-        for column, options in (("node", {"no_wrap": True}), ("role", {}), ("status", {}), ("progress", {}),
-                                ("round", {}), ("time", {"justify": "right"}), ("last line", {"ratio": 1})):
-            table.add_column(column, overflow="ellipsis", **options)
+        table.add_column("node", no_wrap=True)
+        for column in ("role", "status", "progress", "round"):
+            table.add_column(column)
+        table.add_column("time", justify="right")
+        table.add_column("last line", ratio=1, no_wrap=True, overflow="ellipsis")
         colours = {"executed": "green", "failed": "red", "executing": "cyan"}
-        for r in rows:
-            status = f"[{colours.get(r.status, 'white')}]{r.status}[/]"
-            table.add_row(r.name, r.role, status, f"{r.progress}%", r.round or "-", f"{r.elapsed:.0f} s",
-                          r.last_line, end_section=False)
+        for r in rows:  # Text cells: log lines are not rich markup
+            last = r.last_line[len(r.name) + 3:] if r.last_line.startswith(f"[{r.name}] ") else r.last_line
+            table.add_row(Text(r.name), Text(r.role), Text(r.status, style=colours.get(r.status, "")),
+                          Text(f"{r.progress}%"), Text(r.round or "-"), Text(f"{r.elapsed:.0f} s"), Text(last))
         return table
 
     def node_line(self, name: str, line: str) -> None:

@@ -28,7 +28,7 @@ from flame_sdk.protocol.status import FINAL_STATUSES, AnalysisStatus
 from flame_sdk.sim.data.node_folders import load_node_data
 from flame_sdk.sim.run import result_files
 from flame_sdk.sim.run.failure_report import TracebackFolder, failure_report, find_causes
-from flame_sdk.sim.run.live_view import NodeRow, RunView, make_view, summary_table
+from flame_sdk.sim.run.live_view import NodeRow, RunView, drag_note, make_view, summary_table
 from flame_sdk.sim.run.node_process import NodeProcess, analysis_command
 from flame_sdk.sim.run.run_record import LOGS, NodeRecord, RunRecord, analysis_name, new_run_folder
 from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
@@ -100,6 +100,8 @@ class Run:
         self.command = analysis_command(analysis_ref)
         self.node_data = load_node_data(options.data) if options.data is not None else None
         self.nodes = _resolve_nodes(options, self.node_data)
+        self.config = SimConfig(nodes=self.nodes, seed=options.seed, node_data=self.node_data,
+                                po_limits=PoLimits(health_timeout=options.health_timeout, retry_interval=POLL))
         self.processes: dict[str, NodeProcess] = {}
         self.rows: dict[str, NodeRow] = {}
         self.removed: dict[str, tuple[AnalysisStatus, float]] = {}
@@ -107,16 +109,14 @@ class Run:
         self.stopped: dict[str, str] = {}  # node id -> why flame-sim stopped it
         self.failed_at: dict[str, float] = {}
         self.names: dict[str, str] = {}
-        self.tracebacks: dict[str, TracebackFolder] = {}
+        self.tracebacks: dict[str, TracebackFolder] = {}  # per node and stream
         self._lock = threading.Lock()
 
     # -- the run --------------------------------------------------------------------------------------
     def execute(self) -> int:
         started = datetime.now()
         folder = new_run_folder(self.options.results_dir, self.analysis_ref, started)
-        config = SimConfig(nodes=self.nodes, seed=self.options.seed, node_data=self.node_data,
-                           po_limits=PoLimits(health_timeout=self.options.health_timeout))
-        with Simulation(config) as sim, tempfile.TemporaryDirectory(prefix="flame-sim-run-") as scratch:
+        with Simulation(self.config) as sim, tempfile.TemporaryDirectory(prefix="flame-sim-run-") as scratch:
             analysis = sim.create_analysis(analysis_id=str(uuid.uuid5(
                 uuid.NAMESPACE_URL, f"{self.options.seed}:{self.analysis_ref}")))
             self.names = {n: sim.node(n).spec.name for n in analysis.node_ids}
@@ -169,7 +169,7 @@ class Run:
                                                   self._on_line)
 
     def _on_line(self, name: str, line: str, is_stderr: bool) -> None:
-        shown = self.tracebacks.setdefault(name, TracebackFolder(f"{LOGS}/{name}.log")).fold(line)
+        shown = self.tracebacks.setdefault(f"{name}{is_stderr}", TracebackFolder(f"{LOGS}/{name}.log")).fold(line)
         if shown is not None:
             prefix = "" if shown.startswith(f"[{name}]") else f"[{name}] "
             self.view.node_line(name, prefix + self.rename(shown))
@@ -260,16 +260,7 @@ class Run:
 
     def _drag_text(self, quiet_for: float) -> str:
         active = [n for n in self.processes if n not in self.removed and n not in self.gone]
-        waiting = [n for n in active if "waiting for" in self.processes[n].last_line.lower()]
-        busy = [n for n in active if n not in waiting]
-        seconds = f"{quiet_for:.0f} s"
-        if waiting and busy:
-            return (f"waiting for {', '.join(self.label(n) for n in busy)} for {seconds} "
-                    f"(last line: {self.rename(self.processes[busy[0]].last_line)[:120]!r})")
-        if waiting:
-            return f"every node has been waiting for {seconds}; none is computing: is a message or result missing?"
-        return f"no output from any node for {seconds}; last lines: " + "; ".join(
-            f"{self.names[n]}: {self.rename(self.processes[n].last_line)[:80]!r}" for n in active)
+        return drag_note(quiet_for, {self.label(n): self.rename(self.processes[n].last_line) for n in active})
 
     # -- the end --------------------------------------------------------------------------------------
     def _finish(self, analysis: SimAnalysis, record: RunRecord, folder: Path, started: datetime) -> int:
@@ -280,6 +271,7 @@ class Run:
         saved = self._save_results(analysis, record, folder)
         for node in record.nodes:
             self._complete_node(analysis, node)
+            self.rows[node.node_id].status = node.status
         self._rounds(analysis, record)
         ended = datetime.now()
         record.ended_at = ended.isoformat(timespec="seconds")
@@ -326,6 +318,7 @@ class Run:
             node.reason = self.stopped[node_id]
         else:
             node.reason = analysis.po_reason(node_id) or self._logged_reason(analysis, node_id)
+        node.reason = self.rename(node.reason)
 
     @staticmethod
     def _logged_reason(analysis: SimAnalysis, node_id: str) -> str:
