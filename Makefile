@@ -24,9 +24,9 @@ demo: install
 bench: install
 	$(PY) -m benchmarks
 
-# ruff, mypy (strict on flame_sdk and flame; see pyproject.toml) and the import contracts (import-linter).
+# ruff, mypy (strict on flame_sdk, flame and flamesdk; see pyproject.toml) and the import contracts (import-linter).
 lint: install
-	$(VENV)/bin/ruff check flame_sdk flame tests algorithms benchmarks
+	$(VENV)/bin/ruff check flame_sdk flame flamesdk tests algorithms benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
