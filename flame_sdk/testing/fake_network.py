@@ -13,11 +13,9 @@ keys), so any Python object can stand in for a node's data, as in the reference'
 
 from __future__ import annotations
 
-import math
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from numbers import Real
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -26,7 +24,7 @@ from flame_sdk.clients.messages import Message
 from flame_sdk.errors import AnalysisError
 from flame_sdk.protocol.envelope import INTERMEDIATE_DATA
 from flame_sdk.protocol.status import UNSUCCESSFUL_STATUSES
-from flame_sdk.storage.local_dp import check_params
+from flame_sdk.storage.local_dp import check_number, check_params
 from flame_sdk.testing.fake_sdk import FakeFlameSDK
 
 #: Keys ``test_kwargs`` must have (those of the reference's mock SDK).
@@ -211,8 +209,14 @@ class LinkedFakeSDK(FakeFlameSDK):
     def submit_final_result(self, result: Any, output_type: Literal["str", "bytes", "pickle"] | list[str] = "str",
                             multiple_results: bool = False, filename: str | list[str] | None = None,
                             local_dp: dict[str, float] | None = None) -> dict[str, str] | list[dict[str, str]]:
-        """Record the result; with ``local_dp`` the stored value gets Laplace noise as the result service adds."""
-        stored = result if local_dp is None else _noised(result, local_dp)
+        """Record the result; with ``local_dp`` the stored number(s) get Laplace noise as the result service adds
+        (one number per file: several numbers as ``multiple_results=True``)."""
+        if local_dp is None:
+            stored = result
+        elif multiple_results and isinstance(result, (list, tuple)):
+            stored = [_noised(item, local_dp) for item in result]
+        else:
+            stored = _noised(result, local_dp)
         response = super().submit_final_result(result, output_type, multiple_results, filename, local_dp)
         self.final_results_storage = stored
         return response
@@ -232,12 +236,9 @@ class LinkedFakeSDK(FakeFlameSDK):
 
 
 def _noised(result: Any, local_dp: dict[str, float]) -> float:
+    """The number plus Laplace(0, sensitivity / epsilon) noise; the real SDK's checks first."""
     epsilon, sensitivity = check_params(local_dp)
-    if isinstance(result, bool) or not isinstance(result, (Real, np.integer, np.floating)) \
-            or not math.isfinite(float(result)):
-        raise ValueError(f"local DP can only be applied to a single finite number (the result service noises one "
-                         f"number), but the result is {type(result).__name__}; submit it without local_dp")
-    return float(result) + float(np.random.default_rng().laplace(0.0, sensitivity / epsilon))
+    return check_number(result) + float(np.random.default_rng().laplace(0.0, sensitivity / epsilon))
 
 
 def sdk_from_test_kwargs(test_kwargs: Mapping[str, Any] | None) -> LinkedFakeSDK:

@@ -100,15 +100,16 @@ def test_a_failing_test_node_stops_every_node_naming_it():
 
 
 def kwargs_for(**changes: Any) -> dict[str, Any]:
+    """Valid test_kwargs of an analyzer, with ``changes`` (``...`` removes a key)."""
     base = {"node_id": "a", "aggregator_id": "g", "role": "default", "participants": [{"id": "g"}], "s3_data": [1]}
     base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
+    return {k: v for k, v in base.items() if v is not ...}
 
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"test_mode": True}, "test_mode=True needs test_kwargs"),
-    ({"test_mode": True, "test_kwargs": kwargs_for(role=None)}, r"test_kwargs lacks \['role'\]"),
-    ({"test_mode": True, "test_kwargs": kwargs_for(s3_data=None)}, "exactly one of 'fhir_data' and 's3_data'"),
+    ({"test_mode": True, "test_kwargs": kwargs_for(role=...)}, r"test_kwargs lacks \['role'\]"),
+    ({"test_mode": True, "test_kwargs": kwargs_for(s3_data=...)}, "exactly one of 'fhir_data' and 's3_data'"),
     ({"test_mode": True, "test_kwargs": kwargs_for(participants=["g"])}, "list of dicts with an 'id'"),
     ({"test_kwargs": kwargs_for()}, "test_kwargs is only used with test_mode=True"),
 ])
@@ -141,3 +142,18 @@ def test_one_node_id_cannot_run_twice_in_one_analysis():
     with pytest.raises(ValueError, match="node id 'a' is already running"):
         sdk_from_test_kwargs(kwargs_for(analysis_id="twice"))
     assert first.get_id() == "a"
+
+
+def test_test_mode_local_dp_noises_one_number_per_file_and_refuses_the_rest():
+    from flame_sdk.testing.fake_network import sdk_from_test_kwargs
+
+    flame = sdk_from_test_kwargs(kwargs_for(node_id="g", role="aggregator", aggregator_id="g",
+                                            participants=[{"id": "a"}], s3_data=None, analysis_id="dp-files"))
+    dp = {"epsilon": 1.0, "sensitivity": 1.0}
+    flame.submit_final_result([10.0, 20.0], multiple_results=True, local_dp=dp)
+    noised = flame.final_results_storage
+    assert len(noised) == 2 and all(isinstance(v, float) for v in noised) and noised != [10.0, 20.0]
+    with pytest.raises(ValueError, match="local DP can only be applied to a single number"):
+        flame.submit_final_result({"mean": 1.0}, local_dp=dp)
+    with pytest.raises(ValueError, match="local_dp must be a dict with exactly the keys"):
+        flame.submit_final_result(1.0, local_dp={"epsilon": 1.0})
