@@ -70,9 +70,9 @@ demo: $(RUNTIME)
 bench: $(RUNTIME)
 	$(PY) -m benchmarks
 
-# ruff, mypy (strict on flame_sdk and flame; see pyproject.toml) and the import contracts (import-linter).
+# ruff, mypy (strict on flame_sdk, flame and flamesdk; see pyproject.toml) and the import contracts (import-linter).
 lint: $(LINTING)
-	$(VENV)/bin/ruff check flame_sdk flame tests algorithms benchmarks conformance
+	$(VENV)/bin/ruff check flame_sdk flame flamesdk tests algorithms benchmarks conformance
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
