@@ -114,7 +114,9 @@ class Hub:
     async def post_status(self, request: web.Request) -> web.Response:
         analysis = self.analysis(request)
         body = await request.json()
-        analysis.statuses[request.match_info["node_id"]] = {"status": body["status"], "progress": body["progress"]}
+        node = request.match_info["node_id"]
+        progress = body.get("progress", analysis.statuses.get(node, {}).get("progress", 0))  # optional, as for the PO
+        analysis.statuses[node] = {"status": body["status"], "progress": progress}
         return web.json_response({}, status=200)
 
     async def post_log(self, request: web.Request) -> web.Response:

@@ -58,6 +58,8 @@ class DeploymentRecord:
     reason: str | None = None
     #: Set by ``pod_terminated``: the node's process is gone, for this reason.
     terminated: str | None = None
+    #: The highest progress the node's logs carried (the real PO forwards only increases, up to 100).
+    progress: int = 0
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -110,7 +112,11 @@ class POService:
         self.logs.setdefault(deployment.analysis_id, []).append(record)
         path = f"/analyses/{deployment.analysis_id}/nodes/{self.node.node_id}"
         await self.node.hub_json("POST", path + "/logs", json=record)
-        await self.node.hub_json("POST", path + "/status", json={"status": body["status"], "progress": body["progress"]})
+        status: dict[str, Any] = {"status": body["status"]}
+        known = self.records.get(deployment.deployment_name)
+        if known is not None and known.progress < body["progress"] <= 100:  # as the real PO: only forward
+            known.progress = status["progress"] = body["progress"]
+        await self.node.hub_json("POST", path + "/status", json=status)
         return web.json_response(None)
 
     # -- status loop ----------------------------------------------------------------------------------
@@ -212,14 +218,11 @@ class POService:
         await self._post(deployment, analysis_api.PARTNER_STATUS, {analysis_api.PARTNER_STATUS_FIELD: partners})
 
     async def _report(self, deployment: Deployment, status: AnalysisStatus) -> None:
-        """Set this node's status on the hub (the progress stays what the node's logs last said). A hub that does
-        not answer (e.g. the compose hub after it exited) is skipped."""
-        path = f"/analyses/{deployment.analysis_id}/nodes/{self.node.node_id}"
+        """Set this node's status on the hub (the progress comes with the logs). A hub that does not answer (e.g.
+        the compose hub after it exited) is skipped."""
+        path = f"/analyses/{deployment.analysis_id}/nodes/{self.node.node_id}/status"
         try:
-            analysis = await self.node.hub_json("GET", f"/analyses/{deployment.analysis_id}")
-            mine = next(n for n in analysis["nodes"] if n["node_id"] == self.node.node_id)
-            await self.node.hub_json("POST", path + "/status", json={"status": status.value,
-                                                                     "progress": mine.get("progress", 0)})
+            await self.node.hub_json("POST", path, json={"status": status.value})
         except (aiohttp.ClientError, RuntimeError):
             pass
 
