@@ -16,6 +16,7 @@ from flame_sdk.interface import FlameSDK
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.exchange import Exchange
+from flame_sdk.star.log_shapes import data_shape, shape
 from flame_sdk.star.run_errors import NodeFailedError, StarRunError
 
 DEFAULT_MAX_ROUNDS = 100
@@ -168,7 +169,7 @@ class StarModel:
             if result is None:
                 raise ValueError("aggregation_method returned None; return the aggregated value (it is sent to the "
                                  "analyzers or submitted as the final result)")
-            self.flame.flame_log(f"Round {round_number} aggregated: {str(result)[:100]}")
+            self.flame.flame_log(f"Round {round_number} aggregated: {shape(result)}")
             if converged or round_number == self.max_rounds:
                 self.converged = converged
                 if not converged:
@@ -198,7 +199,7 @@ class StarModel:
             raise StarRunError(self.flame.get_id(), "this analyzer has no aggregator among its partners")
         self._wait_until_partners_ready([aggregator_id])
         self.data = self._get_data()
-        self.flame.flame_log(f"Data extracted: {str(self.data)[:100]}")
+        self.flame.flame_log(f"Data extracted: {data_shape(self.data)}")
         for round_number in range(1, self.max_rounds + 1):
             self.rounds = round_number
             result = analyzer.analyze(self.data)
