@@ -27,6 +27,16 @@ from io import StringIO
 from typing import TYPE_CHECKING, Any, Literal
 
 from flame_sdk.clients.messages import Message
+from flame_sdk.data.requests import (
+    KEYS_SHOWN,
+    matched_nothing,
+    missing_keys,
+    missing_keys_error,
+    missing_keys_warning,
+    no_match_notice,
+    node_name,
+    refuse_unreadable,
+)
 from flame_sdk.errors import AnalysisError, RoleError, UnknownNodeError
 from flame_sdk.interface import FlameSDK
 from flame_sdk.logs import FlameLogger, LogRecord
@@ -323,30 +333,54 @@ class FakeFlameSDK:
     # -- data -----------------------------------------------------------------------------------------
     def get_data_sources(self) -> list[dict[str, Any]] | None:
         sources = [("fhir", self.fhir_data), ("s3", self.s3_data)]
-        return [{"id": f"fake-{kind}", "type": kind} for kind, data in sources if data is not None]
+        return [{"id": name, "name": name, "type": kind, "tags": [f"type:{kind}"]}
+                for kind, data in sources for name in (self._source_name(kind, n) for n in range(len(data or ())))]
 
     def get_data_client(self, data_id: str) -> Any:
         return None
 
     def get_fhir_data(self, fhir_queries: list[str] | None = []) -> list[dict[str, Any]] | None:  # noqa: B006
-        """The given FHIR data (whatever the queries); None without queries, as the docs say."""
+        """The given FHIR data (whatever the queries); None without queries, as the docs say. A given Bundle
+        without matches gets the real SDK's notice."""
         if not fhir_queries:
             return None
         if self.fhir_data is None:
             self.logger.log("no FHIR data was given to this FakeFlameSDK (fhir_data=...)", "warn")
             return None
+        for number, source in enumerate(self.fhir_data):
+            for query, bundle in source.items():
+                if matched_nothing(bundle):
+                    self.logger.log(no_match_notice(query, self._source_name("fhir", number),
+                                                    node_name(self.node_id)), "notice")
         return copy.deepcopy(self.fhir_data)
 
     def get_s3_data(self, s3_keys: list[str] | None = []) -> list[dict[str, bytes]] | None:  # noqa: B006
-        """The given S3 data filtered by key (all for ``[]``); None for None, as the docs say."""
+        """The given S3 data filtered by key (all for ``[]``); None for None, as the docs say. Keys a node's
+        S3 gateway cannot carry are refused, and missing keys are reported, as the real SDK does."""
         if s3_keys is None:
             return None
         if self.s3_data is None:
             self.logger.log("no S3 data was given to this FakeFlameSDK (s3_data=...)", "warn")
             return None
-        keys = set(s3_keys or ())
-        return [{name: value for name, value in source.items() if not keys or name in keys}
-                for source in copy.deepcopy(self.s3_data)]
+        named = list(dict.fromkeys(s3_keys))
+        refuse_unreadable(named, "the keys asked for")
+        if not named:
+            for number, source in enumerate(self.s3_data):
+                refuse_unreadable(list(source), f"S3 source {self._source_name('s3', number)!r}",
+                                  " or name the others in get_s3_data([...])")
+        found = [{name: value for name, value in source.items() if not named or name in named}
+                 for source in copy.deepcopy(self.s3_data)]
+        missing = missing_keys(named, found)
+        if missing and self.s3_data:
+            held = {self._source_name("s3", n): list(source)[:KEYS_SHOWN + 1] for n, source in enumerate(self.s3_data)}
+            if len(missing) == len(named):
+                raise missing_keys_error(named, held, node_name(self.node_id))
+            self.logger.log(missing_keys_warning(missing, held, node_name(self.node_id)), "warn")
+        return found
+
+    def _source_name(self, kind: str, number: int) -> str:
+        sources = self.fhir_data if kind == "fhir" else self.s3_data
+        return f"fake-{kind}" if len(sources or ()) <= 1 else f"fake-{kind}-{number}"
 
     # -- lifecycle (extensions) -----------------------------------------------------------------------
     def wait_until_reported(self, timeout: float | None = 600.0) -> bool:
