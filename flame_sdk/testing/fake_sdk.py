@@ -1,19 +1,26 @@
 """FakeFlameSDK: an in-memory stand-in for FlameCoreSDK to unit-test one analyzer or aggregator.
 
 No server, no threads, never blocks. It has every public method of ``FlameCoreSDK``; what a partner would
-send is scripted with :meth:`FakeFlameSDK.push_intermediate_data` and :meth:`FakeFlameSDK.deliver_message`,
-and what the node did is recorded in ``sent_data``, ``sent_messages``, ``final_results`` and ``logs``::
+send is scripted with :meth:`FakeFlameSDK.script_aggregator` / :meth:`FakeFlameSDK.script_analyzers` (whole
+rounds of a star run) or :meth:`FakeFlameSDK.push_intermediate_data` and :meth:`FakeFlameSDK.deliver_message`
+(single items), and what the node did is recorded in ``sent_data``, ``sent_messages``, ``final_results`` and
+``logs``::
 
     flame = FakeFlameSDK("default", s3_data=[{"data.csv": b"x\\n1\\n2\\n"}])
-    analyzer = MyAnalyzer(flame)
-    assert analyzer.analysis_method(flame.get_s3_data(), None) == 1.5
+    flame.script_aggregator()                  # the aggregator finishes after round 1
+    StarModel(MyAnalyzer, MyAggregator, "s3", flame=flame)
+    assert flame.sent_data[0].data == 1.5
 
     flame = FakeFlameSDK("aggregator", partner_ids=["a", "b"])
-    assert MyAggregator(flame).aggregation_method([1.0, 2.0]) == 1.5
+    flame.script_analyzers([1.0, 2.0])         # round 1: a sent 1.0, b sent 2.0
+    StarModel(MyAnalyzer, MyAggregator, "s3", flame=flame)
+    assert flame.final_results[0].result == 1.5
 
 Intermediate data is pickled on the way out and in with the real storage serialization, so data that could
-not travel between nodes fails here too. Status, progress and finishing follow the real run state. A wait with nothing scripted returns None at once (as a timeout
-would). ``local_dp`` is recorded on the submitted result, but no noise is added.
+not travel between nodes fails here too. Status, progress and finishing follow the real run state. A wait
+with nothing scripted returns None at once (as a timeout would). ``local_dp`` is recorded on the submitted
+result, but no noise is added. Data requests answer as the SDK does (unreadable S3 keys refused, missing
+keys reported, empty FHIR searches noticed).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from io import StringIO
 from typing import TYPE_CHECKING, Any, Literal
@@ -118,12 +125,42 @@ class FakeFlameSDK:
         self._store: dict[str, Any] = {}
         self._tags: dict[str, list[str]] = {}
         self._number = 0
+        self._finish_when_drained = False
 
     # -- scripting (test side) ------------------------------------------------------------------------
     def push_intermediate_data(self, sender: str, data: Any, message_category: str = "intermediate_data") -> None:
         """Queue data as if ``sender`` had sent it; each await takes the oldest one per sender."""
         self._check(sender, "sender")
         self._queued.setdefault((sender, message_category), deque()).append(_travel(data))
+
+    def script_aggregator(self, *results: Any, finish: bool = True) -> None:
+        """For an analyzer under test: the aggregator answers round 1, 2, ... with ``results`` and then (with
+        ``finish``) ends the analysis, as a real aggregator does with ``analysis_finished``.
+
+        ``StarModel(..., flame=fake)`` then runs ``len(results) + 1`` rounds and ends as on a node. The end
+        is delivered when the analyzer waits for an answer after the last result, so the node's status
+        stays ``executing`` until then."""
+        if self.role != "default":
+            raise RoleError("script_aggregator scripts the aggregator for an analyzer (role 'default'); on the "
+                            "aggregator, script the analyzers with script_analyzers")
+        for result in results:
+            self.push_intermediate_data(self.aggregator_id, result)
+        self._finish_when_drained = finish
+
+    def script_analyzers(self, *rounds: Mapping[str, Any] | Sequence[Any]) -> None:
+        """For an aggregator under test: what the analyzers send in round 1, 2, ...; each round maps analyzer
+        id to its result, or lists one result per partner in ``partner_ids`` order."""
+        if self.role != "aggregator":
+            raise RoleError("script_analyzers scripts the analyzers for the aggregator; on an analyzer, script "
+                            "the aggregator with script_aggregator")
+        for number, results in enumerate(rounds, start=1):
+            if not isinstance(results, Mapping):
+                if len(results) != len(self.partner_ids):
+                    raise ValueError(f"round {number} lists {len(results)} result(s) for {len(self.partner_ids)} "
+                                     f"analyzers {self.partner_ids}; give one per analyzer, or a dict by id")
+                results = dict(zip(self.partner_ids, results, strict=True))
+            for sender, result in results.items():
+                self.push_intermediate_data(sender, result)
 
     def deliver_message(self, sender: str, message_category: str, message: dict[str, Any]) -> Message:
         """Put a message from ``sender`` into this node's inbox (``analysis_finished`` finishes the node)."""
@@ -325,6 +362,9 @@ class FakeFlameSDK:
             self._check(sender, "sender")
             queue = self._queued.get((sender, message_category))
             result[sender] = queue.popleft() if queue else None
+            if not queue and sender == self.aggregator_id and self._finish_when_drained:
+                self._finish_when_drained = False
+                self.deliver_message(sender, ANALYSIS_FINISHED, {})
         return result
 
     def get_local_tags(self, filter: str | None = None) -> list[str]:  # noqa: A002 - documented name
