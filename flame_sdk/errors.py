@@ -31,7 +31,8 @@ class ServiceHTTPError(FlameError):
 
 
 class TokenExpiredError(ServiceHTTPError):
-    """The bearer token was refused (401) and no fresh token arrived via /token_refresh."""
+    """The bearer token was refused (401; 403 from the result service) and no fresh token arrived via
+    /token_refresh in the meantime."""
 
 
 class MessageTooLargeError(FlameError, ValueError):
@@ -52,6 +53,11 @@ class DataSourceError(FlameError):
 
 class TamperedDataError(FlameError):
     """Encrypted data failed authentication: it was modified, or is not meant for this node."""
+
+
+class DecryptionLimitError(FlameError):
+    """Global data too large for the node result service to decrypt (node-result-service 0.1.4 decrypts in
+    1024-byte chunks, so it fails on objects of 997 plaintext bytes or more)."""
 
 
 class AnalysisError(FlameError):

@@ -1,8 +1,9 @@
 """The per-deployment gateway: what ``nginx-<DEPLOYMENT_NAME>`` is on a real node.
 
 It mounts the node services under their prefixes, checks the bearer token (Kong routes check their
-own ``apikey``, the hub adapter its bearer token), allows only the paths the real nginx config allows for
-this analysis and project, and forwards ``/analysis/*`` to the analysis' embedded API.
+own ``apikey``, the hub adapter and the result service their bearer token), allows only the paths the real
+nginx config allows for this analysis and project (any other path gets nginx's static-file answer: 404 for
+GET, 405 otherwise), and forwards ``/analysis/*`` to the analysis' embedded API.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 
 
+def _no_location(request: web.Request) -> web.Response:
+    """What nginx answers for a path no ``location`` matches: its static file handler, 404 for GET/HEAD and
+    405 for other methods (e.g. where the result service's slash redirects lead)."""
+    status, title = (404, "Not Found") if request.method in ("GET", "HEAD") else (405, "Not Allowed")
+    html = f"<html>\r\n<head><title>{status} {title}</title></head>\r\n<body>\r\n<center><h1>{status} {title}</h1>" \
+           f"</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    return web.Response(status=status, text=html, content_type="text/html")
+
+
 async def _healthy(_: web.Request) -> web.Response:
     return web.Response(text=gateway_api.HEALTH_ANSWER)
 
@@ -43,8 +53,10 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
         if path == gateway_api.HEALTH or path.startswith(analysis_api.PREFIX + "/"):
             return await handler(request)
         if not any(rule.match(path) for rule in rules):
-            return json_error(403, f"{path} is not reachable from analysis {deployment.analysis_id} through its gateway")
-        if not path.startswith((data_api.KONG_PREFIX + "/", data_api.HUB_ADAPTER_PREFIX + "/")):  # own checks
+            return _no_location(request)
+        # Kong checks its apikey, the hub adapter and the result service their bearer token; the rest here
+        if not path.startswith((data_api.KONG_PREFIX + "/", data_api.HUB_ADAPTER_PREFIX + "/",
+                                result_api.PREFIX + "/")):
             try:
                 tokens.verify(bearer_token(request.headers.get("Authorization")), deployment.analysis_id)
             except TokenError as exc:
