@@ -36,6 +36,24 @@ def _check_class(cls: Any, base: type, name: str) -> None:
                         f"got {cls!r}")
 
 
+def check_arguments(analyzer: Any, aggregator: Any, data_type: Any, query: Any, max_rounds: Any = DEFAULT_MAX_ROUNDS,
+                    round_timeout: Any = DEFAULT_ROUND_TIMEOUT, ready_timeout: Any = DEFAULT_READY_TIMEOUT) -> None:
+    """Raise TypeError/ValueError naming the first argument a :class:`StarModel` cannot run with (also used
+    by the local runners, so they say the same before starting anything)."""
+    _check_class(analyzer, StarAnalyzer, "analyzer")
+    _check_class(aggregator, StarAggregator, "aggregator")
+    if data_type not in ("fhir", "s3"):
+        raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
+    if data_type == "fhir" and not query:
+        raise ValueError("a FHIR analysis needs query=... (a FHIR search such as 'Patient?_count=1000', or a "
+                         "list of them)")
+    if not isinstance(max_rounds, int) or max_rounds < 1:
+        raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
+    for name, value in (("round_timeout", round_timeout), ("ready_timeout", ready_timeout)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
 class StarModel:
     """Construct it to run the analysis: the node's role picks the analyzer or the aggregator.
 
@@ -75,18 +93,7 @@ class StarModel:
         result_filename: str | list[str] | None = None,
         report_timeout: float = DEFAULT_REPORT_TIMEOUT,
     ) -> None:
-        _check_class(analyzer, StarAnalyzer, "analyzer")
-        _check_class(aggregator, StarAggregator, "aggregator")
-        if data_type not in ("fhir", "s3"):
-            raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
-        if data_type == "fhir" and not query:
-            raise ValueError("a FHIR analysis needs query=... (a FHIR search such as 'Patient?_count=1000', or a "
-                             "list of them)")
-        if not isinstance(max_rounds, int) or max_rounds < 1:
-            raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
-        for name, value in (("round_timeout", round_timeout), ("ready_timeout", ready_timeout)):
-            if not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        check_arguments(analyzer, aggregator, data_type, query, max_rounds, round_timeout, ready_timeout)
         self.data_type = data_type
         self.query = [query] if isinstance(query, str) else query
         self.simple_analysis = simple_analysis

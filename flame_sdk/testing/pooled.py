@@ -7,11 +7,13 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from flame_sdk.star.aggregator import StarAggregator
+from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.testing.local_run import LocalRun, run_local
 
 
@@ -129,17 +131,21 @@ def pooled_data(run: LocalRun) -> list[dict[str, Any]]:
 
 
 def assert_matches_pooled(
-    analyzer: type,
-    aggregator: type,
-    data_type: str,
-    pooled: Callable[[list[dict[str, Any]]], Any],
+    analyzer: type[StarAnalyzer],
+    aggregator: type[StarAggregator],
+    data_type: Literal["fhir", "s3"],
     *,
+    pooled: Callable[[list[dict[str, Any]]], Any],
     tolerance: float = 1e-6,
     relative: bool = False,
     result_fields: Callable[[Any], Any] | None = None,
     **run_kwargs: Any,
 ) -> PooledComparison:
     """Run the analysis federated (:func:`run_local`), then ``pooled`` on all nodes' data together.
+
+    Positional and keyword-only parameters as in :func:`run_local` (``query=``, ``data_splits=``,
+    ``quiet=``, ... are passed on to it), plus the comparison's own ``pooled``, ``tolerance``, ``relative``
+    and ``result_fields``.
 
     ``pooled`` gets the pooled data in the shape one node's ``get_fhir_data``/``get_s3_data`` returns (one
     entry per data source of every node). ``result_fields`` maps the federated result into the pooled
