@@ -171,7 +171,8 @@ class DataApiClient:
         found = list(await asyncio.gather(*(per_source(c) for c in sources)))
         missing = missing_keys(named, found)
         if missing and sources:
-            listings = await asyncio.gather(*(c.list_keys(limit=KEYS_SHOWN + 1) for c in sources))
+            listings = await asyncio.gather(*(c.list_keys(page_size=KEYS_SHOWN + 1, limit=KEYS_SHOWN + 1)
+                                              for c in sources))
             held = {c.name: keys for c, keys in zip(sources, listings, strict=True)}
             node = node_name(self.logger.label)
             if len(missing) == len(named):
