@@ -169,6 +169,7 @@ class Startup:
         self.state.on_change = lambda: call_soon_on(loop, broker.inbox.wake)
         await broker.connect()
         self.components.broker = broker
+        self.components.api.partner_ids = broker.participant_ids
         self.components.api.on_message = broker.receive
 
     async def _connect_po(self) -> None:
