@@ -54,5 +54,10 @@ class TamperedDataError(FlameError):
     """Encrypted data failed authentication: it was modified, or is not meant for this node."""
 
 
+class ReplayedDataError(TamperedDataError):
+    """Intermediate data whose storage id was used before, or whose sender/category/round binding does not fit
+    the message that named it (a replayed or stale message)."""
+
+
 class AnalysisError(FlameError):
     """Raised by ``flame_log(..., log_type='error')``: the analysis is marked failed."""

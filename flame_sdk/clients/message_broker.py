@@ -193,7 +193,7 @@ class MessageBrokerClient:
             acked = [r for r in receivers if r in self.inbox.acked_by(outgoing.id)]
             self.inbox.forget_acks(outgoing.id)
         not_acked = [r for r in receivers if r not in acked]
-        if not_acked and warn:
+        if not_acked and warn and self.run_ended() is None:
             self.logger.log(f"message {outgoing.id} ({message_category}) was not acknowledged by {not_acked} after "
                             f"{attempt} attempt(s)", "warn")
         return acked, not_acked
