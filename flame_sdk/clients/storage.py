@@ -23,7 +23,7 @@ from flame_sdk.protocol.result_api import SENDER_HEADER
 from flame_sdk.storage import local_dp as dp_mechanism
 from flame_sdk.storage.final_files import FinalFile, plan_final_files
 from flame_sdk.storage.serialization import BytesLike, dump_object, encode_final, load_object
-from flame_sdk.storage.tags import check_tag
+from flame_sdk.storage.tags import check_storage_id, check_tag
 
 CHUNK = 256 * 1024
 LOCATIONS = ("local", "global")
@@ -167,7 +167,7 @@ class StorageClient:
             if not query:
                 raise ValueError("get_intermediate_data('global') needs query=<storage id> (from "
                                  "save_intermediate_data or the sender's message)")
-            return await self._get_global(query, sender_id)
+            return await self._get_global(check_storage_id(query), sender_id)
         if tag is not None:
             answer = await self.service.json("GET", f"/local/tags/{check_tag(tag)}")
             ids = [_object_id(item["url"]) for item in answer["results"]]
@@ -175,6 +175,7 @@ class StorageClient:
             return [load_object((await self._download(f"/local/{object_id}"))[0]) for object_id in ids]
         if not query:
             raise ValueError("get_intermediate_data('local') needs query=<storage id> or tag=<tag>")
+        query = check_storage_id(query)
         try:
             return load_object((await self._download(f"/local/{query}"))[0])
         except ServiceHTTPError as exc:

@@ -32,7 +32,7 @@ from aiohttp import web
 from flame_sdk.protocol import broker_api as api
 from flame_sdk.protocol.envelope import MAX_MESSAGE_BYTES
 from flame_sdk.sim.common.platform_model import Deployment
-from flame_sdk.sim.common.web import fixed_json, json_error
+from flame_sdk.sim.common.web import json_error
 from flame_sdk.sim.services.service_auth import message_broker_auth
 
 if TYPE_CHECKING:
