@@ -31,7 +31,8 @@ class ServiceHTTPError(FlameError):
 
 
 class TokenExpiredError(ServiceHTTPError):
-    """The bearer token was refused (401) and no fresh token arrived via /token_refresh."""
+    """The bearer token was refused (401; 403 from the result service) and no fresh token arrived via
+    /token_refresh in the meantime."""
 
 
 class MessageTooLargeError(FlameError, ValueError):
@@ -57,6 +58,11 @@ class TamperedDataError(FlameError):
 class ReplayedDataError(TamperedDataError):
     """Intermediate data whose storage id was used before, or whose sender/category/round binding does not fit
     the message that named it (a replayed or stale message)."""
+
+
+class DecryptionLimitError(FlameError):
+    """Global data too large for the node result service to decrypt (node-result-service 0.1.4 decrypts in
+    1024-byte chunks, so it fails on objects of 997 plaintext bytes or more)."""
 
 
 class AnalysisError(FlameError):

@@ -1,14 +1,16 @@
 """HTTP access to one node service: a shared aiohttp session, auth headers and tenacity retries.
 
-Only transient failures are retried (connection errors, timeouts, HTTP 429 and 5xx), with
-exponential backoff and full jitter, bounded by a total deadline. Everything else raises at once.
+Only transient failures are retried (connection errors, timeouts, and the policy's ``retry_statuses``:
+by default HTTP 429 and 5xx), with exponential backoff and full jitter, bounded by a total deadline.
+Everything else raises at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,8 @@ from flame_sdk.errors import ServiceHTTPError, ServiceUnavailableError, TokenExp
 from flame_sdk.tokens import TokenHolder
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Statuses that mean "the bearer token was refused", unless a service says otherwise (``with_auth_statuses``).
+AUTH_STATUSES = frozenset({401})
 
 
 @dataclass(frozen=True)
@@ -30,15 +34,16 @@ class RetryPolicy:
     initial_wait: float = 0.05
     max_wait: float = 5.0
     request_timeout: float | None = 300.0
+    retry_statuses: frozenset[int] = TRANSIENT_STATUSES
 
 
 DEFAULT_RETRY = RetryPolicy()
 
 
 class _TransientError(Exception):
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, status: int | None = None, body: str = "") -> None:
         super().__init__(detail)
-        self.detail = detail
+        self.detail, self.status, self.body = detail, status, body
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -63,6 +68,20 @@ class ServiceClient:
         self.token = token
         self.headers = dict(headers or {})
         self.retry = retry
+        self.auth_statuses: frozenset[int] = AUTH_STATUSES
+
+    def with_auth_statuses(self, statuses: Collection[int]) -> ServiceClient:
+        """A client for the same service that treats ``statuses`` as token refusals (the node result service
+        answers 403 for a missing, expired or invalid token)."""
+        clone = copy.copy(self)
+        clone.auth_statuses = frozenset(statuses)
+        return clone
+
+    def with_retry(self, retry: RetryPolicy) -> ServiceClient:
+        """The same service (session, headers, token, auth statuses) with another retry policy."""
+        clone = copy.copy(self)
+        clone.retry = retry
+        return clone
 
     def url(self, path: str) -> str:
         return self.base_url + (path if path.startswith("/") else "/" + path)
@@ -94,13 +113,14 @@ class ServiceClient:
                     if data_factory is not None:
                         kwargs["data"] = data_factory()
                     resp = await self.session.request(method, url, headers=all_headers, timeout=req_timeout, **kwargs)
-                    if resp.status in TRANSIENT_STATUSES:
-                        detail = f"HTTP {resp.status}: {(await resp.text())[:300]}"
+                    if resp.status in policy.retry_statuses:
+                        body = (await resp.text(errors="replace"))[:500]
                         resp.release()
-                        raise _TransientError(detail)
-                    if resp.status == 401 and self.token is not None and self.token.version != token_version:
-                        resp.release()  # the token was refreshed while this request was in flight
-                        raise _TransientError("HTTP 401 with a token that was just replaced")
+                        raise _TransientError(f"HTTP {resp.status}: {body[:300]}", resp.status, body)
+                    if (resp.status in self.auth_statuses and self.token is not None
+                            and self.token.version != token_version):
+                        resp.release()  # the token was refreshed while this request was in flight: retry once
+                        raise _TransientError(f"HTTP {resp.status} with a token that was just replaced", resp.status)
                     return resp
         except RetryError as exc:
             last = exc.last_attempt.exception()
@@ -112,7 +132,7 @@ class ServiceClient:
         if resp.status not in ok:
             reason = (await resp.text())[:500]
             resp.release()
-            error = TokenExpiredError if resp.status == 401 else ServiceHTTPError
+            error = TokenExpiredError if resp.status in self.auth_statuses else ServiceHTTPError
             raise error(self.service, method, self.url(path), resp.status, reason)
         return resp
 

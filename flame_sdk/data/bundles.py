@@ -10,21 +10,47 @@ from urllib.parse import urlsplit
 
 def next_link(bundle: dict[str, Any]) -> str | None:
     """The ``next`` page URL of a Bundle, if any."""
+    return _link(bundle, "next")
+
+
+def _link(bundle: dict[str, Any], relation: str) -> str | None:
     for link in bundle.get("link") or []:
-        if link.get("relation") == "next" and link.get("url"):
+        if isinstance(link, dict) and link.get("relation") == relation and link.get("url"):
             return str(link["url"])
     return None
 
 
-def fhir_suffix(url_or_query: str, base_paths: Iterable[str] = ()) -> str:
+def _is_absolute(url_or_query: str) -> bool:
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url_or_query) is not None  # a query may hold URLs (systems)
+
+
+def server_base(bundle: dict[str, Any], tail: str) -> str | None:
+    """The base URL the FHIR server uses in its links, read off the ``self`` link of the answer to ``tail``
+    (what was asked after the base: ``/Patient?...`` or ``?_getpages=...``); None when it does not show."""
+    link = _link(bundle, "self")
+    if link is None or not _is_absolute(link):
+        return None
+    parts = urlsplit(link)
+    asked = urlsplit(tail).path.rstrip("/")
+    if not parts.path.rstrip("/").endswith(asked):
+        return None
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{path[: len(path) - len(asked)]}"
+
+
+def fhir_suffix(url_or_query: str, base_paths: Iterable[str] = (), server_bases: Iterable[str] = ()) -> str:
     """What follows the FHIR base in ``url_or_query``: ``/Patient?...``, or ``?_getpages=...`` (HAPI links).
 
-    A relative query (``Patient?_count=5``) gets a leading slash. In an absolute URL the base is the last
-    occurrence of one of ``base_paths`` (e.g. the Kong service's ``path``) or of ``/fhir``, followed by
-    ``/``, ``?`` or the end; a URL without one of them raises ValueError.
+    A relative query (``Patient?_count=5``) gets a leading slash. An absolute URL that starts with one of
+    ``server_bases`` (the bases the server showed in earlier answers, see ``server_base``) loses that base.
+    Otherwise its base is the last occurrence of one of ``base_paths`` (e.g. the Kong service's ``path``)
+    or of ``/fhir``, followed by ``/``, ``?`` or the end; a URL with none of these raises ValueError.
     """
-    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url_or_query):  # a query may contain URLs (code systems)
+    if not _is_absolute(url_or_query):
         return "/" + url_or_query.lstrip("/")
+    for base in sorted({b.rstrip("/") for b in server_bases}, key=len, reverse=True):
+        if url_or_query == base or url_or_query.startswith((base + "/", base + "?")):
+            return url_or_query[len(base):]
     parts = urlsplit(url_or_query)
     query = f"?{parts.query}" if parts.query else ""
     best = -1

@@ -18,7 +18,7 @@ too; a page loop or more than ``max_pages`` pages is an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from io import StringIO
 from typing import Any, Literal
 
@@ -60,6 +60,13 @@ def _split(name: str, seq: str | None) -> list[str]:
         raise ValueError(f"{name} must be a dot-separated key sequence such as 'resource.code.coding.code', "
                          f"got {seq!r}")
     return seq.split(".")
+
+
+def _substrings_or_none(value: object) -> bool:
+    """None, or a collection of str that is not itself a str (callers may pass anything)."""
+    if value is None:
+        return True
+    return isinstance(value, Iterable) and not isinstance(value, str) and all(isinstance(f, str) for f in value)
 
 
 def _pages(first: dict[str, Any], next_page: Callable[[str], dict[str, Any]] | None,
@@ -185,7 +192,7 @@ def fhir_to_csv(
     if not isinstance(separator, str) or len(separator) != 1:
         raise ValueError(f"separator must be one character, got {separator!r}")
     for name, filters in (("row_id_filters", row_id_filters), ("col_id_filters", col_id_filters)):
-        if filters is not None and (isinstance(filters, str) or not all(isinstance(f, str) for f in filters)):
+        if not _substrings_or_none(filters):
             raise TypeError(f"{name} must be a list of substrings (str), got {filters!r}")
     table = _table(_pages(fhir_data, next_page, max_pages), input_resource, col_keys, value_keys, row_keys,
                    row_id_filters, col_id_filters, {"col": col_key_seq, "row": str(row_key_seq)})

@@ -34,7 +34,8 @@ def _patient_id(resource: dict[str, Any]) -> str | None:
 
 def _first_coding(concept: dict[str, Any] | None) -> dict[str, Any]:
     codings = (concept or {}).get("coding") or [{}]
-    return codings[0]
+    first: dict[str, Any] = codings[0]
+    return first
 
 
 def _patient_row(r: dict[str, Any]) -> dict[str, Any]:

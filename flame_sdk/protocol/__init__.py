@@ -11,7 +11,9 @@ Each module covers one service or one shared fact and cites the real PrivateAIM 
 * ``po_api``: the pod orchestration (``/po/stream_logs`` body, log levels, how it reads ``/healthz``).
 * ``analysis_api``: the analysis' embedded API the broker and PO call (routes, bodies, port).
 * ``result_api``: the node result service (routes, form fields, headers, answers).
-* ``data_api``: the hub adapter's datastore listing, Kong routes, the S3 bucket name.
+* ``data_api``: the hub adapter's datastore listing and refusals, Kong routes and refusals, the gateway's
+  read limit, HAPI's paging links, the S3 bucket name.
+* ``s3_gateway``: what the S3 route (nginx, Kong, the minio-gateway plugin, MinIO) lets through.
 * ``gateway_api``: the per-deployment nginx gateway (prefixes, allowed paths, health answer).
 
 docs/protocol.md describes the same contract in prose.

@@ -1,20 +1,19 @@
-"""Local differential privacy for final results, SDK side: check the parameters and the value, encode it.
+"""Local differential privacy for final results: what the SDK checks before ``PUT /final/localdp``.
 
-A result may be a number or a (nested) list, tuple, numpy array or dict of numbers. On the wire a single
-number travels as its decimal text (as in the reference) and a container as JSON. The result service adds
-the Laplace noise (scale sensitivity / epsilon); the simulator's version is ``flame_sdk.sim.common.laplace``.
+The node result service adds the Laplace noise (scale sensitivity / epsilon) itself, and only to a single
+number: it parses the uploaded file with ``float(...)`` and answers 400 "Uploaded file must contain a
+single numerical value." otherwise (node-result-service ``project/routers/final.py``,
+``submit_final_single_value_with_local_dp_result_to_hub``). So the SDK accepts one finite number per
+file and says so before anything is sent; several numbers go as ``multiple_results=True``, one file each.
+The simulator's side (parse and noise) is ``flame_sdk.sim.common.laplace``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from numbers import Real
-from typing import Any
 
 import numpy as np
-
-Numeric = float | list[Any] | dict[str, Any]
 
 
 def check_params(local_dp: object) -> tuple[float, float]:
@@ -30,32 +29,21 @@ def check_params(local_dp: object) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def normalize(value: Any, path: str = "result") -> Numeric:
-    """Plain floats/lists/dicts from a numeric result; ValueError naming the first bad element."""
-    if isinstance(value, np.ndarray):
-        if not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
-            raise ValueError(f"local DP needs numbers, but {path} is a numpy array of dtype {value.dtype}")
-        value = value.tolist()
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"local DP needs numbers, but {path} is a boolean ({value!r})")
-    if isinstance(value, (Real, np.integer, np.floating)):
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(f"local DP needs finite numbers, but {path} is {number}")
-        return number
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise ValueError(f"local DP needs numbers, but {path} is empty")
-        return [normalize(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, dict):
-        if not value:
-            raise ValueError(f"local DP needs numbers, but {path} is an empty dict")
-        if not all(isinstance(key, str) for key in value):
-            raise ValueError(f"local DP dicts need string keys (they travel as JSON), {path} has {list(value)[:3]}")
-        return {key: normalize(item, f"{path}[{key!r}]") for key, item in value.items()}
-    raise ValueError(f"local DP can only be applied to numbers (or lists/arrays/dicts of numbers), but {path} is "
-                     f"{type(value).__name__}")
+def check_number(value: object, what: str = "the result") -> float:
+    """The result as a finite float; ValueError (naming the fix) for anything the service would refuse."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (Real, np.integer, np.floating)):
+        raise ValueError(
+            f"local DP can only be applied to a single number, but {what} is {type(value).__name__}: the node result "
+            f"service noises one number per file. Submit several numbers with multiple_results=True (one file "
+            f"each), or submit the container without local_dp")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"local DP needs a finite number, but {what} is {number}")
+    return number
 
 
-def encode(value: Numeric) -> bytes:
-    return (repr(value) if isinstance(value, float) else json.dumps(value, allow_nan=False)).encode("utf-8")
+def encode(value: float) -> bytes:
+    """The file content: the number's shortest round-trip decimal text."""
+    return repr(value).encode("utf-8")

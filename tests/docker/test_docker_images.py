@@ -132,5 +132,6 @@ def test_sim_image_entrypoint_is_the_flame_sim_console_script():
     script = re.search(r'^flame-sim\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
     assert script is not None and script.group(1) == "flame_sdk.sim.run.cli:main"
     final = effective(dockerfile, "0")
-    assert any("[sim]" in args for k, args in final if k == "RUN" and "pip install" in args)
+    # the simulator's dependencies come from the sim extra's lock (tests/test_docker_locks.py checks the rest)
+    assert any("requirements/sim.lock" in args for k, args in final if k == "RUN" and "pip install" in args)
     assert {"80", str(HUB_PORT), str(INBOX_PORT)} <= set((last(final, "EXPOSE") or "").split())

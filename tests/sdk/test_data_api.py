@@ -204,7 +204,7 @@ def multi() -> Iterator[Simulation]:
         {"kind": "fhir", "name": "inline-fhir", "resources": inline},
         {"kind": "s3", "name": "gen-s3", "generator": {"patients": 30, "seed": 1, "id_prefix": "g"},
          "datasets": ["cohort.csv"]},
-        {"kind": "s3", "name": "inline-s3", "objects": {"cohort.csv": b"a,b\n1,2\n", "notes/read me ü+1.txt": "hello"}},
+        {"kind": "s3", "name": "inline-s3", "objects": {"cohort.csv": b"a,b\n1,2\n", "notes/read-me_1.txt": "hello"}},
     ]
     many = {f"many/{n:04d}.txt": str(n) for n in range(25)}
     node2 = [{"kind": "s3", "name": "only-s3", "objects": {"x.bin": bytes(range(256)) * 4096, **many}}]
@@ -226,7 +226,7 @@ def test_multiple_sources_per_node(multi) -> None:
         assert sdk1.get_s3_data(["cohort.csv"]) == [{"cohort.csv": cohort_csv(generated)},
                                                     {"cohort.csv": b"a,b\n1,2\n"}]
         assert sdk1.get_s3_data([]) == [{"cohort.csv": cohort_csv(generated)},
-                                        {"cohort.csv": b"a,b\n1,2\n", "notes/read me ü+1.txt": b"hello"}]
+                                        {"cohort.csv": b"a,b\n1,2\n", "notes/read-me_1.txt": b"hello"}]
         assert sdk2.get_fhir_data(["Patient"]) == []  # no FHIR source on this node
         assert sdk2.get_s3_data(["x.bin"]) == [{"x.bin": bytes(range(256)) * 4096}]
         assert sdk2.get_s3_data(["many/0024.txt"]) == [{"many/0024.txt": b"24"}]

@@ -104,3 +104,33 @@ def test_token_expiry_parsing():
     assert token_expiry("not-a-jwt") is None
     assert token_expiry("a.eyJleHAiOiAxMDB9.c") == 100.0  # {"exp": 100}
     assert TokenHolder("a.eyJleHAiOiAxMDB9.c").remaining_seconds() == 0
+
+
+def test_403_is_a_token_refusal_only_where_the_service_says_so():
+    holder = TokenHolder("old")
+    seen = []
+
+    async def handler(request):
+        seen.append(request.headers["Authorization"])
+        if request.headers["Authorization"] == "Bearer old":
+            holder.set("new")
+            return web.json_response({"detail": "JWT is malformed"}, status=403)
+        return web.json_response({})
+
+    async def scenario():
+        runner, url = await _serve(handler)
+        async with aiohttp.ClientSession() as session:
+            plain = ServiceClient(session, url, "svc", token=TokenHolder("old"), retry=FAST)
+            with pytest.raises(ServiceHTTPError) as caught:
+                await plain.json("GET", "/")
+            assert not isinstance(caught.value, TokenExpiredError)
+            holder.set("old")
+            result_service = ServiceClient(session, url, "svc", token=holder, retry=FAST).with_auth_statuses({401, 403})
+            assert await result_service.json("GET", "/") == {}  # swapped during the request: retried once
+            stale = plain.with_auth_statuses({401, 403})
+            with pytest.raises(TokenExpiredError, match="403"):
+                await stale.json("GET", "/")
+        await runner.cleanup()
+
+    _run(scenario())
+    assert seen[1:3] == ["Bearer old", "Bearer new"]

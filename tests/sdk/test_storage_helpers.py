@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pytest
 
-from flame_sdk.sim.common import laplace
 from flame_sdk.storage import local_dp
 from flame_sdk.storage.final_files import plan_final_files
 from flame_sdk.storage.serialization import dump_object, encode_final, load_object
@@ -86,35 +85,23 @@ def test_dp_params_checked():
             local_dp.check_params(bad)
 
 
-def test_dp_normalize_and_reject():
-    assert local_dp.normalize(np.array([[1, 2]], dtype=np.int32)) == [[1.0, 2.0]]
-    assert local_dp.normalize({"m": np.float32(1.5), "v": (1, 2)}) == {"m": 1.5, "v": [1.0, 2.0]}
-    for bad, message in ((float("nan"), "finite"), ([1, float("inf")], r"result\[1\]"), ("1", "str"),
-                         (True, "boolean"), ({"a": "x"}, r"result\['a'\]"), ([], "empty"),
-                         (np.array(["a"]), "dtype")):
+def test_dp_takes_single_finite_numbers_only():
+    assert local_dp.check_number(3) == 3.0 and local_dp.check_number(np.float32(1.5)) == 1.5
+    assert local_dp.check_number(np.array(2.0)) == 2.0
+    for bad, message in ((float("nan"), "finite"), ([1.0, 2.0], "single number.*multiple_results=True"),
+                         ("1", "str"), (True, "bool"), ({"a": 1.0}, "dict"), (np.array([1.0]), "ndarray")):
         with pytest.raises(ValueError, match=message):
-            local_dp.normalize(bad)
+            local_dp.check_number(bad)
 
 
-def test_dp_wire_round_trip():
-    for value in (1.25, [1.0, [2.0]], {"a": 1.0}):
-        assert laplace.decode(local_dp.encode(value)) == value
-    assert laplace.decode(b" 42 ") == 42.0
-    with pytest.raises(ValueError, match="must contain a number"):
-        laplace.decode(b"forty-two")
+def test_dp_file_is_what_the_service_parses():
+    for value in (1.25, 1e-300, 123456789.0):
+        assert float(local_dp.encode(value)) == value  # the service reads the file with float(...)
 
 
-def test_laplace_noise_scale_statistics():
-    """Over many seeded draws the noise has mean 0, E|X| = b and Var = 2 b^2 with b = sensitivity / epsilon."""
-    rng = np.random.default_rng(1234)
-    epsilon, sensitivity, draws = 0.5, 2.0, 20000
-    scale = sensitivity / epsilon
-    noisy = np.array(laplace.add_laplace_noise([10.0] * draws, epsilon, sensitivity, rng))
-    noise = noisy - 10.0
-    assert abs(noise.mean()) < 5 * scale * np.sqrt(2 / draws)
-    assert abs(np.abs(noise).mean() - scale) < 0.05 * scale
-    assert abs(noise.var() - 2 * scale**2) < 0.1 * 2 * scale**2
-    scalar = laplace.add_laplace_noise(3.0, epsilon, sensitivity, np.random.default_rng(1))
-    assert scalar != 3.0 and isinstance(scalar, float)
-    nested = laplace.add_laplace_noise({"a": [1.0, 2.0]}, epsilon, sensitivity, np.random.default_rng(1))
-    assert set(nested) == {"a"} and len(nested["a"]) == 2 and nested["a"] != [1.0, 2.0]
+def test_local_names_sort_in_save_order():
+    from flame_sdk.clients.storage import local_filename, save_order_key
+
+    names = [local_filename() for _ in range(50)]
+    assert sorted(names, key=save_order_key) == names
+    assert save_order_key("upload.bin") == (0, 0) < save_order_key(names[0])

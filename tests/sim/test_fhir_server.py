@@ -9,7 +9,7 @@ import pytest
 
 from flame_sdk.data.bundles import next_link
 from flame_sdk.sim.data.synthetic import CohortParams, cohort_resources
-from flame_sdk.sim.services.fhir_server import FhirError, FhirStore
+from flame_sdk.sim.services.fhir_server import SEARCHES_KEPT, FhirError, FhirStore
 
 BASE = "http://gw/kong/src/fhir"
 RESOURCES = cohort_resources(CohortParams(patients=30, seed=5, id_prefix="s"))
@@ -37,9 +37,27 @@ def test_paging_visits_every_match_once(store: FhirStore) -> None:
         link = next_link(bundle)
         if link is None:
             break
-        assert link.startswith(BASE + "/Observation?")
-        bundle = search(store, link.removeprefix(BASE + "/"))
+        assert link.startswith(BASE + "?_getpages=")  # HAPI's paging links: the base, no resource type
+        bundle = store.handle("", link.removeprefix(BASE + "?"), BASE)
+        assert bundle["link"][0] == {"relation": "self", "url": link}
     assert total == len(of_type("Observation")) == len(ids) == len(set(ids))
+
+
+def test_paging_links_go_both_ways_and_expire(store: FhirStore) -> None:
+    first = search(store, "Observation?_count=5")
+    second = store.handle("", next_link(first).removeprefix(BASE + "?"), BASE)
+    previous = next(x["url"] for x in second["link"] if x["relation"] == "previous")
+    again = store.handle("", previous.removeprefix(BASE + "?"), BASE)
+    assert [e["resource"]["id"] for e in again["entry"]] == [e["resource"]["id"] for e in first["entry"]]
+    assert search(store, "Observation?_count=5&_offset=5")["entry"] == second["entry"]
+    with pytest.raises(FhirError) as info:
+        store.handle("", "_getpages=nope&_getpagesoffset=5&_count=5", BASE)
+    assert info.value.status == 410 and "does not exist and may have expired" in info.value.diagnostics
+    assert next_link(search(store, "Observation?_count=5")) == next_link(first)  # a repeated search is reused
+    for n in range(SEARCHES_KEPT):  # distinct searches push the first one out
+        assert next_link(search(store, f"Patient?_count=1&_id=s-p00000,s-p00001,x{n}"))
+    with pytest.raises(FhirError, match="may have expired"):
+        store.handle("", next_link(first).removeprefix(BASE + "?"), BASE)
 
 
 def test_count_summary_and_count_parameter(store: FhirStore) -> None:

@@ -1,43 +1,42 @@
-"""The simulated result service and hub storage on the wire: paths, form fields, status codes."""
+"""The simulated result service on the wire, through the gateway, answering as node-result-service 0.1.4 does.
+
+One test per fact of issue 10 (points 1-6); docs/protocol.md cites the real source of each.
+"""
 
 from __future__ import annotations
 
 import os
 import pickle
+import uuid
 from typing import Any
 
 import aiohttp
 import pytest
 
-from flame_sdk.sim.common import crypto
 from flame_sdk.sim.run.simulation import SimAnalysis, Simulation
+from flame_sdk.sim.services.hub_storage import hub_store
+
+FORBIDDEN_NO_TOKEN = {"detail": "Not authenticated"}
+FORBIDDEN_BAD_TOKEN = {"detail": "JWT is malformed"}
 
 
 async def call(analysis: SimAnalysis, node_id: str, method: str, path: str, *, fields: dict[str, str] | None = None,
-               file: bytes | None = None, file_first: bool = False, **kwargs: Any) -> tuple[int, Any, dict]:
-    """One request through a node's gateway with its bearer token: (status, body, headers)."""
+               file: bytes | None = None, token: str | None = "own", follow: bool = False,
+               **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
+    """One request through a node's gateway: (status, JSON or bytes body, headers)."""
     deployment = analysis.deployments[node_id]
     if file is not None:
         form = aiohttp.FormData()
-        items = [("field", k, v) for k, v in (fields or {}).items()]
-        items.insert(0 if file_first else len(items), ("file", "file", file))
-        for kind, name, value in items:
-            if kind == "file":
-                form.add_field(name, value, filename="upload.bin", content_type="application/octet-stream")
-            else:
-                form.add_field(name, value)
+        for name, value in (fields or {}).items():
+            form.add_field(name, value)
+        form.add_field("file", file, filename="upload.bin", content_type="application/octet-stream")
         kwargs["data"] = form
-    headers = {"Authorization": f"Bearer {deployment.keycloak_token}"}
+    token = deployment.keycloak_token if token == "own" else token
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     async with aiohttp.ClientSession() as session, session.request(
-            method, deployment.gateway_url + path, headers=headers, **kwargs) as resp:
+            method, deployment.gateway_url + path, headers=headers, allow_redirects=follow, **kwargs) as resp:
         body = await resp.json() if resp.content_type == "application/json" else await resp.read()
         return resp.status, body, dict(resp.headers)
-
-
-async def hub_call(sim: Simulation, node_id: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession(headers={"X-Node-Id": node_id}) as session, session.request(
-            method, sim.hub_url + path, **kwargs) as resp:
-        return resp.status, (await resp.json() if resp.content_type == "application/json" else await resp.read())
 
 
 @pytest.fixture(scope="module")
@@ -45,101 +44,178 @@ def analysis(sim: Simulation) -> SimAnalysis:
     return sim.create_analysis()
 
 
-def test_intermediate_put_and_get_wire_format(sim, analysis):
-    agg, first, second = analysis.aggregator_id, *analysis.data_node_ids
-    status, body, _ = sim.run(call(analysis, agg, "PUT", "/storage/intermediate", fields={"remote_node_id": first},
-                                   file=b"hello"))
+def put_global(sim: Simulation, analysis: SimAnalysis, sender: str, recipient: str | None, content: bytes) -> str:
+    fields = {} if recipient is None else {"remote_node_id": recipient}
+    status, body, _ = sim.run(call(analysis, sender, "PUT", "/storage/intermediate/", fields=fields, file=content))
     assert status == 200 and set(body) == {"url", "object_id"}
-    assert body["url"] == f"{analysis.deployments[agg].gateway_url}/storage/intermediate/{body['object_id']}"
-    object_id = body["object_id"]
+    return str(body["object_id"])
+
+
+# -- point 1: routes with trailing slashes; the slash-less spelling is lost behind the gateway -----------------
+@pytest.mark.parametrize("route", ["/final", "/local", "/intermediate"])
+def test_slash_less_uploads_are_redirected_out_of_storage_and_end_in_405(sim, analysis, route):
+    node = analysis.aggregator_id
+    gateway = analysis.deployments[node].gateway_url
+    status, _, headers = sim.run(call(analysis, node, "PUT", f"/storage{route}", file=b"x"))
+    assert status == 307 and headers["Location"] == f"{gateway}{route}/"  # the /storage prefix is gone
+    status, body, _ = sim.run(call(analysis, node, "PUT", f"/storage{route}", file=b"x", follow=True))
+    assert status == 405 and b"405 Not Allowed" in body  # nginx's answer for a path no location matches
+
+
+def test_upload_routes_with_the_slash(sim, analysis):
+    agg, first = analysis.aggregator_id, analysis.data_node_ids[0]
+    assert sim.run(call(analysis, agg, "PUT", "/storage/final/", file=b"final bytes"))[0] == 204
+    status, body, _ = sim.run(call(analysis, first, "PUT", "/storage/local/", file=b"local"))
+    # URLs are built from the Host header without the gateway's /storage prefix, as url_for does behind nginx
+    assert status == 200 and body["url"].startswith(f"{analysis.deployments[first].gateway_url}/local/")
+    object_id = put_global(sim, analysis, agg, first, b"global")
+    assert sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}",
+                        params={"node_id": agg}))[:2] == (200, b"global")
+
+
+# -- point 2: a verified download carries no sender header ----------------------------------------------------
+def test_global_download_has_no_sender_header(sim, analysis):
+    agg, first = analysis.aggregator_id, analysis.data_node_ids[0]
+    object_id = put_global(sim, analysis, agg, first, b"hello")
     status, plain, headers = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}",
                                           params={"node_id": agg}))
-    assert (status, plain, headers["X-Flame-Sender"]) == (200, b"hello", agg)
-    # no node_id: the stored envelope as the reference service does, which is ciphertext
+    assert (status, plain) == (200, b"hello")
+    assert not any(name.lower().startswith("x-flame") for name in headers)
+    # without node_id: the stored object as it is (the IV and the ciphertext, not the plaintext)
     status, raw, _ = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}"))
-    assert status == 200 and raw.startswith(crypto.MAGIC) and b"hello" not in raw
+    assert status == 200 and len(raw) == 12 + 5 + 16 and b"hello" not in raw
+
+
+# -- point 3: status codes and bodies --------------------------------------------------------------------------
+@pytest.mark.parametrize("token, body", [
+    (None, FORBIDDEN_NO_TOKEN),
+    ("not-a-jwt", FORBIDDEN_BAD_TOKEN),
+    ("expired", FORBIDDEN_BAD_TOKEN),
+])
+def test_refused_tokens_answer_403(sim, analysis, token, body):
+    if token == "expired":
+        token = sim.tokens.issue(analysis.analysis_id, ttl_seconds=-60)
+    for method, path in (("GET", "/storage/local/tags"), ("PUT", "/storage/final/"),
+                         ("GET", f"/storage/intermediate/{uuid.uuid4()}")):
+        status, answer, _ = sim.run(call(analysis, analysis.aggregator_id, method, path, token=token,
+                                         file=b"x" if method == "PUT" else None))
+        assert (status, answer) == (403, body), (method, path)
+
+
+def test_undecryptable_answers_400_whatever_the_cause(sim, analysis):
+    agg, first, second = analysis.aggregator_id, *analysis.data_node_ids
+    object_id = put_global(sim, analysis, agg, first, b"for first")
+    expected = (f"File with ID {object_id} cannot be decrypted under the assumption that the file was encrypted by "
+                f"node {second} for this node.")
+    # wrong sender
     status, body, _ = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}",
                                    params={"node_id": second}))
-    assert status == 400 and "cannot be decrypted" in body["detail"]
+    assert (status, body) == (400, {"detail": expected})
+    # wrong recipient
     status, body, _ = sim.run(call(analysis, second, "GET", f"/storage/intermediate/{object_id}",
                                    params={"node_id": agg}))
-    assert status == 403 and "another node" in body["detail"]
+    assert status == 400 and "cannot be decrypted" in body["detail"]
+    # tampered on the hub
+    stored = hub_store(sim.hub).objects[object_id]
+    content = bytearray(stored.path.read_bytes())
+    content[-1] ^= 1
+    stored.path.write_bytes(content)
+    status, body, _ = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}",
+                                   params={"node_id": agg}))
+    assert status == 400 and "cannot be decrypted" in body["detail"]
 
 
-def test_fields_after_the_file_are_spooled(sim, analysis):
+def test_unknown_nodes_and_objects_answer_404(sim, analysis):
     agg, first = analysis.aggregator_id, analysis.data_node_ids[0]
-    payload = os.urandom(3 * crypto.DEFAULT_SEGMENT_SIZE + 5)
-    status, body, _ = sim.run(call(analysis, agg, "PUT", "/storage/intermediate", fields={"remote_node_id": first},
-                                   file=payload, file_first=True))
-    assert status == 200
-    status, plain, _ = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{body['object_id']}",
-                                    params={"node_id": agg}))
-    assert status == 200 and plain == payload
+    stranger = str(uuid.uuid4())
+    status, body, _ = sim.run(call(analysis, agg, "PUT", "/storage/intermediate/", fields={"remote_node_id": stranger},
+                                   file=b"x"))
+    assert (status, body) == (404, {"detail": f"Remote node with ID {stranger} does not exist."})
+    object_id = put_global(sim, analysis, agg, first, b"x")
+    status, body, _ = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}",
+                                   params={"node_id": stranger}))
+    assert (status, body) == (404, {"detail": f"Remote node with ID {stranger} does not exist."})
+    missing = str(uuid.uuid4())
+    for path in (f"/storage/intermediate/{missing}", f"/storage/local/{missing}"):
+        status, body, _ = sim.run(call(analysis, first, "GET", path))
+        assert (status, body) == (404, {"detail": f"Object with ID {missing} does not exist"})
 
 
-@pytest.mark.parametrize("fields, status, detail", [
-    ({}, 400, "remote_node_id is required"),
-    ({"remote_node_id": "unknown-node"}, 404, "does not exist"),
-])
-def test_intermediate_upload_rejections(sim, analysis, fields, status, detail):
-    answer = sim.run(call(analysis, analysis.aggregator_id, "PUT", "/storage/intermediate", fields=fields, file=b"x"))
-    assert answer[0] == status and detail in answer[1]["detail"]
+@pytest.mark.parametrize("path", ["/storage/intermediate/not-a-uuid", "/storage/local/not-a-uuid"])
+def test_malformed_ids_answer_422(sim, analysis, path):
+    status, body, _ = sim.run(call(analysis, analysis.aggregator_id, "GET", path))
+    assert status == 422
+    [error] = body["detail"]
+    assert error["loc"] == ["path", "object_id"] and error["type"] == "uuid_parsing" and error["input"] == "not-a-uuid"
 
 
-def test_non_participant_recipient_rejected(sim, analysis):
-    other = sim.create_analysis(nodes=[analysis.aggregator_id, analysis.data_node_ids[0]])
-    status, body, _ = sim.run(call(other, other.aggregator_id, "PUT", "/storage/intermediate",
-                                   fields={"remote_node_id": analysis.data_node_ids[1]}, file=b"x"))
-    assert status == 400 and "not a participant" in body["detail"]
+def test_upload_without_file_answers_422(sim, analysis):
+    status, body, _ = sim.run(call(analysis, analysis.aggregator_id, "PUT", "/storage/local/", data=b"not multipart"))
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "file"]
 
 
+# -- point 4: local DP takes one number --------------------------------------------------------------------------
+def test_local_dp_takes_a_single_number(sim, analysis):
+    agg = analysis.aggregator_id
+    fields = {"epsilon": "1", "sensitivity": "1"}
+    before = len(analysis.final_results())
+    assert sim.run(call(analysis, agg, "PUT", "/storage/final/localdp", fields=fields, file=b" 10 "))[0] == 204
+    [(_, noisy)] = analysis.final_results()[before:]
+    assert float(noisy) != 10.0
+    for content in (b"[1, 2]", b'{"a": 1}', b"ten"):
+        status, body, _ = sim.run(call(analysis, agg, "PUT", "/storage/final/localdp", fields=fields, file=content))
+        assert (status, body) == (400, {"detail": "Uploaded file must contain a single numerical value."})
+    status, body, _ = sim.run(call(analysis, agg, "PUT", "/storage/final/localdp", fields={"epsilon": "1"},
+                                   file=b"1"))
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "sensitivity"]
+
+
+# -- point 5: the 1024-byte decrypt chunk; local downloads are streamed -----------------------------------------
+@pytest.mark.parametrize("size, status", [(1, 200), (996, 200), (997, 400), (20_000, 400)])
+def test_global_decrypt_limit(sim, analysis, size, status):
+    agg, first = analysis.aggregator_id, analysis.data_node_ids[0]
+    payload = os.urandom(size)
+    object_id = put_global(sim, analysis, agg, first, payload)
+    answer = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}", params={"node_id": agg}))
+    assert answer[0] == status
+    if status == 200:
+        assert answer[1] == payload
+    # stored without remote_node_id: not encrypted, returned whole at any size
+    raw_id = put_global(sim, analysis, agg, None, payload)
+    assert sim.run(call(analysis, first, "GET", f"/storage/intermediate/{raw_id}"))[:2] == (200, payload)
+
+
+def test_local_download_is_chunked(sim, analysis):
+    first = analysis.data_node_ids[0]
+    payload = os.urandom(300_000)
+    _, body, _ = sim.run(call(analysis, first, "PUT", "/storage/local/", file=payload))
+    status, content, headers = sim.run(call(analysis, first, "GET", "/storage/local/" + body["url"].rsplit("/")[-1]))
+    assert (status, content) == (200, payload) and "Content-Length" not in headers
+
+
+# -- point 6: tags in insertion order ------------------------------------------------------------------------------
+def test_tags_and_tagged_results_in_insertion_order(sim, analysis):
+    node = analysis.data_node_ids[1]
+    gateway = analysis.deployments[node].gateway_url
+    urls = []
+    for tag, name in (("zeta", "a"), ("alpha", "b"), ("zeta", "c"), ("mid", "d"), ("zeta", "e")):
+        form = {"tag": tag}
+        status, body, _ = sim.run(call(analysis, node, "PUT", "/storage/local/", fields=form, file=pickle.dumps(name)))
+        urls.append((tag, body["url"]))
+    _, tags, _ = sim.run(call(analysis, node, "GET", "/storage/local/tags"))
+    assert [t["name"] for t in tags["tags"]] == ["zeta", "alpha", "mid"]
+    assert tags["tags"][0]["url"] == f"{gateway}/local/tags/zeta"
+    _, tagged, _ = sim.run(call(analysis, node, "GET", "/storage/local/tags/zeta"))
+    assert [r["url"] for r in tagged["results"]] == [url for tag, url in urls if tag == "zeta"]
+    assert sim.run(call(analysis, node, "GET", "/storage/local/tags/Never_Valid"))[:2] == (200, {"results": []})
+    status, body, _ = sim.run(call(analysis, node, "PUT", "/storage/local/", fields={"tag": "Bad_Tag"}, file=b"x"))
+    assert (status, body) == (400, {"detail": "Invalid tag `Bad_Tag`"})
+
+
+# -- hub side ----------------------------------------------------------------------------------------------------
 def test_objects_stay_in_their_analysis(sim, analysis):
     agg, first = analysis.aggregator_id, analysis.data_node_ids[0]
-    _, body, _ = sim.run(call(analysis, agg, "PUT", "/storage/intermediate", fields={"remote_node_id": first},
-                              file=b"scoped"))
+    object_id = put_global(sim, analysis, agg, first, b"scoped")
     other = sim.create_analysis()
-    status, _, _ = sim.run(call(other, first, "GET", f"/storage/intermediate/{body['object_id']}",
-                                params={"node_id": agg}))
+    status, _, _ = sim.run(call(other, first, "GET", f"/storage/intermediate/{object_id}", params={"node_id": agg}))
     assert status == 404
-    outsider = sim.create_analysis(nodes=[agg, first])
-    status, _ = sim.run(hub_call(sim, analysis.data_node_ids[1], "GET",
-                                 f"/analyses/{outsider.analysis_id}/buckets/temp/{body['object_id']}"))
-    assert status == 403
-
-
-def test_final_routes(sim, analysis):
-    agg, first = analysis.aggregator_id, analysis.data_node_ids[0]
-    status, _, _ = sim.run(call(analysis, agg, "PUT", "/storage/final", file=b"final bytes"))
-    assert status == 204
-    status, body, _ = sim.run(call(analysis, first, "PUT", "/storage/final", file=b"no"))
-    assert status == 403 and "only the aggregator" in body["detail"]
-    status, _, _ = sim.run(call(analysis, agg, "PUT", "/storage/final/localdp",
-                                fields={"epsilon": "1", "sensitivity": "1"}, file=b"10"))
-    assert status == 204
-    for fields, file, detail in (({"epsilon": "1"}, b"1", "'sensitivity' is required"),
-                                 ({"epsilon": "0", "sensitivity": "1"}, b"1", "finite positive"),
-                                 ({"epsilon": "1", "sensitivity": "1"}, b"ten", "must contain a number")):
-        status, body, _ = sim.run(call(analysis, agg, "PUT", "/storage/final/localdp", fields=fields, file=file))
-        assert status == 400 and detail in body["detail"]
-    status, listing = sim.run(hub_call(sim, agg, "GET", f"/analyses/{analysis.analysis_id}/results"))
-    assert status == 200 and [r["size"] for r in listing][:1] == [len(b"final bytes")]
-    status, content = sim.run(hub_call(sim, agg, "GET", f"/analyses/{analysis.analysis_id}/results/{listing[0]['id']}"))
-    assert content == b"final bytes"
-    assert float(analysis.final_results()[1][1]) != 10.0
-
-
-def test_local_routes(sim, analysis):
-    first, gateway = analysis.data_node_ids[0], analysis.deployments[analysis.data_node_ids[0]].gateway_url
-    status, body, _ = sim.run(call(analysis, first, "PUT", "/storage/local", fields={"tag": "wire-tag"},
-                                   file=pickle.dumps(1)))
-    assert status == 200 and set(body) == {"url"} and body["url"].startswith(f"{gateway}/storage/local/")
-    status, tags, _ = sim.run(call(analysis, first, "GET", "/storage/local/tags"))
-    assert {"name": "wire-tag", "url": f"{gateway}/storage/local/tags/wire-tag"} in tags["tags"]
-    status, tagged, _ = sim.run(call(analysis, first, "GET", "/storage/local/tags/wire-tag"))
-    assert tagged == {"results": [{"filename": "upload.bin", "url": body["url"]}]}
-    status, content, _ = sim.run(call(analysis, first, "GET", body["url"][len(gateway):]))
-    assert (status, content) == (200, pickle.dumps(1))
-    status, body, _ = sim.run(call(analysis, first, "PUT", "/storage/local", fields={"tag": "Bad_Tag"}, file=b"x"))
-    assert status == 400 and "invalid tag" in body["detail"]
-    assert sim.run(call(analysis, first, "GET", "/storage/local/not-a-uuid"))[0] == 404
-    assert sim.run(call(analysis, first, "PUT", "/storage/local", data=b"not multipart"))[0] == 400

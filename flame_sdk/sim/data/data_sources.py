@@ -22,12 +22,18 @@ S3 bucket::
 ``sources_from_split`` builds these specs from an analyst's data split (``{query: Bundle}`` or
 ``{key: bytes}``, the shapes get_fhir_data / get_s3_data return for one source).
 
-Common optional key: ``"id"`` (the Kong service id; by default a UUID derived from node id and name).
+Common optional keys: ``"id"`` (the Kong service id; by default a UUID derived from node id and name) and
+``"projects"`` (the project ids the source is linked to; by default every project deployed on the node, a
+simulator shortcut: the hub adapter links a store to one project at a time. An analysis of another project
+does not see the source listed, and Kong's acl plugin answers 403 to its key).
 ``name`` is the Kong service name: letters, digits, ``.``, ``_``, ``~``, ``-``, unique on the node and not a
 bare UUID (the hub adapter's rule). A source needs ``generator`` or inline data (or both).
 
+FHIR option ``"server_address"``: the base URL the FHIR server writes into its links (HAPI's
+``hapi.fhir.server_address``); by default its address behind Kong (``http://<name>.<node>.sim/fhir``).
+
 External stores (docker compose: HAPI FHIR, MinIO): ``"url"`` (fhir) is the base URL of a FHIR server the
-data service proxies to, ``"bucket"`` (s3) an existing bucket on the node's S3 endpoint. The data then lives
+data service proxies to (its links name whatever base it uses), ``"bucket"`` (s3) an existing bucket on the node's S3 endpoint. The data then lives
 there (``flame-sim seed`` writes the source's generated and inline data); neither needs other data keys.
 """
 
@@ -50,8 +56,8 @@ KINDS = ("fhir", "s3")
 GENERATED_DATASETS = {"cohort.csv": cohort_csv, "signals.npy": cohort_signals}
 DEFAULT_PAGE_SIZE = 50
 _NAME = re.compile(r"^[a-zA-Z0-9._~-]+$")
-_KEYS = {"fhir": {"kind", "name", "id", "generator", "resources", "page_size", "url"},
-         "s3": {"kind", "name", "id", "generator", "datasets", "objects", "bucket"}}
+_KEYS = {"fhir": {"kind", "name", "id", "projects", "generator", "resources", "page_size", "url", "server_address"},
+         "s3": {"kind", "name", "id", "projects", "generator", "datasets", "objects", "bucket"}}
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -68,7 +74,9 @@ class DataSourceSpec:
     datasets: tuple[str, ...] = tuple(GENERATED_DATASETS)
     page_size: int = DEFAULT_PAGE_SIZE
     url: str | None = None  # external FHIR server base URL
+    server_address: str | None = None  # the base URL a simulated FHIR store writes into its links
     bucket: str | None = None  # existing bucket on the node's S3 endpoint
+    projects: tuple[str, ...] | None = None  # linked projects (None: every project deployed on the node)
 
     def fhir_resources(self) -> list[dict[str, Any]]:
         """Generated resources followed by the inline ones."""
@@ -122,6 +130,11 @@ def parse_data_source(raw: dict[str, Any]) -> DataSourceSpec:
         raise ValueError(f"{where}: unknown key(s) {unknown} for kind {kind!r}; accepted: {sorted(_KEYS[kind])}")
     generator = CohortParams.from_dict(raw["generator"]) if raw.get("generator") is not None else None
     spec = DataSourceSpec(kind=kind, name=name, id=raw.get("id"), generator=generator)
+    if raw.get("projects") is not None:
+        projects = raw["projects"]
+        if not isinstance(projects, list) or not all(isinstance(p, str) and p for p in projects):
+            raise ValueError(f"{where}: 'projects' must be a list of project ids, got {projects!r}")
+        spec.projects = tuple(projects)
     if kind == "fhir":
         unique = {(r["resourceType"], str(r["id"])): r for r in _flatten(raw.get("resources", []), where)}
         spec.resources = list(unique.values())
@@ -132,6 +145,14 @@ def parse_data_source(raw: dict[str, Any]) -> DataSourceSpec:
             if not isinstance(raw["url"], str) or not raw["url"].startswith(("http://", "https://")):
                 raise ValueError(f"{where}: 'url' must be the http(s) base URL of a FHIR server, got {raw['url']!r}")
             spec.url = raw["url"].rstrip("/")
+        if raw.get("server_address") is not None:
+            address = raw["server_address"]
+            if not isinstance(address, str) or not address.startswith(("http://", "https://")):
+                raise ValueError(f"{where}: 'server_address' must be an http(s) base URL, got {address!r}")
+            if spec.url is not None:
+                raise ValueError(f"{where}: 'server_address' is for simulated stores; a server at 'url' writes its "
+                                 f"own links")
+            spec.server_address = address.rstrip("/")
         has_data = generator is not None or "resources" in raw or spec.url is not None
     else:
         objects = raw.get("objects", {})

@@ -5,15 +5,18 @@ Interactions (``tail`` is the path after ``/fhir/``):
 * ``metadata``: a CapabilityStatement listing the resource types and search parameters below;
 * ``<Type>/<id>``: read one resource;
 * ``<Type>?<params>``: search, answered with a ``searchset`` Bundle with ``total``, ``link`` (``self``,
-  ``next``, ``previous``) and ``entry`` (``fullUrl``, ``resource``, ``search.mode``).
+  ``next``, ``previous``) and ``entry`` (``fullUrl``, ``resource``, ``search.mode``);
+* ``?_getpages=<search id>&_getpagesoffset=<n>&_count=<m>``: another page of a search. ``next`` and
+  ``previous`` links have this form, as HAPI FHIR writes them (RestfulServerUtils.createPagingLink): the
+  server base, no resource type. A search id unknown or expired (the last ``SEARCHES_KEPT`` are kept) is
+  answered 410 Gone, as HAPI does.
 
 Search parameters: ``_id``; ``subject`` / ``patient`` (``Patient/<id>`` or ``<id>``); ``code`` (token:
 ``code`` or ``system|code``, comma = OR); a date parameter per type with the prefixes eq, ne, lt, gt, le, ge
 (Observation ``date``, Condition ``onset-date``, Patient ``birthdate``, QuestionnaireResponse ``authored``);
 Patient ``gender``. Result parameters: ``_count`` (page size, at most ``MAX_PAGE_SIZE``), ``_summary=count``
-(total only), ``_offset`` (paging; used in the ``next`` links). ``_format`` and ``_pretty`` are accepted
-and ignored. Anything else is answered with HTTP 400 and an OperationOutcome, as HAPI does for unknown
-parameters.
+(total only), ``_offset`` (start of the first page). ``_format`` and ``_pretty`` are accepted and ignored.
+Anything else is answered with HTTP 400 and an OperationOutcome, as HAPI does for unknown parameters.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from flame_sdk.protocol.data_api import PAGING_BUNDLE_TYPE, PAGING_OFFSET, PAGING_SEARCH, SEARCH_GONE
+
 MAX_PAGE_SIZE = 1000
+SEARCHES_KEPT = 256
 _CACHE_SIZE = 32
 DATE_PARAMS = {"Observation": ("date", "effectiveDateTime"), "Condition": ("onset-date", "onsetDateTime"),
                "Patient": ("birthdate", "birthDate"), "QuestionnaireResponse": ("authored", "authored")}
 _REFERENCE_TYPES = {"Observation", "Condition", "QuestionnaireResponse"}
 _CODED_TYPES = {"Observation", "Condition"}
 _IGNORED = {"_format", "_pretty"}
+_PAGING_PARAMS = {PAGING_SEARCH, PAGING_OFFSET, "_count", PAGING_BUNDLE_TYPE, *_IGNORED}
 _PARAM_TYPES = {"_id": "token", "code": "token", "gender": "token", "subject": "reference", "patient": "reference"}
 _PREFIX = re.compile(r"^(eq|ne|lt|gt|le|ge)?(\d{4}(-\d{2}(-\d{2})?)?.*)$")
 
@@ -112,6 +119,8 @@ class FhirStore:
             self._keys.setdefault(rtype, []).append(_keys(resource))
             self._by_id[(rtype, str(resource["id"]))] = resource
         self._cache: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+        self._searches: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
+        self._search_ids: dict[tuple[Any, ...], str] = {}
         self._json: dict[tuple[str, str], str] = {}
 
     @property
@@ -122,6 +131,8 @@ class FhirStore:
     def handle(self, tail: str, query: str, base_url: str) -> dict[str, Any]:
         """Answer a GET on ``<base_url>/<tail>?<query>``; raise FhirError for error answers."""
         parts = [p for p in tail.split("/") if p]
+        if not parts and PAGING_SEARCH in {name for name, _ in parse_qsl(query)}:
+            return self.page(parse_qsl(query, keep_blank_values=True), base_url)
         if parts == ["metadata"]:
             return self.capability_statement()
         if len(parts) == 1:
@@ -172,26 +183,65 @@ class FhirStore:
             elif name not in _IGNORED:
                 filters.append((name, value))
         matches = self._matches(rtype, filters)
-        bundle: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset",
-                                  "total": len(matches)}
-        self_query = urlencode([(n, v) for n, v in params if n != "_offset"] + ([("_offset", offset)] if offset else []))
-        links = [{"relation": "self", "url": f"{base_url}/{rtype}" + (f"?{self_query}" if self_query else "")}]
+        key = (rtype, tuple(sorted(filters)))
+        self_query = urlencode(params)
+        self_url = f"{base_url}/{rtype}" + (f"?{self_query}" if self_query else "")
         if summary == "count":
-            bundle["link"] = links
-            return bundle
-        page = matches[offset: offset + count] if count else []
-        page_params = [(n, v) for n, v in params if n not in ("_offset", "_count")] + [("_count", count)]
-        if count and offset + count < len(matches):
-            next_query = urlencode(page_params + [("_offset", offset + count)])
-            links.append({"relation": "next", "url": f"{base_url}/{rtype}?{next_query}"})
-        if count and offset > 0:
-            prev_query = urlencode(page_params + [("_offset", max(0, offset - count))])
-            links.append({"relation": "previous", "url": f"{base_url}/{rtype}?{prev_query}"})
-        bundle["link"] = links
+            return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(matches),
+                    "link": [{"relation": "self", "url": self_url}]}
+        return self._bundle(rtype, matches, offset, count, base_url, self_url, self._search_ids.get(key), key)
+
+    def page(self, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        """Another page of a stored search (``_getpages``), as HAPI serves its paging links."""
+        unknown = sorted({name for name, _ in params} - _PAGING_PARAMS)
+        if unknown:
+            raise FhirError(400, "not-supported", f"a paging request takes no search parameters, got {unknown}")
+        query = dict(params)
+        search_id = query[PAGING_SEARCH]
+        stored = self._searches.get(search_id)
+        if stored is None:
+            raise FhirError(410, "processing", SEARCH_GONE.format(search_id=search_id))
+        self._searches.move_to_end(search_id)
+        offset = self._int_param(PAGING_OFFSET, query.get(PAGING_OFFSET, "0"), 0, None)
+        count = min(self._int_param("_count", query.get("_count", str(self.page_size)), 0, None), MAX_PAGE_SIZE)
+        rtype, matches = stored
+        return self._bundle(rtype, matches, offset, count, base_url,
+                            self._paging_link(base_url, search_id, offset, count), search_id, None)
+
+    def _bundle(self, rtype: str, matches: list[int], offset: int, count: int, base_url: str, self_url: str,
+                search_id: str | None, key: tuple[Any, ...] | None) -> dict[str, Any]:
+        links = [{"relation": "self", "url": self_url}]
+        more, earlier = count > 0 and offset + count < len(matches), count > 0 and offset > 0
+        if more or earlier:
+            if search_id is None or search_id not in self._searches:
+                search_id = self._remember(key, rtype, matches)
+            if more:
+                links.append({"relation": "next", "url": self._paging_link(base_url, search_id, offset + count, count)})
+            if earlier:
+                links.append({"relation": "previous",
+                              "url": self._paging_link(base_url, search_id, max(0, offset - count), count)})
         items = self._by_type.get(rtype, [])
-        bundle["entry"] = [{"fullUrl": f"{base_url}/{rtype}/{items[i]['id']}", "resource": items[i],
-                            "search": {"mode": "match"}} for i in page]
-        return bundle
+        page = matches[offset: offset + count] if count else []
+        return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(matches),
+                "link": links, "entry": [{"fullUrl": f"{base_url}/{rtype}/{items[i]['id']}", "resource": items[i],
+                                          "search": {"mode": "match"}} for i in page]}
+
+    def _remember(self, key: tuple[Any, ...] | None, rtype: str, matches: list[int]) -> str:
+        """A new search id for ``matches``; the same search asked again reuses it (HAPI reuses cached results)."""
+        search_id = str(uuid.uuid4())
+        self._searches[search_id] = (rtype, matches)
+        if key is not None:
+            self._search_ids[key] = search_id
+        if len(self._searches) > SEARCHES_KEPT:
+            dropped, _ = self._searches.popitem(last=False)
+            self._search_ids = {k: v for k, v in self._search_ids.items() if v != dropped}
+        return search_id
+
+    @staticmethod
+    def _paging_link(base_url: str, search_id: str, offset: int, count: int) -> str:
+        query = urlencode([(PAGING_SEARCH, search_id), (PAGING_OFFSET, offset), ("_count", count),
+                           (PAGING_BUNDLE_TYPE, "searchset")])
+        return f"{base_url}?{query}"
 
     def capability_statement(self) -> dict[str, Any]:
         resources = []

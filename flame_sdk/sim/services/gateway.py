@@ -4,8 +4,8 @@ It does what the node's nginx does (``flame_sdk.protocol.gateway_api``): it pick
 nginx does (regular expressions anchored at the start only, prefixes), answers a path without a location
 with nginx's static 404/405, lets only the node's broker and PO use ``/analysis`` (nginx: their pod IPs; here:
 the node's peer header) and forwards everything else to the node service behind the location. It checks no
-token: each service does that itself, answering as the real one does (``service_auth``; the result service
-and Kong in their own apps). With a fault plan, every request through it may get a seeded fault
+token: each service does that itself, answering as the real one does (the broker and the PO with
+``service_auth``; the result service, the hub adapter and Kong in their own apps). With a fault plan, every request through it may get a seeded fault
 (``flame_sdk.sim.common.faults``).
 """
 
@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler
 from flame_sdk.protocol import analysis_api, broker_api, data_api, gateway_api, po_api, result_api
 from flame_sdk.protocol.gateway_api import Upstream
 from flame_sdk.sim.common.platform_model import PEER_HEADER, Deployment
-from flame_sdk.sim.services.service_auth import hub_adapter_auth, po_auth, result_service_auth
+from flame_sdk.sim.services.service_auth import po_auth
 
 if TYPE_CHECKING:
     from flame_sdk.sim.common.faults import FaultInjector
@@ -69,13 +69,9 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
     po_app = po.create_app(deployment)
     po_app.middlewares.append(po_auth(tokens))
     app.add_subapp(po_api.PREFIX, po_app)
-    storage_app = storage.create_app(deployment)
-    storage_app.middlewares.append(result_service_auth(tokens, deployment.analysis_id))
-    app.add_subapp(result_api.PREFIX, storage_app)
+    app.add_subapp(result_api.PREFIX, storage.create_app(deployment))
     app.add_subapp(data_api.KONG_PREFIX, data.create_kong_app(deployment))
-    hub_adapter = data.create_hub_adapter_app(deployment)
-    hub_adapter.middlewares.append(hub_adapter_auth(tokens))
-    app.add_subapp(data_api.HUB_ADAPTER_PREFIX, hub_adapter)
+    app.add_subapp(data_api.HUB_ADAPTER_PREFIX, data.create_hub_adapter_app(deployment))
     return app
 
 

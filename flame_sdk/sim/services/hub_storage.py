@@ -1,12 +1,12 @@
 """Hub-side storage: each analysis' temp bucket (global intermediate data) and its final results.
 
-The hub only ever stores what nodes upload: envelopes encrypted by the sending node for one recipient
-(it cannot read them) and final result files. Callers identify themselves with ``X-Node-Id``
+The hub only ever stores what nodes upload: objects the sending node's result service encrypted for one
+recipient, or objects the SDK sealed itself (it can read neither), and final result files. Callers identify themselves with ``X-Node-Id``
 (checked against registered nodes by the hub's middleware); the routes below check analysis membership.
 
 Routes (bodies are streamed both ways):
 
-* ``PUT  /analyses/{analysis_id}/buckets/temp?recipient=<node id>&filename=<name>`` -> 201 ``{"object_id"}``
+* ``PUT  /analyses/{analysis_id}/buckets/temp?filename=<name>`` -> 201 ``{"object_id"}``
 * ``GET  /analyses/{analysis_id}/buckets/temp/{object_id}`` -> the stored envelope
 * ``PUT  /analyses/{analysis_id}/results?filename=<name>`` -> 201 ``{"id", "filename", "size"}`` (aggregator)
 * ``GET  /analyses/{analysis_id}/results`` -> ``[{"id", "filename", "size"}]``
@@ -39,7 +39,6 @@ class StoredObject:
     object_id: str
     analysis_id: str
     sender_id: str
-    recipient_id: str
     filename: str
     path: Path
     size: int
@@ -114,13 +113,10 @@ def add_hub_storage_routes(app: web.Application, hub: Hub) -> None:
 
     async def put_temp(request: web.Request) -> web.Response:
         analysis, sender = member(request)
-        recipient = request.query.get("recipient", "")
-        if recipient not in analysis.participants:
-            return json_error(400, f"recipient {recipient!r} is not a participant of analysis {analysis.analysis_id}")
         object_id = str(uuid.uuid4())
         path = store.root / "temp" / analysis.analysis_id / object_id
         size = await _receive_file(request, path)
-        store.objects[object_id] = StoredObject(object_id, analysis.analysis_id, sender, recipient,
+        store.objects[object_id] = StoredObject(object_id, analysis.analysis_id, sender,
                                                 request.query.get("filename", "data.bin"), path, size)
         return web.json_response({"object_id": object_id}, status=201)
 

@@ -1,37 +1,37 @@
-"""Node result service (``/storage`` prefix): final, intermediate (global) and local results.
+"""Simulated node result service (``/storage`` on the gateway), answering as PrivateAIM/node-result-service
+0.1.4 does, including where it is strict or buggy (docs/protocol.md lists each fact with its source):
 
-Paths, form fields and answers follow PrivateAIM/node-result-service:
-
-* ``PUT /final`` (multipart ``file``) -> 204; ``PUT /final/localdp`` (``file`` + ``epsilon``, ``sensitivity``) -> 204
-* ``PUT /intermediate`` (``file`` + ``remote_node_id``) -> ``{"url", "object_id"}``;
-  ``GET /intermediate/{object_id}?node_id=<sender>`` -> decrypted bytes
-* ``PUT /local`` (``file`` + optional ``tag``) -> ``{"url"}``; ``GET /local/tags`` -> ``{"tags": [{"name", "url"}]}``;
-  ``GET /local/tags/{tag}`` -> ``{"results": [{"filename", "url"}]}``; ``GET /local/{object_id}``
-
-Global data is encrypted here for its recipient with ``flame_sdk.sim.common.crypto`` and streamed to the hub;
-the recipient's service verifies and decrypts it into a spool file before answering, so only
-authenticated plaintext ever reaches the analysis. Differences from the reference are listed in
-docs/protocol.md.
+* routes ``PUT /final/``, ``PUT /final/localdp``, ``PUT /intermediate/``, ``GET /intermediate/{id}``,
+  ``PUT /local/``, ``GET /local/tags``, ``GET /local/tags/{tag}``, ``GET /local/{id}``; the other slash
+  spelling answers 307 to the service's own URL, which loses the gateway's ``/storage`` prefix (FastAPI's
+  ``redirect_slashes`` behind ``proxy_redirect off``), so it ends in the gateway's 405;
+* the service checks the token itself: 403 ``{"detail": "Not authenticated"}`` without one, 403
+  ``{"detail": "JWT is malformed"}`` for an invalid or expired one;
+* ``/final/localdp`` takes one number (400 "Uploaded file must contain a single numerical value.");
+* global data is encrypted as the real service does (``flame_sdk.sim.common.crypto``) and decrypted in
+  the hub's 1024-byte stream chunks, so objects of 997 plaintext bytes or more answer 400; wrong sender,
+  wrong recipient and tampering all answer that same 400; no sender header;
+* ids that are not UUIDs answer 422 with FastAPI's validation body; tags are listed in insertion order;
+  local downloads are chunked (no Content-Length).
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import BodyPartReader, web
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flame_sdk.errors import TamperedDataError
-from flame_sdk.protocol.result_api import SENDER_HEADER
-from flame_sdk.sim.common import crypto, laplace
+from flame_sdk.protocol import result_api as api
+from flame_sdk.sim.common import crypto as node_crypto
+from flame_sdk.sim.common import laplace
+from flame_sdk.sim.common.keycloak import TokenError, bearer_token
 from flame_sdk.sim.services.local_store import LocalStore
-from flame_sdk.storage import local_dp
 from flame_sdk.storage.tags import is_valid_tag
 
 if TYPE_CHECKING:
@@ -40,27 +40,33 @@ if TYPE_CHECKING:
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
-MAX_DP_FILE_BYTES = 16 * 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class HTTPFail(Exception):
-    """An error answer: status plus a detail that names the problem."""
+    """An error answer in FastAPI's shape: ``{"detail": ...}``."""
 
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(str(detail))
         self.status, self.detail = status, detail
 
 
-def _answer(exc: HTTPFail) -> web.Response:
-    return web.json_response({"detail": exc.detail}, status=exc.status)
+def _invalid(kind: str, loc: list[str], msg: str, value: Any) -> HTTPFail:
+    """FastAPI's 422 request validation answer for one field."""
+    return HTTPFail(422, [{"type": kind, "loc": loc, "msg": msg, "input": value}])
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HTTPFail as exc:
-        return _answer(exc)
+        return web.json_response({"detail": exc.detail}, status=exc.status)
+    except web.HTTPNotFound:
+        return web.json_response({"detail": "Not Found"}, status=404)
+    except web.HTTPMethodNotAllowed:
+        return web.json_response({"detail": "Method Not Allowed"}, status=405)
 
 
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
@@ -68,50 +74,56 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := source.read(CHUNK):
-            yield chunk
-
-
-async def _read_field(part: BodyPartReader) -> str:
-    data = bytearray()
-    async for chunk in _part_chunks(part):
-        data += chunk
-        if len(data) > MAX_FIELD_BYTES:
-            raise HTTPFail(400, f"form field {part.name!r} is larger than {MAX_FIELD_BYTES} bytes")
-    return data.decode("utf-8", errors="replace")
-
-
-FileHandler = Callable[[BodyPartReader, dict[str, str]], Awaitable[Any]]
-
-
-async def _read_form(request: web.Request, on_file: FileHandler) -> tuple[dict[str, str], Any]:
-    """Walk a multipart body: text fields are collected, the ``file`` part is handed to ``on_file`` together
-    with the fields seen before it. Returns (all fields, what ``on_file`` returned)."""
-    if not request.content_type.startswith("multipart/"):
-        raise HTTPFail(400, "send the upload as multipart/form-data with a 'file' part")
+async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes | bytearray] | None]:
+    """Text fields and the ``file`` part (name, content) of a multipart body."""
     fields: dict[str, str] = {}
-    result: Any = None
-    seen_file = False
+    file: tuple[str, bytes | bytearray] | None = None
+    if not request.content_type.startswith("multipart/"):
+        return fields, file
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
-            raise HTTPFail(400, "nested multipart bodies are not supported")
+            continue
+        data = bytearray()
+        async for chunk in _part_chunks(part):
+            data += chunk
+            if part.name != "file" and len(data) > MAX_FIELD_BYTES:
+                raise HTTPFail(413, f"form field {part.name!r} is larger than {MAX_FIELD_BYTES} bytes")
         if part.name == "file":
-            result, seen_file = await on_file(part, dict(fields)), True
+            file = (part.filename or "", data)
         else:
-            fields[part.name or ""] = await _read_field(part)
-    if not seen_file:
-        raise HTTPFail(400, "the multipart body has no 'file' part")
-    return fields, result
+            fields[part.name or ""] = data.decode("utf-8", errors="replace")
+    return fields, file
 
 
-def _base_url(request: web.Request, prefix: str) -> str:
-    """Absolute URL of ``/storage/<prefix>`` as the caller reached it."""
-    origin = request.url.origin()
-    mount = request.path[: request.path.index(f"/{prefix}")] if f"/{prefix}" in request.path else ""
-    return f"{origin}{mount}/{prefix}"
+def _require_file(file: tuple[str, bytes | bytearray] | None) -> tuple[str, bytes | bytearray]:
+    if file is None:
+        raise _invalid("missing", ["body", "file"], "Field required", None)
+    return file
+
+
+def _uuid(value: str, name: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise _invalid("uuid_parsing", ["path", name], "Input should be a valid UUID", value) from None
+
+
+def _service_url(request: web.Request, path: str) -> str:
+    """A URL as the service builds it (``url_for``): from the Host header, without the gateway's prefix."""
+    return f"{request.scheme}://{request.host}{path}"
+
+
+async def _exact_chunks(stream: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """Re-cut a byte stream into pieces of exactly ``size`` bytes (the last may be shorter)."""
+    buffer = bytearray()
+    async for chunk in stream:
+        buffer += chunk
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)
 
 
 class StorageService:
@@ -120,73 +132,70 @@ class StorageService:
     def __init__(self, node: NodeContext) -> None:
         self.node = node
         self.local = LocalStore(node.state_dir / "storage" / "local")
-        self.spool = node.state_dir / "storage" / "spool"
         digest = hashlib.sha256(node.node_id.encode()).digest()
         self.rng = np.random.default_rng([node.seed, int.from_bytes(digest[:8], "big")])
-        self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
-        self._participants: dict[str, dict[str, str]] = {}
+        self._keys: dict[str, ec.EllipticCurvePublicKey | None] = {}
 
     async def start(self) -> None:
-        """Open node-local stores (kept across analyses) and clear the decryption spool."""
+        """Open node-local stores (kept across analyses)."""
         self.local.open()
-        shutil.rmtree(self.spool, ignore_errors=True)
-        self.spool.mkdir(parents=True, exist_ok=True)
 
     async def stop(self) -> None:
         """Close node-local stores."""
         self.local.close()
-        shutil.rmtree(self.spool, ignore_errors=True)
 
     # -- hub access ---------------------------------------------------------------------------------
-    async def _hub_get_json(self, path: str) -> Any:
-        async with self.node.hub_session.get(self.node.hub_url + path) as resp:
-            if resp.status == 404:
-                return None
-            if resp.status >= 400:
-                raise HTTPFail(502, f"hub GET {path} answered HTTP {resp.status}: {(await resp.text())[:200]}")
-            return await resp.json()
-
-    async def participants(self, analysis_id: str) -> dict[str, str]:
-        if analysis_id not in self._participants:
-            body = await self._hub_get_json(f"/analyses/{analysis_id}")
-            if body is None:
-                raise HTTPFail(404, f"analysis {analysis_id} is not known to the hub")
-            self._participants[analysis_id] = {n["node_id"]: n["role"] for n in body["nodes"]}
-        return self._participants[analysis_id]
-
     async def public_key(self, node_id: str) -> ec.EllipticCurvePublicKey:
+        """The node's key from the hub: 404/400 with the real service's details when unknown or keyless."""
         if node_id not in self._keys:
-            body = await self._hub_get_json(f"/nodes/{node_id}")
-            if body is None:
-                raise HTTPFail(404, f"remote node with id {node_id} does not exist")
-            if not body.get("public_key"):
-                raise HTTPFail(400, f"remote node with id {node_id} does not provide a public key")
-            self._keys[node_id] = crypto.public_key_from_hex(body["public_key"])
-        return self._keys[node_id]
+            async with self.node.hub_session.get(f"{self.node.hub_url}/nodes/{node_id}") as resp:
+                if resp.status == 404:
+                    raise HTTPFail(404, api.REMOTE_NODE_MISSING.format(node_id=node_id))
+                if resp.status >= 400:
+                    raise HTTPFail(502, api.HUB_ERROR.format(status=resp.status))
+                body = await resp.json()
+            hex_key = body.get("public_key")
+            self._keys[node_id] = node_crypto.public_key_from_hex(hex_key) if hex_key else None
+        key = self._keys[node_id]
+        if key is None:
+            raise HTTPFail(400, api.REMOTE_NODE_KEYLESS.format(node_id=node_id))
+        return key
 
-    async def _hub_upload(self, path: str, params: dict[str, str], body: AsyncIterator[bytes]) -> Any:
-        async with self.node.hub_session.put(self.node.hub_url + path, params=params, data=body) as resp:
-            if resp.status >= 400:
-                raise HTTPFail(resp.status if resp.status in (400, 403, 404) else 502,
-                               f"hub refused the upload: {(await resp.text())[:300]}")
+    async def hub_upload(self, path: str, params: dict[str, str], content: bytes | bytearray) -> Any:
+        async def pieces() -> AsyncIterator[memoryview]:  # flow-controlled: no second copy in the transport
+            with memoryview(content) as view:
+                for start in range(0, len(view), CHUNK):
+                    yield view[start : start + CHUNK]
+
+        async with self.node.hub_session.put(self.node.hub_url + path, params=params, data=pieces()) as resp:
+            if resp.status >= 400:  # the real service re-raises any hub error as 502
+                raise HTTPFail(502, api.HUB_ERROR.format(status=resp.status))
             return await resp.json()
 
     # -- app ----------------------------------------------------------------------------------------
     def create_app(self, deployment: Deployment) -> web.Application:
         routes = _DeploymentRoutes(self, deployment)
         app = web.Application(middlewares=[_errors], client_max_size=1024**3)
-        for path in ("/final", "/final/"):
-            app.router.add_put(path, routes.put_final)
-        app.router.add_put("/final/localdp", routes.put_final_localdp)
-        for path in ("/intermediate", "/intermediate/"):
-            app.router.add_put(path, routes.put_intermediate)
-        app.router.add_get("/intermediate/{object_id}", routes.get_intermediate)
-        for path in ("/local", "/local/"):
-            app.router.add_put(path, routes.put_local)
-        app.router.add_get("/local/tags", routes.get_tags)
-        app.router.add_get("/local/tags/{tag}", routes.get_tagged)
-        app.router.add_get("/local/{object_id}", routes.get_local)
+        for path, handler in ((api.FINAL, routes.put_final), (api.FINAL_LOCAL_DP, routes.put_final_localdp),
+                              (api.INTERMEDIATE, routes.put_intermediate), (api.LOCAL, routes.put_local)):
+            app.router.add_put(path, handler)
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            app.router.add_route("*", other, _redirect_to(path))
+        app.router.add_get(api.INTERMEDIATE_OBJECT, routes.get_intermediate)
+        app.router.add_get(api.LOCAL_TAGS, routes.get_tags)
+        app.router.add_get(api.LOCAL_TAGGED, routes.get_tagged)
+        app.router.add_get(api.LOCAL_OBJECT, routes.get_local)
         return app
+
+
+def _redirect_to(path: str) -> Handler:
+    """FastAPI's ``redirect_slashes``: 307 to the other spelling, built from the Host header."""
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        query = f"?{request.query_string}" if request.query_string else ""
+        return web.Response(status=307, headers={"Location": _service_url(request, path) + query})
+
+    return redirect
 
 
 class _DeploymentRoutes:
@@ -196,208 +205,134 @@ class _DeploymentRoutes:
         self.service = service
         self.deployment = deployment
         self.node_id = service.node.node_id
+        self.analysis_id = deployment.analysis_id
         self.results_path = f"/analyses/{deployment.analysis_id}/results"
+        self.temp_path = f"/analyses/{deployment.analysis_id}/buckets/temp"
+
+    def _authenticate(self, request: web.Request) -> None:
+        """FastAPI's HTTPBearer, then the service's JWT check (project/dependencies.py, get_client_id)."""
+        header = request.headers.get("Authorization")
+        if not header or not header.lower().startswith("bearer ") or not header[7:].strip():
+            raise HTTPFail(403, api.NOT_AUTHENTICATED)
+        try:
+            self.service.node.tokens.verify(bearer_token(header), self.analysis_id)
+        except TokenError:
+            raise HTTPFail(403, api.JWT_MALFORMED) from None
 
     # -- final ----------------------------------------------------------------------------------
-    def _check_aggregator(self) -> None:
-        if self.deployment.role != "aggregator":
-            raise HTTPFail(403, f"node {self.node_id} is not the aggregator of analysis "
-                                f"{self.deployment.analysis_id}; only the aggregator submits final results")
-
-    async def put_final(self, request: web.Request) -> web.Response:
-        self._check_aggregator()
-
-        async def upload(part: BodyPartReader, _: dict[str, str]) -> None:
-            await self.service._hub_upload(self.results_path, {"filename": part.filename or "result.bin"},
-                                           _part_chunks(part))
-
-        await _read_form(request, upload)
+    async def put_final(self, request: web.Request) -> web.StreamResponse:
+        self._authenticate(request)
+        _, file = await _read_form(request)
+        filename, content = _require_file(file)
+        await self.service.hub_upload(self.results_path, {"filename": filename}, content)
         return web.Response(status=204)
 
-    async def put_final_localdp(self, request: web.Request) -> web.Response:
-        self._check_aggregator()
-
-        async def read_value(part: BodyPartReader, _: dict[str, str]) -> tuple[str, bytes]:
-            data = bytearray()
-            async for chunk in _part_chunks(part):
-                data += chunk
-                if len(data) > MAX_DP_FILE_BYTES:
-                    raise HTTPFail(413, f"a local DP result must be smaller than {MAX_DP_FILE_BYTES} bytes")
-            return part.filename or "result.txt", bytes(data)
-
-        fields, (filename, content) = await _read_form(request, read_value)
+    async def put_final_localdp(self, request: web.Request) -> web.StreamResponse:
+        self._authenticate(request)
+        fields, file = await _read_form(request)
+        filename, content = _require_file(file)
+        params = {}
+        for name in ("epsilon", "sensitivity"):
+            if name not in fields:
+                raise _invalid("missing", ["body", name], "Field required", None)
+            try:
+                params[name] = float(fields[name])
+            except ValueError:
+                raise _invalid("float_parsing", ["body", name], "Input should be a valid number, unable to parse "
+                                                                "string as a number", fields[name]) from None
         try:
-            epsilon, sensitivity = local_dp.check_params(
-                {key: float(fields[key]) for key in ("epsilon", "sensitivity")})
-            value = laplace.decode(content)
-        except KeyError as exc:
-            raise HTTPFail(400, f"form field {exc.args[0]!r} is required for local DP") from None
-        except ValueError as exc:
-            raise HTTPFail(400, str(exc)) from None
-        noisy = laplace.add_laplace_noise(value, epsilon, sensitivity, self.service.rng)
-
-        async def body() -> AsyncIterator[bytes]:
-            yield local_dp.encode(noisy)
-
-        await self.service._hub_upload(self.results_path, {"filename": filename}, body())
+            value = laplace.parse_value(content)
+        except ValueError:
+            raise HTTPFail(400, api.LOCAL_DP_NOT_A_NUMBER) from None
+        if params["epsilon"] <= 0 or params["sensitivity"] <= 0:  # the service's Laplace mechanism raises: 500
+            return web.Response(status=500, text="Internal Server Error")
+        noisy = laplace.add_noise(value, params["epsilon"], params["sensitivity"], self.service.rng)
+        await self.service.hub_upload(self.results_path, {"filename": filename}, str(noisy).encode("utf-8"))
         return web.Response(status=204)
 
     # -- intermediate (global) ------------------------------------------------------------------
-    async def _encrypted(self, recipient: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        encryptor = crypto.Encryptor(self.service.node.private_key, await self.service.public_key(recipient),
-                                     self.deployment.analysis_id, self.node_id, recipient)
-        yield encryptor.header
-        async for chunk in chunks:
-            for segment in encryptor.update(chunk):
-                yield segment
-        yield encryptor.finalize()
-
-    async def _check_recipient(self, recipient: str | None) -> str:
-        if not recipient:
-            raise HTTPFail(400, "remote_node_id is required: global intermediate data is always encrypted for its "
-                                "recipient")
-        await self.service.public_key(recipient)  # 404 for unknown nodes, as the reference does
-        if recipient not in await self.service.participants(self.deployment.analysis_id):
-            raise HTTPFail(400, f"remote node {recipient} is not a participant of analysis "
-                                f"{self.deployment.analysis_id}")
-        return recipient
-
-    async def _upload_encrypted(self, recipient: str, filename: str, chunks: AsyncIterator[bytes]) -> str:
-        answer = await self.service._hub_upload(
-            f"/analyses/{self.deployment.analysis_id}/buckets/temp", {"recipient": recipient, "filename": filename},
-            self._encrypted(recipient, chunks))
-        return answer["object_id"]
-
-    async def put_intermediate(self, request: web.Request) -> web.Response:
-        spooled: list[Path] = []
-
-        async def handle(part: BodyPartReader, fields: dict[str, str]) -> tuple[str, str | None]:
-            filename = part.filename or "data.bin"
-            if "remote_node_id" in fields:  # the usual order: fields first, so the file streams through
-                recipient = await self._check_recipient(fields["remote_node_id"])
-                return filename, await self._upload_encrypted(recipient, filename, _part_chunks(part))
-            spool = self.service.spool / f"upload-{uuid.uuid4()}"
-            spooled.append(spool)
-            with spool.open("wb") as out:
-                async for chunk in _part_chunks(part):
-                    out.write(chunk)
-            return filename, None
-
-        try:
-            fields, (filename, object_id) = await _read_form(request, handle)
-            if object_id is None:
-                recipient = await self._check_recipient(fields.get("remote_node_id"))
-                object_id = await self._upload_encrypted(recipient, filename, _file_chunks(spooled[0]))
-        finally:
-            for path in spooled:
-                path.unlink(missing_ok=True)
-        return web.json_response({"url": f"{_base_url(request, 'intermediate')}/{object_id}", "object_id": object_id})
+    async def put_intermediate(self, request: web.Request) -> web.StreamResponse:
+        self._authenticate(request)
+        fields, file = await _read_form(request)
+        filename, content = _require_file(file)
+        recipient = fields.get(api.REMOTE_NODE_ID)
+        if recipient is not None:  # "encryption requested"; without it the file is stored as it is
+            content = node_crypto.encrypt(self.service.node.private_key, await self.service.public_key(recipient),
+                                          content)
+        answer = await self.service.hub_upload(self.temp_path, {"filename": filename or "file"}, content)
+        object_id = answer["object_id"]
+        return web.json_response({"url": _service_url(request, f"/intermediate/{object_id}"),
+                                  "object_id": object_id})
 
     async def get_intermediate(self, request: web.Request) -> web.StreamResponse:
-        object_id = request.match_info["object_id"]
-        sender = request.query.get("node_id")
-        url = f"{self.service.node.hub_url}/analyses/{self.deployment.analysis_id}/buckets/temp/{object_id}"
+        self._authenticate(request)
+        object_id = _uuid(request.match_info["object_id"], "object_id")
+        sender = request.query.get(api.SENDER_QUERY)
+        url = f"{self.service.node.hub_url}{self.temp_path}/{object_id}"
         async with self.service.node.hub_session.get(url) as hub:
             if hub.status == 404:
-                raise HTTPFail(404, f"object with id {object_id} does not exist")
+                raise HTTPFail(404, api.OBJECT_MISSING.format(object_id=object_id))
             if hub.status >= 400:
-                raise HTTPFail(502, f"hub answered HTTP {hub.status}: {(await hub.text())[:200]}")
-            if sender is None:  # as the reference: no sender given, no decryption (the stored envelope)
-                return await self._relay(request, hub.content.iter_chunked(CHUNK), hub.content_length)
-            spool = self.service.spool / f"plain-{uuid.uuid4()}"
+                raise HTTPFail(502, api.HUB_ERROR.format(status=hub.status))
+            response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+            if sender is None:  # relayed as stored (the real service relays 1024-byte chunks; only speed differs)
+                await response.prepare(request)
+                async for chunk in hub.content.iter_chunked(CHUNK):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+            chunks = _exact_chunks(hub.content.iter_chunked(CHUNK), api.DECRYPT_CHUNK)
+            first = await anext(chunks, b"")
+            key = await self.service.public_key(sender)
+            private = self.service.node.private_key
             try:
-                await self._decrypt_to(spool, sender, object_id, hub.content.iter_chunked(CHUNK))
-                response = await self._relay(request, _file_chunks(spool), spool.stat().st_size,
-                                             {SENDER_HEADER: sender})
-            finally:
-                spool.unlink(missing_ok=True)
-        return response
-
-    async def _decrypt_to(self, spool: Path, sender: str, object_id: str, chunks: AsyncIterator[bytes]) -> None:
-        """Verify and decrypt an envelope into ``spool``; HTTP 400 wrong sender, 403 wrong recipient, 422 tampered."""
-        if sender not in await self.service.participants(self.deployment.analysis_id):
-            raise HTTPFail(400, f"node {sender} is not a participant of analysis {self.deployment.analysis_id}")
-        buffer = bytearray()
-        decryptor: crypto.Decryptor | None = None
-        try:
-            with spool.open("wb") as out:
-                async for chunk in chunks:
-                    if decryptor is None:
-                        buffer += chunk
-                        parsed = crypto.EnvelopeHeader.parse(buffer)
-                        if parsed is None:
-                            continue
-                        header, size = parsed
-                        if header.sender_id != sender:
-                            raise HTTPFail(400, f"file with id {object_id} cannot be decrypted under the assumption "
-                                                f"that it was encrypted by node {sender} for this node")
-                        if header.recipient_id != self.node_id:
-                            raise HTTPFail(403, f"file with id {object_id} was encrypted for another node")
-                        decryptor = crypto.Decryptor(self.service.node.private_key,
-                                                     await self.service.public_key(sender), header,
-                                                     bytes(buffer[:size]), self.deployment.analysis_id)
-                        chunk, buffer = bytes(buffer[size:]), bytearray()
-                    out.writelines(decryptor.update(chunk))
-                if decryptor is None:
-                    raise TamperedDataError("the stored object is truncated (incomplete envelope header)")
-                out.write(decryptor.finalize())
-        except TamperedDataError as exc:
-            raise HTTPFail(422, f"tampered data: object {object_id} failed authentication: {exc}") from None
-
-    @staticmethod
-    async def _relay(request: web.Request, chunks: AsyncIterator[bytes], size: int | None,
-                     headers: dict[str, str] | None = None) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream", **(headers or {})})
-        if size is not None:
-            response.content_length = size
-        await response.prepare(request)
-        async for chunk in chunks:
-            await response.write(chunk)
-        await response.write_eof()
-        return response
+                plain = node_crypto.decrypt(private, key, first)
+            except (InvalidTag, ValueError):
+                raise HTTPFail(400, api.UNDECRYPTABLE.format(object_id=object_id, node_id=sender)) from None
+            await response.prepare(request)
+            await response.write(plain)
+            async for chunk in chunks:  # as the real service: each further chunk on its own (an error aborts)
+                await response.write(node_crypto.decrypt(private, key, chunk))
+            await response.write_eof()
+            return response
 
     # -- local ----------------------------------------------------------------------------------
-    async def put_local(self, request: web.Request) -> web.Response:
+    async def put_local(self, request: web.Request) -> web.StreamResponse:
+        self._authenticate(request)
+        fields, file = await _read_form(request)
+        filename, content = _require_file(file)
+        tag = fields.get("tag")
+        if tag is not None and not is_valid_tag(tag):
+            raise HTTPFail(400, api.INVALID_TAG.format(tag=tag))
         project, object_id = self.deployment.project_id, str(uuid.uuid4())
         path = self.service.local.object_path(project, object_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        self.service.local.add(project, self.analysis_id, object_id, filename or "data.bin", tag)
+        return web.json_response({"url": _service_url(request, f"/local/{object_id}")})
 
-        async def store(part: BodyPartReader, _: dict[str, str]) -> str:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("wb") as out:
-                async for chunk in _part_chunks(part):
-                    out.write(chunk)
-            return part.filename or "data.bin"
-
-        try:
-            fields, filename = await _read_form(request, store)
-            tag = fields.get("tag")
-            if tag is not None and not is_valid_tag(tag):
-                raise HTTPFail(400, f"invalid tag `{tag}`")
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        self.service.local.add(project, self.deployment.analysis_id, object_id, filename, tag)
-        return web.json_response({"url": f"{_base_url(request, 'local')}/{object_id}"})
-
-    async def get_tags(self, request: web.Request) -> web.Response:
-        base = _base_url(request, "local")
-        return web.json_response({"tags": [{"name": tag, "url": f"{base}/tags/{tag}"}
+    async def get_tags(self, request: web.Request) -> web.StreamResponse:
+        self._authenticate(request)
+        return web.json_response({"tags": [{"name": tag, "url": _service_url(request, f"/local/tags/{tag}")}
                                            for tag in self.service.local.tags(self.deployment.project_id)]})
 
-    async def get_tagged(self, request: web.Request) -> web.Response:
-        tag, base = request.match_info["tag"], _base_url(request, "local")
-        if not is_valid_tag(tag):
-            raise HTTPFail(400, f"invalid tag `{tag}`")
-        return web.json_response({"results": [{"filename": name, "url": f"{base}/{object_id}"} for object_id, name
-                                              in self.service.local.tagged(self.deployment.project_id, tag)]})
+    async def get_tagged(self, request: web.Request) -> web.StreamResponse:
+        self._authenticate(request)
+        tag = request.match_info["tag"]  # not validated by the service: an unknown tag lists nothing
+        return web.json_response({"results": [
+            {"filename": name, "url": _service_url(request, f"/local/{object_id}")}
+            for object_id, name in self.service.local.tagged(self.deployment.project_id, tag)]})
 
     async def get_local(self, request: web.Request) -> web.StreamResponse:
-        object_id = request.match_info["object_id"]
-        try:
-            uuid.UUID(object_id)
-        except ValueError:
-            raise HTTPFail(404, f"object with id {object_id} does not exist") from None
+        self._authenticate(request)
+        object_id = _uuid(request.match_info["object_id"], "object_id")
         path = self.service.local.find(self.deployment.project_id, object_id)
         if path is None:
-            raise HTTPFail(404, f"object with id {object_id} does not exist in this project's local storage")
-        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+            raise HTTPFail(404, api.OBJECT_MISSING.format(object_id=object_id))
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)  # streamed without Content-Length, as the real service does
+        with path.open("rb") as source:
+            while chunk := source.read(CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+        return response

@@ -1,5 +1,6 @@
-"""One real S3 endpoint per simulation: moto's S3 server on a loopback port (or, with ``S3Endpoint.external``,
-an S3 server run elsewhere, such as MinIO in docker compose; same client code).
+"""One real S3 endpoint per simulation: moto's S3 server on a loopback port, in a child process so that it
+has a core of its own (or, with ``S3Endpoint.external``, an S3 server run elsewhere, such as MinIO in docker
+compose; same client code). The child ends with its parent.
 
 Node data services create their buckets here and reach them through their Kong S3 routes, as the Kong
 S3 gateway plugin reaches a node's bucket on a real node. The analysis never talks to it directly.
@@ -8,10 +9,15 @@ S3 gateway plugin reaches a node's bucket on a real node. The analysis never tal
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,13 +29,22 @@ from botocore.credentials import Credentials
 
 REGION = "us-east-1"
 UPLOAD_THREADS = 8
+START_TIMEOUT = 60.0
 _ACCESS = {"aws_access_key_id": "flame-sim", "aws_secret_access_key": "flame-sim-secret"}
 
 
 def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 class S3Endpoint:
@@ -39,7 +54,8 @@ class S3Endpoint:
         self.host = host
         self.port = port
         self.url = ""
-        self._server: Any = None
+        self._server: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
         self._prefix = "flame-" + secrets.token_hex(3)
         self._lock = threading.Lock()
         self._access = dict(_ACCESS)
@@ -53,19 +69,34 @@ class S3Endpoint:
         return endpoint
 
     def start(self) -> S3Endpoint:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        """Start moto's server in a child process and wait until it accepts connections."""
         self.port = self.port or _free_port(self.host)
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        self._server.start()
+        self._log = tempfile.TemporaryFile()
+        self._server = subprocess.Popen([sys.executable, "-m", __name__, self.host, str(self.port), str(os.getpid())],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _accepts(self.host, self.port):
+            if self._server.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                self._log.seek(0)
+                raise RuntimeError(f"moto's S3 server did not start on {self.host}:{self.port}: "
+                                   f"{self._log.read()[-2000:].decode(errors='replace')}")
+            time.sleep(0.05)
         self.url = f"http://{self.host}:{self.port}"
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.terminate()
+            try:
+                self._server.wait(10)
+            except subprocess.TimeoutExpired:
+                self._server.kill()
+                self._server.wait()
             self._server = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def client(self) -> Any:
         """A boto3 S3 client with the endpoint's (dummy) credentials."""
@@ -103,3 +134,24 @@ class S3Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _serve(host: str, port: int, parent: int) -> None:
+    """The child process: moto's S3 app (only S3: no per-request lookup of the service by host name), keeping
+    connections open (HTTP/1.1), until the parent is gone."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class KeepAlive(MotoRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    server = make_server(host, port, create_backend_app("s3"), threaded=True, request_handler=KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

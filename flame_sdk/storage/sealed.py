@@ -1,0 +1,173 @@
+"""Streamed AES-256-GCM under a fresh random key: how the SDK seals global payloads too large for the
+result service to decrypt (see ``flame_sdk.storage.global_frames`` and docs/protocol.md).
+
+A sealed stream is a header (magic, segment size, random nonce prefix) followed by ciphertext segments.
+Each segment is AES-256-GCM over at most ``segment_size`` plaintext bytes with nonce ``prefix(7) ||
+index(4) || final(1)`` and associated data ``header || context``, so modified, reordered, truncated or
+extended streams, and streams moved to another context (analysis, sender, object), fail authentication.
+The key never travels in the clear: it rides inside an object the node result service encrypts for the
+recipient.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from flame_sdk.errors import TamperedDataError
+
+KEY_SIZE = 32
+MAGIC = b"FLS1"
+DEFAULT_SEGMENT_SIZE = 256 * 1024
+MAX_SEGMENT_SIZE = 16 * 1024 * 1024
+NONCE_PREFIX_SIZE = 7
+TAG_SIZE = 16
+_HEADER = struct.Struct(">4sI7s")
+HEADER_SIZE = _HEADER.size
+_MAX_SEGMENTS = 2**32
+
+
+def new_key() -> bytes:
+    """A fresh random AES-256 key."""
+    return os.urandom(KEY_SIZE)
+
+
+def sealed_size(plain_size: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
+    """Bytes of the sealed stream of ``plain_size`` plaintext bytes."""
+    segments = max(1, -(-plain_size // segment_size))
+    return HEADER_SIZE + plain_size + segments * TAG_SIZE
+
+
+class _SegmentCipher:
+    def __init__(self, key: bytes, header: bytes, context: bytes) -> None:
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"keys are {KEY_SIZE} bytes, got {len(key)}")
+        self._aead = AESGCM(key)
+        self._prefix = header[8:HEADER_SIZE]
+        self._ad = header + context
+        self._index = 0
+
+    def nonce(self, final: bool) -> bytes:
+        if self._index >= _MAX_SEGMENTS:
+            raise ValueError("stream has too many segments; use a larger segment size")
+        nonce = self._prefix + struct.pack(">IB", self._index, 1 if final else 0)
+        self._index += 1
+        return nonce
+
+
+class Sealer(_SegmentCipher):
+    """Incremental encryption: ``header`` first, then every ``update`` output, then ``finalize``."""
+
+    def __init__(self, key: bytes, context: bytes, segment_size: int = DEFAULT_SEGMENT_SIZE) -> None:
+        if not 0 < segment_size <= MAX_SEGMENT_SIZE:
+            raise ValueError(f"segment_size must be in 1..{MAX_SEGMENT_SIZE}, got {segment_size}")
+        self.header = _HEADER.pack(MAGIC, segment_size, os.urandom(NONCE_PREFIX_SIZE))
+        self.segment_size = segment_size
+        super().__init__(key, self.header, context)
+        self._buffer = bytearray()
+
+    def update(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Encrypt what completes non-final segments; the rest waits for more data or ``finalize``."""
+        self._buffer += data
+        out, pos, size = [], 0, self.segment_size
+        with memoryview(self._buffer) as view:
+            while len(self._buffer) - pos > size:  # a segment is final only once no more data follows
+                out.append(self._aead.encrypt(self.nonce(False), view[pos : pos + size], self._ad))
+                pos += size
+        del self._buffer[:pos]
+        return out
+
+    def finalize(self) -> bytes:
+        """The final segment (possibly of empty plaintext)."""
+        last = self._aead.encrypt(self.nonce(True), bytes(self._buffer), self._ad)
+        self._buffer.clear()
+        return last
+
+
+def parse_header(data: bytes | bytearray) -> bytes | None:
+    """The header at the start of ``data`` (None if more bytes are needed); TamperedDataError if malformed."""
+    if len(data) < HEADER_SIZE:
+        return None
+    magic, segment_size, _ = _HEADER.unpack_from(data)
+    if magic != MAGIC or not 0 < segment_size <= MAX_SEGMENT_SIZE:
+        raise TamperedDataError("this is not a flame_sdk sealed stream (bad magic or segment size)")
+    return bytes(data[:HEADER_SIZE])
+
+
+class Opener(_SegmentCipher):
+    """Incremental decryption of the segments following ``header``; only authenticated plaintext is returned."""
+
+    def __init__(self, key: bytes, context: bytes, header: bytes) -> None:
+        super().__init__(key, header, context)
+        self._segment = _HEADER.unpack(header)[1] + TAG_SIZE
+        self._buffer = bytearray()
+
+    def _open(self, data: bytes | memoryview, final: bool) -> bytes:
+        index = self._index
+        try:
+            return self._aead.decrypt(self.nonce(final), data, self._ad)
+        except InvalidTag:
+            what = "the final segment is missing or" if final else f"segment {index}"
+            raise TamperedDataError(
+                f"sealed data failed authentication ({what} was modified, truncated or reordered, or it belongs "
+                f"to another object)"
+            ) from None
+
+    def update(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        self._buffer += data
+        out, pos, size = [], 0, self._segment
+        with memoryview(self._buffer) as view:
+            while len(self._buffer) - pos > size:
+                out.append(self._open(view[pos : pos + size], final=False))
+                pos += size
+        del self._buffer[:pos]
+        return out
+
+    def finalize(self) -> bytes:
+        if len(self._buffer) < TAG_SIZE:
+            raise TamperedDataError("sealed data is truncated (the final segment is incomplete)")
+        last = self._open(bytes(self._buffer), final=True)
+        self._buffer.clear()
+        return last
+
+
+def seal(key: bytes, context: bytes, data: bytes | bytearray | memoryview,
+         segment_size: int = DEFAULT_SEGMENT_SIZE) -> bytearray:
+    """Whole-buffer convenience wrapper around ``Sealer`` (one output buffer, no further copies)."""
+    sealer = Sealer(key, context, segment_size)
+    out = bytearray(sealer.header)
+    with memoryview(data) as view:
+        for start in range(0, len(view), segment_size):
+            for segment in sealer.update(view[start : start + segment_size]):
+                out += segment
+    out += sealer.finalize()
+    return out
+
+
+def open_sealed(key: bytes, context: bytes, sealed: bytes | bytearray) -> bytearray:
+    """Whole-buffer convenience wrapper around ``Opener`` (one output buffer, fed a segment at a time)."""
+    header = parse_header(sealed)
+    if header is None:
+        raise TamperedDataError("sealed data is truncated (incomplete header)")
+    opener = Opener(key, context, header)
+    step = _HEADER.unpack(header)[1] + TAG_SIZE
+    segments = max(1, -(-(len(sealed) - HEADER_SIZE) // step))
+    out = bytearray(max(0, len(sealed) - HEADER_SIZE - segments * TAG_SIZE))  # the plaintext size, if intact
+    pos = 0
+
+    def put(plain: bytes) -> None:
+        nonlocal pos
+        if pos + len(plain) > len(out):
+            raise TamperedDataError("sealed data has more plaintext than its length allows")
+        out[pos : pos + len(plain)] = plain
+        pos += len(plain)
+
+    with memoryview(sealed) as view:
+        for start in range(HEADER_SIZE, len(view), step):
+            for plain in opener.update(view[start : start + step]):
+                put(plain)
+    put(opener.finalize())
+    return out
