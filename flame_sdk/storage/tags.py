@@ -27,5 +27,5 @@ def check_storage_id(query: object) -> str:
     try:
         return str(uuid.UUID(str(query))) if isinstance(query, str) else str(uuid.UUID(query))  # type: ignore[arg-type]
     except (ValueError, TypeError, AttributeError):
-        raise ValueError(f"{query!r} is not a storage id: storage ids are the UUIDs save_intermediate_data returned "
-                         f"(its 'id'), or that a sender's message carries") from None
+        raise ValueError(f"{query!r} is not a storage id (not a valid UUID). Storage ids are the UUIDs that "
+                         f"save_intermediate_data returned (its 'id'), or that a sender's message carries") from None

@@ -265,8 +265,8 @@ class BrokerService:
         return url
 
     def _backoff(self, retry: int) -> float:
-        base = api.DELIVERY_FIRST_BACKOFF * 2**retry
-        return max(0.0, base * (1 + api.DELIVERY_JITTER * (2 * self._rng.random() - 1)))
+        base: float = api.DELIVERY_FIRST_BACKOFF * 2.0**retry
+        return max(0.0, base * (1.0 + api.DELIVERY_JITTER * (2.0 * self._rng.random() - 1.0)))
 
     async def _deliver(self, message_id: str, analysis_id: str, url: str, payload: Any) -> None:
         target = self.resolve(url)

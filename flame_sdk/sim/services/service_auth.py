@@ -3,9 +3,8 @@
 Each middleware answers a refused token the way that service does; the gateway mounts a service's app with
 its check. Sources: PrivateAIM/node-message-broker ``WebSecurityConfig.java`` (Spring OAuth2 resource server:
 401, empty body, ``WWW-Authenticate``); PrivateAIM/node-pod-orchestration ``src/api/oauth.py``
-(``OAuth2AuthorizationCodeBearer`` plus PyJWT: 401 ``{"detail": "Not authenticated"}``);
-PrivateAIM/node-hub-api-adapter ``hub_adapter/auth.py`` (401 with a message per cause). The result service
-checks its token in its own app (403, see ``result_service.py``); Kong checks the ``apikey``.
+(``OAuth2AuthorizationCodeBearer`` plus PyJWT: 401 ``{"detail": "Not authenticated"}``). The result service
+and the hub adapter check their tokens in their own apps; Kong checks the ``apikey``.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from flame_sdk.protocol import broker_api, po_api
-from flame_sdk.sim.common.keycloak import TokenError, TokenExpiredError, TokenIssuer, bearer_token
+from flame_sdk.sim.common.keycloak import TokenError, TokenIssuer, bearer_token
 
 Refusal = Callable[[TokenError, bool], web.Response]
 
@@ -46,14 +45,6 @@ def _fastapi_oauth2(exc: TokenError, missing: bool) -> web.Response:
     return web.json_response({"detail": "Not authenticated"}, status=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _hub_adapter(exc: TokenError, missing: bool) -> web.Response:
-    if missing:
-        return web.json_response({"detail": "Not authenticated"}, status=401)
-    message = "Authorization token expired" if isinstance(exc, TokenExpiredError) else \
-        "Unable to parse authentication token"
-    return web.json_response({"detail": {"message": message, "service": "Auth", "status_code": 401}}, status=401)
-
-
 def message_broker_auth(tokens: TokenIssuer) -> Middleware:
     """The broker validates signature and expiry only (any analysis' token passes)."""
     return _middleware(tokens, None, _spring)
@@ -62,18 +53,3 @@ def message_broker_auth(tokens: TokenIssuer) -> Middleware:
 def po_auth(tokens: TokenIssuer) -> Middleware:
     """The PO validates signature and expiry on every route but its own ``/po/healthz``."""
     return _middleware(tokens, None, _fastapi_oauth2, open_paths=(po_api.PREFIX + po_api.HEALTH,))
-
-
-def hub_adapter_auth(tokens: TokenIssuer) -> Middleware:
-    """The hub adapter validates signature and expiry against the node's identity provider."""
-    return _middleware(tokens, None, _hub_adapter)
-
-
-def _result_service(exc: TokenError, missing: bool) -> web.Response:
-    return web.json_response({"detail": "Not authenticated" if missing else "JWT is malformed"}, status=403)
-
-
-def result_service_auth(tokens: TokenIssuer, analysis_id: str) -> Middleware:
-    """The result service takes the token's ``client_id`` as the analysis id: 403 for any refusal
-    (PrivateAIM/node-result-service ``project/dependencies.py``)."""
-    return _middleware(tokens, analysis_id, _result_service)
