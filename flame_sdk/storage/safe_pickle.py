@@ -191,5 +191,15 @@ class _Unpickler(pickle.Unpickler):
 
 
 def loads(payload: bytes | bytearray | memoryview, allow: Iterable[str] = ()) -> Any:
-    """Unpickle with the allow-list, plus ``allow`` and what ``FLAME_UNPICKLE_ALLOW`` lists."""
-    return _Unpickler(io.BytesIO(payload), (*env_allowed(), *allow)).load()
+    """Unpickle with the allow-list, plus ``allow`` and what ``FLAME_UNPICKLE_ALLOW`` lists.
+
+    ``UnsafePickleError`` for a refused global; ``pickle.UnpicklingError`` naming the cause for anything else
+    that is not a readable pickle (truncated, corrupted, or objects that do not rebuild)."""
+    try:
+        return _Unpickler(io.BytesIO(payload), (*env_allowed(), *allow)).load()
+    except UnsafePickleError:
+        raise
+    except (Exception, RecursionError) as exc:  # garbage makes pickle raise nearly anything
+        raise pickle.UnpicklingError(f"intermediate data is not a readable pickle ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]}); it was truncated or corrupted, or written by an "
+                                     f"incompatible library version") from None
