@@ -61,6 +61,7 @@ def node_api(sim):
 
 
 @pytest.mark.sim
+@pytest.mark.slow
 @FUZZ
 @given(route=st.sampled_from(["/webhook", "/partner_status", "/token_refresh"]),
        body=json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=200)
