@@ -26,7 +26,10 @@ HUB_SETTLE_TIMEOUT = 10.0
 
 @dataclass
 class NodeRun:
-    """What one node did: its role, final status on the hub, error (if any) and streamed logs."""
+    """What one node did: its role, final status on the hub, error (if any) and streamed logs.
+
+    ``result``: an analyzer's last result; the aggregator's result as released (see :class:`LocalRun`).
+    """
 
     node_id: str
     name: str
@@ -43,7 +46,13 @@ class NodeRun:
 
 @dataclass
 class LocalRun:
-    """Outcome of :func:`run_local`. ``result`` is the aggregator's result object as submitted."""
+    """Outcome of :func:`run_local`.
+
+    ``result`` is the aggregator's result as released: the object it submitted, or with local differential
+    privacy the noised number the result service stored (read from the final file; a list of them with
+    ``multiple_results``). ``result_before_noise`` holds the aggregator's own value before the noise (None
+    without local DP); never publish it.
+    """
 
     analysis_id: str
     nodes: dict[str, NodeRun]
@@ -51,6 +60,7 @@ class LocalRun:
     rounds: int = 0
     converged: bool = False
     final_results: list[tuple[str, bytes]] = field(default_factory=list)
+    result_before_noise: Any = None
 
     @property
     def aggregator(self) -> NodeRun:
@@ -163,15 +173,17 @@ def run_local(
     model_class = StarLocalDPModel if "epsilon" in model_kwargs else StarModel
     if simulation is not None:
         return _run(simulation, model_class, analyzer, aggregator, data_type, model_kwargs, timeout,
-                    raise_on_failure)
+                    raise_on_failure, multiple_results)
     node_data = None if data_splits is None else split_specs(data_splits, data_type)
     with Simulation(SimConfig(nodes=nodes, seed=seed, node_data=node_data, status_interval=0.2, faults=faults,
                               fault_seed=fault_seed)) as sim:
-        return _run(sim, model_class, analyzer, aggregator, data_type, model_kwargs, timeout, raise_on_failure)
+        return _run(sim, model_class, analyzer, aggregator, data_type, model_kwargs, timeout, raise_on_failure,
+                    multiple_results)
 
 
 def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], aggregator: type[StarAggregator],
-         data_type: str, model_kwargs: dict[str, Any], timeout: float, raise_on_failure: bool) -> LocalRun:
+         data_type: str, model_kwargs: dict[str, Any], timeout: float, raise_on_failure: bool,
+         multiple_results: bool) -> LocalRun:
     analysis = sim.create_analysis()
     runs = {node_id: NodeRun(node_id, sim.node(node_id).spec.name,
                              "aggregator" if node_id == analysis.aggregator_id else "default")
@@ -209,6 +221,13 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
             if node.role == "aggregator":
                 run.result, run.rounds, run.converged = model.result, model.rounds, model.converged
     run.final_results = analysis.final_results()
+    if "epsilon" in model_kwargs and run.final_results:
+        from flame_sdk.sim.common.laplace import parse_value  # the stored file is the noised number
+
+        released = [parse_value(content) for _, content in run.final_results]
+        run.result_before_noise = run.result
+        run.result = released if multiple_results else released[0]
+        run.aggregator.result = run.result
     if stuck:
         raise TimeoutError(f"local run {analysis.analysis_id}: node(s) {stuck} still running after {timeout:g} s")
     error = run.failure()
