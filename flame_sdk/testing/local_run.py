@@ -187,17 +187,23 @@ def run_local(
     timeout: float = DEFAULT_RUN_TIMEOUT,
     simulation: Any = None,
     raise_on_failure: bool = True,
+    faults: float = 0.0,
+    fault_seed: int = 0,
 ) -> LocalRun:
     """Run the analysis on a fresh simulator (or on ``simulation``) and return the outcome.
 
     ``data_splits`` (one entry per data node) replaces the synthetic data; then ``nodes`` is
     ``len(data_splits) + 1``. Splits in the shape of ``get_fhir_data``/``get_s3_data`` are served by the
     simulated data services; any other Python object (a list of numbers, a DataFrame, ...) is handed to that
-    node's analyzer as given (see :func:`platform_shaped`). With ``raise_on_failure`` a failed run raises the
-    error of the node that caused it (``StarRunError`` naming it); the run is ``error.run``.
+    node's analyzer as given (see :func:`platform_shaped`). ``faults`` gives each request through a node
+    gateway a seeded fault with that probability (``fault_seed``), as ``flame-sim run --faults``. With
+    ``raise_on_failure`` a failed run raises the error of the node that caused it (``StarRunError`` naming
+    it); the run is ``error.run``.
     """
     from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
+    if simulation is not None and faults:
+        raise ValueError("give faults or simulation, not both: set SimConfig(faults=...) on the simulation")
     given: list[Any] | None = None
     if data_splits is not None:
         if simulation is not None:
@@ -217,7 +223,8 @@ def run_local(
                     raise_on_failure, multiple_results)
     # Given objects travel in-process; the data nodes keep synthetic data sources, as a node has a data store.
     node_data = None if data_splits is None or given is not None else split_specs(data_splits, data_type)
-    with Simulation(SimConfig(nodes=nodes, seed=seed, node_data=node_data, status_interval=0.2)) as sim:
+    with Simulation(SimConfig(nodes=nodes, seed=seed, node_data=node_data, status_interval=0.2, faults=faults,
+                              fault_seed=fault_seed)) as sim:
         return _run(sim, model_class, analyzer, aggregator, data_type, model_kwargs, timeout, raise_on_failure,
                     multiple_results, given)
 
