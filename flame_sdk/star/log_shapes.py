@@ -35,8 +35,11 @@ def shape(value: Any) -> str:
     return type(value).__name__
 
 
-def data_shape(data: list[dict[str, Any]]) -> str:
-    """What a node fetched, per data source: how many queries or datasets, resources or bytes."""
+def data_shape(data: Any) -> str:
+    """What a node fetched, per data source: how many queries or datasets, resources or bytes (for data in
+    another shape, such as plain objects a local test handed over: its :func:`shape`)."""
+    if not isinstance(data, list) or not all(isinstance(source, Mapping) for source in data):
+        return shape(data)
     parts = []
     for source in data:
         bundles = [v for v in source.values() if isinstance(v, Mapping)]

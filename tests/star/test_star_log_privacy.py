@@ -62,6 +62,7 @@ def test_shapes_describe_without_values():
     fhir = [{"Patient?": {"resourceType": "Bundle", "entry": [{}, {}]}, "Observation?": {"resourceType": "Bundle"}}]
     assert data_shape(fhir) == "1 source: 2 FHIR queries, 2 resources"
     assert data_shape([{"a.csv": b"12345"}, {}]) == "2 sources: 1 dataset, 5 bytes; 0 datasets, 0 bytes"
+    assert data_shape([3, 1, 4]) == "list of 3 items" and data_shape(pd.DataFrame({"x": [1]})) == "DataFrame 1x1"
 
 
 def test_the_fake_sdk_sees_the_same_shapes():
