@@ -27,7 +27,7 @@ class ServiceHTTPError(FlameError):
 
     def __init__(self, service: str, method: str, url: str, status: int, reason: str) -> None:
         self.service, self.method, self.url, self.status, self.reason = service, method, url, status, reason
-        super().__init__(f"{service} rejected {method} {url} with HTTP {status}: {reason}")
+        super().__init__(f"{service} rejected {method} {url} with HTTP {status}: {reason[:500]}")
 
 
 class TokenExpiredError(ServiceHTTPError):
@@ -53,6 +53,11 @@ class DataSourceError(FlameError):
 
 class TamperedDataError(FlameError):
     """Encrypted data failed authentication: it was modified, or is not meant for this node."""
+
+
+class ReplayedDataError(TamperedDataError):
+    """Intermediate data whose storage id was used before, or whose sender/category/round binding does not fit
+    the message that named it (a replayed or stale message)."""
 
 
 class DecryptionLimitError(FlameError):

@@ -26,6 +26,7 @@ from flame_sdk.protocol.envelope import MAIN_RETURNED
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.run_state import RunState
 from flame_sdk.runtime import call_soon_on
+from flame_sdk.storage.intermediate_binding import Ledger
 from flame_sdk.tokens import TokenHolder
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class Components:
     storage: StorageClient | None = None
     data: DataApiClient | None = None
     errors: dict[Component, str] = field(default_factory=dict)
+    #: Rounds of intermediate data sent, and storage ids used (see ``intermediate_binding``).
+    ledger: Ledger = field(default_factory=Ledger)
 
     def unavailable(self, component: Component) -> FlameError:
         reason = self.errors.get(component, "not connected")
@@ -170,6 +173,7 @@ class Startup:
         self.state.on_change = lambda: call_soon_on(loop, broker.inbox.wake)
         await broker.connect()
         self.components.broker = broker
+        self.components.api.partner_ids = broker.participant_ids
 
         def on_message(body: dict[str, Any]) -> None:
             meta = body["meta"]

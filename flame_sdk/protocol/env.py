@@ -43,7 +43,11 @@ LOG_PREFIX = "FLAME_LOG_PREFIX"
 FINISH_WAIT = "FLAME_FINISH_WAIT_SECONDS"
 DEFAULT_FINISH_WAIT = 3600.0
 
-SDK_TUNABLES: tuple[str, ...] = (STARTUP_TIMEOUT, STATUS_SYNC_GRACE, LOG_PREFIX, FINISH_WAIT)
+#: Classes intermediate data may hold beyond plain data, numpy and pandas (comma-separated ``module.name``
+#: or ``module:qualname``; ``module.*`` for every public class of a module).
+UNPICKLE_ALLOW = "FLAME_UNPICKLE_ALLOW"
+
+SDK_TUNABLES: tuple[str, ...] = (STARTUP_TIMEOUT, STATUS_SYNC_GRACE, LOG_PREFIX, FINISH_WAIT, UNPICKLE_ALLOW)
 
 
 def gateway_url(deployment_name: str) -> str:

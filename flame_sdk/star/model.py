@@ -17,6 +17,7 @@ from flame_sdk.star import progress
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.exchange import Exchange
+from flame_sdk.star.log_shapes import data_shape, shape
 from flame_sdk.star.run_errors import NodeFailedError, StarRunError
 
 DEFAULT_MAX_ROUNDS = 100
@@ -34,6 +35,24 @@ def _check_class(cls: Any, base: type, name: str) -> None:
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise TypeError(f"{name} must be a subclass of {base.__name__} (pass the class, not an instance), "
                         f"got {cls!r}")
+
+
+def check_arguments(analyzer: Any, aggregator: Any, data_type: Any, query: Any, max_rounds: Any = DEFAULT_MAX_ROUNDS,
+                    round_timeout: Any = DEFAULT_ROUND_TIMEOUT, ready_timeout: Any = DEFAULT_READY_TIMEOUT) -> None:
+    """Raise TypeError/ValueError naming the first argument a :class:`StarModel` cannot run with (also used
+    by the local runners, so they say the same before starting anything)."""
+    _check_class(analyzer, StarAnalyzer, "analyzer")
+    _check_class(aggregator, StarAggregator, "aggregator")
+    if data_type not in ("fhir", "s3"):
+        raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
+    if data_type == "fhir" and not query:
+        raise ValueError("a FHIR analysis needs query=... (a FHIR search such as 'Patient?_count=1000', or a "
+                         "list of them)")
+    if not isinstance(max_rounds, int) or max_rounds < 1:
+        raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
+    for name, value in (("round_timeout", round_timeout), ("ready_timeout", ready_timeout)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 class StarModel:
@@ -84,18 +103,7 @@ class StarModel:
         result_filename: str | list[str] | None = None,
         report_timeout: float = DEFAULT_REPORT_TIMEOUT,
     ) -> None:
-        _check_class(analyzer, StarAnalyzer, "analyzer")
-        _check_class(aggregator, StarAggregator, "aggregator")
-        if data_type not in ("fhir", "s3"):
-            raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
-        if data_type == "fhir" and not query:
-            raise ValueError("a FHIR analysis needs query=... (a FHIR search such as 'Patient?_count=1000', or a "
-                             "list of them)")
-        if not isinstance(max_rounds, int) or max_rounds < 1:
-            raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
-        for name, value in (("round_timeout", round_timeout), ("ready_timeout", ready_timeout)):
-            if not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        check_arguments(analyzer, aggregator, data_type, query, max_rounds, round_timeout, ready_timeout)
         self.data_type = data_type
         self.query = [query] if isinstance(query, str) else query
         self.simple_analysis = simple_analysis
@@ -199,6 +207,7 @@ class StarModel:
                 raise ValueError("aggregation_method returned None; return the aggregated value (it is sent to the "
                                  "analyzers or submitted as the final result)")
             self._progress(round_number)
+            self.flame.flame_log(f"Round {round_number} aggregated: {shape(result)}")
             if converged or round_number == self.max_rounds:
                 self.converged = converged
                 if not converged:
@@ -210,7 +219,6 @@ class StarModel:
                 self.flame.analysis_finished()
                 aggregator.node_finished()
                 return
-            self._round_log(round_number, "aggregated; sending the result to the analyzers")
             self.exchange.send(analyzers, result, round_number)
 
     def _submit(self, aggregator: StarAggregator, result: Any) -> None:
@@ -229,7 +237,7 @@ class StarModel:
             raise StarRunError(self.flame.get_id(), "this analyzer has no aggregator among its partners")
         self._wait_until_partners_ready([aggregator_id])
         self.data = self._get_data()
-        self.flame.flame_log(f"Data extracted: {str(self.data)[:100]}")
+        self.flame.flame_log(f"Data extracted: {data_shape(self.data)}")
         self._set_progress(progress.DATA)
         for round_number in range(1, self.max_rounds + 1):
             self.rounds = round_number

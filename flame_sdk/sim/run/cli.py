@@ -16,8 +16,31 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     options = RunOptions(nodes=args.nodes, seed=args.seed, results_dir=Path(args.results), timeout=args.timeout,
                          data=Path(args.data) if args.data else None, quiet=args.quiet,
-                         health_timeout=args.health_timeout, arguments=argv)
+                         health_timeout=args.health_timeout, faults=args.faults, fault_seed=args.fault_seed,
+                         kills=args.kill, arguments=argv)
     return run_analysis(args.analysis, options)
+
+
+def _fault_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= rate < 1.0:
+        raise argparse.ArgumentTypeError(f"the fault rate must be at least 0 and below 1, got {text}")
+    return rate
+
+
+def kill_spec(text: str) -> tuple[str, float]:
+    """``node-1@5`` or ``1@5`` -> (``node-1``, 5.0)."""
+    node, sep, seconds = text.rpartition("@")
+    try:
+        delay = float(seconds)
+    except ValueError:
+        delay = -1.0
+    if not sep or not node or not delay >= 0:
+        raise argparse.ArgumentTypeError(f"expected NODE@SECONDS (e.g. node-1@5), got {text!r}")
+    return (f"node-{node}" if node.isdigit() else node), delay
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -72,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds the simulated PO waits for a node's /healthz before it fails the node "
                           f"(default {PoLimits().health_timeout:g}; the real PO waits "
                           f"{REAL_HEALTH_TIMEOUT:g}, the simulator more because all nodes share this machine)")
+    chaos = run.add_argument_group("fault injection")
+    chaos.add_argument("--faults", type=_fault_rate, default=0.0, metavar="RATE",
+                       help="give each request through a node gateway (both directions) a seeded fault with this "
+                            "probability: dropped request or response, HTTP 500/502/503/429, or a delay up to 2 s")
+    chaos.add_argument("--fault-seed", type=int, default=0, metavar="N",
+                       help="seed of the fault decisions (default 0)")
+    chaos.add_argument("--kill", type=kill_spec, action="append", default=[], metavar="NODE@SECONDS",
+                       help="SIGKILL a node's analysis process SECONDS after it started (NODE: node-1 or 1); "
+                            "repeatable")
     shown = run.add_argument_group("output")
     shown.add_argument("--results", default="results",
                        help="folder of run records: each run gets <results>/<run id>/ (default ./results)")

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +68,11 @@ class RunOptions:
     terminal: bool | None = None
     #: Seconds the simulated PO waits for ``/healthz`` before it fails a node (the real PO: 10).
     health_timeout: float = PoLimits().health_timeout
+    #: Probability of a seeded fault on each request through a node gateway (``flame_sdk.sim.common.faults``).
+    faults: float = 0.0
+    fault_seed: int = 0
+    #: (node name, seconds): SIGKILL that node's process that long after it started.
+    kills: Sequence[tuple[str, float]] = ()
     #: The command line, as recorded in ``run.json``.
     arguments: list[str] = field(default_factory=list)
 
@@ -101,7 +107,11 @@ class Run:
         self.node_data = load_node_data(options.data) if options.data is not None else None
         self.nodes = _resolve_nodes(options, self.node_data)
         self.config = SimConfig(nodes=self.nodes, seed=options.seed, node_data=self.node_data,
-                                po_limits=PoLimits(health_timeout=options.health_timeout, retry_interval=POLL))
+                                po_limits=PoLimits(health_timeout=options.health_timeout, retry_interval=POLL),
+                                faults=options.faults, fault_seed=options.fault_seed)
+        unknown = sorted({name for name, _ in options.kills} - {f"node-{i}" for i in range(self.nodes)})
+        if unknown:
+            raise ValueError(f"--kill names unknown node(s) {unknown}; nodes are node-0 .. node-{self.nodes - 1}")
         self.processes: dict[str, NodeProcess] = {}
         self.rows: dict[str, NodeRow] = {}
         self.removed: dict[str, tuple[AnalysisStatus, float]] = {}
@@ -124,13 +134,18 @@ class Run:
             record.write(folder)
             self._announce(analysis, folder)
             analysis.on_removed(self._on_removed)
+            timers: list[threading.Timer] = []
             try:
                 self._start_processes(analysis, folder, Path(scratch))
+                timers = self._schedule_kills()
                 self._supervise(analysis)
             except KeyboardInterrupt:
                 self._stop_all("interrupted (Ctrl-C)")
                 self._finish(analysis, record, folder, started)
                 raise
+            finally:
+                for timer in timers:
+                    timer.cancel()
             return self._finish(analysis, record, folder, started)
 
     def _record(self, folder: Path, analysis: SimAnalysis, started: datetime) -> RunRecord:
@@ -153,8 +168,10 @@ class Run:
         return _NODE_ID.sub(lambda m: self.label(m.group(1)) if m.group(1) in self.names else m.group(0), text)
 
     def _announce(self, analysis: SimAnalysis, folder: Path) -> None:
+        chaos = f", faults {self.options.faults:g} (fault seed {self.options.fault_seed})" if self.options.faults \
+            else ""
         self.view.note(f"run {folder.name}: {self.analysis_ref} on {self.nodes} nodes, seed {self.options.seed}"
-                       + (f", data from {self.options.data}" if self.options.data else ""))
+                       + (f", data from {self.options.data}" if self.options.data else "") + chaos)
         self.view.note(" | ".join(f"{self.label(n)} {self._role(analysis, n)}" for n in analysis.node_ids))
 
     def _start_processes(self, analysis: SimAnalysis, folder: Path, scratch: Path) -> None:
@@ -167,6 +184,22 @@ class Run:
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **analysis.env(node_id)}
             self.processes[node_id] = NodeProcess(name, self.command, env, workdir, folder / LOGS / f"{name}.log",
                                                   self._on_line)
+
+    def _schedule_kills(self) -> list[threading.Timer]:
+        """``--kill NODE@SECONDS``: SIGKILL those processes, as a node losing its pod abruptly."""
+        by_name = {self.names[n]: n for n in self.processes}
+
+        def kill(node_id: str) -> None:
+            process = self.processes[node_id]
+            if process.running:
+                self.view.note(f"killing {self.label(node_id)} (SIGKILL, --kill)")
+                process.proc.kill()
+
+        timers = [threading.Timer(delay, kill, args=(by_name[name],)) for name, delay in self.options.kills]
+        for timer in timers:
+            timer.daemon = True
+            timer.start()
+        return timers
 
     def _on_line(self, name: str, line: str, is_stderr: bool) -> None:
         shown = self.tracebacks.setdefault(f"{name}{is_stderr}", TracebackFolder(f"{LOGS}/{name}.log")).fold(line)

@@ -139,7 +139,7 @@ class POService:
             await self._session.close()
 
     async def _watch(self, deployment: Deployment) -> None:
-        self._session = self._session or aiohttp.ClientSession()
+        self._session = self._session or aiohttp.ClientSession(headers=self.node.peer_headers)
         record = self.records[deployment.deployment_name]
         await self._report(deployment, STARTED)
         while record.removed is None:
