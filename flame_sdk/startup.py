@@ -175,13 +175,14 @@ class Startup:
         self.components.broker = broker
         self.components.api.partner_ids = broker.participant_ids
 
-        def on_message(body: dict[str, Any]) -> None:
+        def on_message(body: dict[str, Any]) -> str | None:
             meta = body["meta"]
             returned = meta["category"] == MAIN_RETURNED and meta["akn_id"] is None \
                 and meta["sender"] in broker.participant_ids()
-            broker.receive(body)
-            if returned:
+            refusal = broker.receive(body)
+            if returned and refusal is None:
                 self.state.partner_returned(meta["sender"])
+            return refusal
 
         self.components.api.on_message = on_message
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def test_guide_analysis_runs_in_flame_sim(tmp_path, page, source):
     (tmp_path / "analysis.py").write_text(source)
     run = flame_sim("run", "analysis.py", "--nodes", "3", "--seed", "7", "--results", "out", cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    (result,) = list((tmp_path / "out").glob("*/*"))
-    assert result.read_text().strip()
+    (record,) = list((tmp_path / "out").glob("*/run.json"))
+    (result,) = json.loads(record.read_text())["results"]
+    assert (record.parent / result).read_text().strip()
 
 
 def test_the_guide_has_examples_of_each_kind():
