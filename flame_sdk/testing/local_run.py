@@ -16,6 +16,7 @@ from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.local_dp_model import StarLocalDPModel
 from flame_sdk.star.model import StarModel
+from flame_sdk.star.participation import METADATA_FILENAME, Participation
 from flame_sdk.star.run_errors import StarRunError
 
 #: Bound on a whole local run (seconds) unless the caller gives one.
@@ -61,6 +62,7 @@ class LocalRun:
     converged: bool = False
     final_results: list[tuple[str, bytes]] = field(default_factory=list)
     result_before_noise: Any = None
+    participation: Participation | None = None
 
     @property
     def aggregator(self) -> NodeRun:
@@ -146,11 +148,16 @@ def run_local(
     timeout: float = DEFAULT_RUN_TIMEOUT,
     simulation: Any = None,
     raise_on_failure: bool = True,
+    secure_sum: bool = False,
+    min_nodes: int | None = None,
+    disclosure: Any = None,
 ) -> LocalRun:
     """Run the analysis on a fresh simulator (or on ``simulation``) and return the outcome.
 
     ``data_splits`` (one entry per data node, in the shape of ``get_fhir_data``/``get_s3_data``) replaces
-    the synthetic data; then ``nodes`` is ``len(data_splits) + 1``. With ``raise_on_failure`` a failed run
+    the synthetic data; then ``nodes`` is ``len(data_splits) + 1``. ``secure_sum``, ``min_nodes`` and
+    ``disclosure`` are passed to the templates (see :class:`~flame_sdk.star.model.StarModel`); the aggregator's
+    participation record is ``run.participation``. With ``raise_on_failure`` a failed run
     raises the error of the node that caused it (``StarRunError`` naming it); the run is ``error.run``.
     """
     from flame_sdk.sim.run.simulation import SimConfig, Simulation
@@ -165,6 +172,8 @@ def run_local(
                         ready_timeout=ready_timeout, result_filename=result_filename)
     if epsilon is not None or sensitivity is not None:
         model_kwargs.update(epsilon=epsilon, sensitivity=sensitivity)
+    options = {"secure_sum": secure_sum, "min_nodes": min_nodes, "disclosure": disclosure}
+    model_kwargs.update({key: value for key, value in options.items() if value not in (None, False)})
     model_class = StarLocalDPModel if "epsilon" in model_kwargs else StarModel
     if simulation is not None:
         return _run(simulation, model_class, analyzer, aggregator, data_type, model_kwargs, timeout,
@@ -214,11 +223,12 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
             node.result, node.data = model.result, model.data
             if node.role == "aggregator":
                 run.result, run.rounds, run.converged = model.result, model.rounds, model.converged
+                run.participation = model.participation
     run.final_results = analysis.final_results()
     if "epsilon" in model_kwargs and run.final_results:
         from flame_sdk.sim.common.laplace import parse_value  # the stored file is the noised number
 
-        released = [parse_value(content) for _, content in run.final_results]
+        released = [parse_value(content) for name, content in run.final_results if name != METADATA_FILENAME]
         run.result_before_noise = run.result
         run.result = released if multiple_results else released[0]
         run.aggregator.result = run.result
