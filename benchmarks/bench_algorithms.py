@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from queue import Empty
 from types import ModuleType
 from typing import Any
 
@@ -70,17 +71,34 @@ def _child(job: str, out: Any) -> None:
     out.put((elapsed, own, child, rounds))
 
 
+def _result_of(process: Any, queue: Any, timeout: float) -> Any:
+    """The child's report; raises at once when the child died without one (never waits on a dead child)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return queue.get(timeout=1)
+        except Empty:
+            if not process.is_alive():
+                try:  # it may have reported just before it exited
+                    return queue.get(timeout=1)
+                except Empty:
+                    raise RuntimeError("the benchmark process died without a result") from None
+    raise TimeoutError(f"no result within {timeout:.0f} s")
+
+
 def _measure(job: str) -> None:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(job, queue))
     process.start()
     try:
-        elapsed, own_mb, child_mb, rounds = queue.get(timeout=900)
-    except Exception:  # noqa: BLE001 - a failed run is reported, not fatal for the other benchmarks
-        row(job, f"FAILED (exit code {process.exitcode})")
+        elapsed, own_mb, child_mb, rounds = _result_of(process, queue, timeout=900)
+    except Exception as exc:  # noqa: BLE001 - a failed run is reported, not fatal for the other benchmarks
+        row(job, f"FAILED ({exc}; exit code {process.exitcode})")
         return
     finally:
+        if process.is_alive():
+            process.kill()
         process.join(60)
     children = f" (largest node process {child_mb:.1f} MiB)" if child_mb else ""
     row(job, f"{elapsed:7.2f} s   peak RSS {own_mb:7.1f} MiB{children}   rounds {rounds}")

@@ -18,6 +18,7 @@ from flame_sdk.sim.run.simulation import SimConfig, Simulation
 from flame_sdk.testing import run_local
 from tests.algorithms.test_algorithms_math import load
 
+
 def plain_and_secure(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     module = load(name)
     with Simulation(SimConfig(nodes=3, seed=7, status_interval=0.2)) as sim:

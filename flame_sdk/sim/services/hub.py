@@ -101,7 +101,8 @@ class Hub:
         assert self._session is not None
         deliveries = [
             self._session.post(f"{self.nodes[r].inbox_url}/hub/messages",
-                               json={"analysis_id": analysis.analysis_id, "sender": sender, "payload": body["payload"]})
+                               json={"analysis_id": analysis.analysis_id, "sender": sender, "payload": body["payload"],
+                                     "message_id": body.get("message_id")})
             for r in recipients
         ]
         for response in await asyncio.gather(*deliveries, return_exceptions=True):

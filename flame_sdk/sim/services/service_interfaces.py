@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from flame_sdk.sim.common.keycloak import TokenIssuer
-    from flame_sdk.sim.common.platform_model import HubAnalysis, NodeSpec
+    from flame_sdk.sim.common.platform_model import Deployment, HubAnalysis, NodeSpec
     from flame_sdk.sim.services.s3_server import S3Endpoint
 
 
@@ -49,6 +49,17 @@ class NodeContext(Protocol):
 
     @property
     def hub_url(self) -> str: ...
+
+    @property
+    def deployments(self) -> dict[str, Deployment]:
+        """This node's analysis deployments by deployment name."""
+        ...
+
+    @property
+    def peer_headers(self) -> dict[str, str]:
+        """Headers by which the node's broker and PO identify themselves to its gateways (the stand-in for
+        nginx's ``allow <message broker ip>; allow <pod orchestration ip>``)."""
+        ...
 
     @property
     def hub_session(self) -> aiohttp.ClientSession: ...
