@@ -41,15 +41,18 @@ class KeyPair:
         self.public_bytes = self._private.public_key().public_bytes(serialization.Encoding.Raw,
                                                                     serialization.PublicFormat.Raw)
 
-    def pair_seed(self, peer_public: bytes, analysis_id: str, round_number: int, own_id: str, peer_id: str) -> bytes:
-        """The seed this node shares with ``peer_id`` for ``round_number`` of ``analysis_id``."""
+    def pair_seed(self, peer_public: bytes, analysis_id: str, round_number: int, own_id: str, peer_id: str,
+                  round_input: bytes = b"") -> bytes:
+        """The seed this node shares with ``peer_id`` for ``round_number`` of ``analysis_id``, given the round's
+        input (a digest of what the aggregator sent: nodes given different inputs get different seeds)."""
         if not isinstance(peer_public, bytes) or len(peer_public) != PUBLIC_KEY_BYTES:
             raise KeyAgreementError(f"node {peer_id} sent a public key that is not {PUBLIC_KEY_BYTES} raw bytes")
         try:
             shared = self._private.exchange(X25519PublicKey.from_public_bytes(peer_public))
         except (ValueError, InvalidKey) as exc:  # e.g. a low-order point: the shared secret would be zero
             raise KeyAgreementError(f"node {peer_id} sent an unusable public key: {exc}") from None
-        info = PURPOSE + b"\x00" + json.dumps([analysis_id, round_number, *sorted([own_id, peer_id])]).encode()
+        info = PURPOSE + b"\x00" + json.dumps([analysis_id, round_number, *sorted([own_id, peer_id]),
+                                                round_input.hex()]).encode()
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
 
 

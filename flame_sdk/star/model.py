@@ -221,7 +221,7 @@ class StarModel:
             list(aggregator.partner_node_ids), self.min_nodes, self.secure_sum)
         rounds = AggregatorRounds(self.flame, self.exchange, self.participation)
         silent = self._wait_until_partners_ready(aggregator.partner_node_ids, tolerate=self.min_nodes is not None)
-        if silent:
+        if silent and not self.secure_sum:  # with a secure sum the first round's statuses decide (secure_rounds)
             rounds.drop_unready(silent)
         for round_number in range(1, self.max_rounds + 1):
             self.rounds = round_number

@@ -22,6 +22,7 @@ from flame_sdk.star.participation import (
     notice,
     notice_kind,
 )
+from flame_sdk.star.run_errors import StarRunError
 from flame_sdk.star.secure_rounds import MaskingNode, SummingAggregator
 
 #: What :meth:`AnalyzerRounds.reply` returns when the node is no longer part of the run.
@@ -58,6 +59,10 @@ class AggregatorRounds:
                 silent.append(node)
                 self.participation.drop(node, round_number, "sent nothing within round_timeout")
             elif notice_kind(value) == WITHDRAWN:
+                if not tolerant:
+                    raise StarRunError(node, f"round {round_number}: node {node} withdrew from the analysis, but "
+                                             f"this aggregator runs without min_nodes; give every node the same "
+                                             f"min_nodes")
                 self.participation.drop(node, round_number, str(value.get("reason", "withdrew")))
         for dropout in self.participation.dropped:
             if dropout.round == round_number:
@@ -90,6 +95,8 @@ class AnalyzerRounds:
         self.flame, self.exchange, self.aggregator_id = flame, exchange, aggregator_id
         self.min_nodes, self.max_rounds = min_nodes, max_rounds
         self.secure = MaskingNode(flame, exchange, aggregator_id, min_nodes) if secure_sum else None
+        #: The aggregator's last answer as received (None before round 2): the round's input.
+        self.last_reply: Any = None
 
     def peers(self) -> list[str]:
         """The other data nodes this node must reach before round 1 (secure sum only)."""
@@ -114,7 +121,8 @@ class AnalyzerRounds:
             return LEFT
         if self.secure is not None and prepared is not None:
             nodes = self.secure.participants(round_number)
-            self.exchange.send([self.aggregator_id], self.secure.masked(prepared, nodes, round_number), round_number)
+            payload = self.secure.masked(prepared, nodes, round_number, self.last_reply)
+            self.exchange.send([self.aggregator_id], payload, round_number)
         else:
             self.exchange.send([self.aggregator_id], result, round_number)
         return result
@@ -127,6 +135,7 @@ class AnalyzerRounds:
                                  f"({reply.get('reason')}); waiting for the run to end", log_type="warn")
             self.wait_for_end(round_number)
             return LEFT
+        self.last_reply = reply
         return reply
 
     def _withdraw(self, round_number: int, exc: Exception) -> None:

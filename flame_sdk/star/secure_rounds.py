@@ -16,8 +16,10 @@ Protocol, over the documented SDK methods only:
    cannot single out nodes by leaving honest ones out.
 3. **Masking.** The node encodes its result in the ring Z/2**192 with 64 fractional bits
    (:mod:`flame_sdk.secure_sum.fixed_point`), adds for every other member of the set the ChaCha20 mask
-   seeded by HKDF(X25519 secret, analysis id, round, both ids) (one node adds, the other subtracts), and
-   sends the masked vector with its layout to the aggregator (the ordinary round data).
+   seeded by HKDF(X25519 secret, analysis id, round, both ids, digest of the aggregator's last answer) (one
+   node adds, the other subtracts), and sends the masked vector with its layout to the aggregator (the
+   ordinary round data). Nodes that were sent different answers derive different seeds, so an aggregator
+   that feeds one node other parameters than the rest gets a sum with masks that do not cancel.
 4. **Sum.** The aggregator checks that every member sent the same layout for the same round and set, adds
    the vectors (the masks cancel exactly) and decodes the sum, which ``aggregation_method`` gets as the
    only entry of its list.
@@ -43,6 +45,7 @@ from flame_sdk.secure_sum import (
     encode,
     total,
 )
+from flame_sdk.secure_sum.digest import input_digest
 from flame_sdk.secure_sum.fixed_point import LIMBS, Limbs
 from flame_sdk.secure_sum.layout import difference
 from flame_sdk.star.exchange import Exchange
@@ -175,16 +178,22 @@ class MaskingNode:
         """The result's layout and ring vector; LayoutError if it holds anything but numbers in range."""
         return encode(result, len(self.data_nodes))
 
-    def masked(self, prepared: tuple[Layout, Limbs], nodes: list[str], round_number: int) -> dict[str, Any]:
-        """The round data this node sends: its vector plus the masks it shares with the other set members."""
+    def masked(self, prepared: tuple[Layout, Limbs], nodes: list[str], round_number: int,
+               round_input: Any) -> dict[str, Any]:
+        """The round data this node sends: its vector plus the masks it shares with the other set members.
+
+        ``round_input`` is what the aggregator sent for this round (None in round 1); the masks depend on its
+        digest, which travels along so that the aggregator can tell nodes that were sent different inputs.
+        """
         layout, vector = prepared
         keys = self.collect_keys()
+        digest = input_digest(round_input)
         try:
-            seeds = {peer: self.keys.pair_seed(keys[peer], self.analysis_id, round_number, self.own_id, peer)
+            seeds = {peer: self.keys.pair_seed(keys[peer], self.analysis_id, round_number, self.own_id, peer, digest)
                      for peer in nodes if peer != self.own_id}
         except KeyAgreementError as exc:
             raise StarRunError(None, f"secure sum: {exc}") from None
-        return {PAYLOAD: VERSION, "round": round_number, "nodes": nodes, "layout": layout,
+        return {PAYLOAD: VERSION, "round": round_number, "nodes": nodes, "layout": layout, "input": digest.hex(),
                 "masked": apply_masks(vector, self.own_id, seeds)}
 
     # -- leaving ------------------------------------------------------------------------------------------
@@ -256,6 +265,14 @@ class SummingAggregator:
         """The sum of the members' results, from their masked vectors (checked to belong together)."""
         layout: Layout | None = None
         vectors: list[Limbs] = []
+        inputs = {node: payload.get("input") for node, payload in received.items() if isinstance(payload, dict)}
+        if len(set(inputs.values())) > 1:
+            groups: dict[Any, list[str]] = {}
+            for node, digest in inputs.items():
+                groups.setdefault(digest, []).append(node)
+            raise StarRunError(self.own_id, f"round {round_number}: the data nodes hold different versions of the "
+                                            f"aggregator's last answer (groups {sorted(groups.values())}), so their "
+                                            f"masks do not cancel. Do all nodes run the same image?")
         for node in nodes:
             payload = received.get(node)
             if not isinstance(payload, dict) or payload.get(PAYLOAD) != VERSION:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -9,7 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flame_sdk.secure_sum import KeyPair, LayoutError, apply_masks, decode, encode, fixed_point, total
+from flame_sdk.secure_sum import (
+    KeyPair,
+    LayoutError,
+    apply_masks,
+    decode,
+    encode,
+    fixed_point,
+    input_digest,
+    total,
+)
 from flame_sdk.secure_sum.layout import difference, flatten, unflatten
 from flame_sdk.secure_sum.masks import KeyAgreementError, mask_stream
 
@@ -118,3 +130,16 @@ def test_masks_hide_each_vector_and_cancel_in_the_sum():
         assert np.abs(fixed_point.decode_floats(masked[-1])).min() > 1e30  # uniform in the ring: huge numbers
     summed = decode(layout, total(masked))
     assert summed["n"] == 6 and summed["sides"] == [3, 6] and (summed["g"] == [1.5, -3.75]).all()
+
+
+def test_the_round_input_digest_is_canonical_across_processes():
+    value = {"coef": np.array([0.5, -1.0]), "terms": {"age", "bmi", "male"}, ("a", 1): [1, 2.0, None, "x"]}
+    reordered = {("a", 1): [1, 2.0, None, "x"], "terms": {"male", "bmi", "age"}, "coef": np.array([0.5, -1.0])}
+    assert input_digest(value) == input_digest(reordered)
+    assert input_digest(value) != input_digest({**value, "coef": np.array([0.5, -1.0000001])})
+    assert input_digest(None) != input_digest(0) != input_digest("0") != input_digest(0.0)
+    script = ("import numpy as np; from flame_sdk.secure_sum import input_digest; "
+              "print(input_digest({'terms': {'age', 'bmi', 'male', 'smoker'}, 'x': np.arange(3)}).hex())")
+    digests = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2")}
+    assert len(digests) == 1  # set order differs with the hash seed; the digest does not

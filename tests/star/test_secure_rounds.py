@@ -41,11 +41,13 @@ def aggregator(min_nodes: int | None = None) -> SummingAggregator:
     return SummingAggregator(fake, Exchange(fake, 5.0), Participation(list(NODES), min_nodes, True))
 
 
-def contributions(nodes: dict[str, MaskingNode], values: dict[str, object], round_number: int = 1) -> dict:
+def contributions(nodes: dict[str, MaskingNode], values: dict[str, object], round_number: int = 1,
+                  inputs: dict[str, object] | None = None) -> dict:
     out = {}
     for name, node in nodes.items():
         prepared = node.prepare(values[name])
-        out[name] = node.masked(prepared, node.participants(round_number), round_number)
+        round_input = None if inputs is None else inputs[name]
+        out[name] = node.masked(prepared, node.participants(round_number), round_number, round_input)
     return out
 
 
@@ -69,6 +71,21 @@ def test_masks_of_one_round_do_not_unmask_another():
     assert not (round1["a1"]["masked"] == round2["a1"]["masked"]).any()  # fresh seeds per round
     mixed = {"a1": round1["a1"], "a2": {**round2["a2"], "round": 1}, "a3": round1["a3"]}
     assert aggregator().total(mixed, NODES, 1)["x"].tolist() != [3.0, 6.0]
+
+
+def test_nodes_sent_different_parameters_get_masks_that_do_not_cancel():
+    """An aggregator that gives one node other parameters than the rest learns nothing from the sum."""
+    nodes = data_nodes()
+    values = {n: {"x": np.array([1.0, 2.0])} for n in NODES}
+    beta = {"coef": np.array([0.5, -1.0])}
+    honest = contributions(nodes, values, 2, {n: beta for n in NODES})
+    assert aggregator().total(honest, NODES, 2)["x"].tolist() == [3.0, 6.0]
+    skewed = {**{n: beta for n in NODES}, "a3": {"coef": np.array([0.5, -1.5])}}
+    received = contributions(nodes, values, 2, skewed)
+    with pytest.raises(StarRunError, match=r"hold different versions of the aggregator's last answer"):
+        aggregator().total(received, NODES, 2)
+    forged = {n: {**payload, "input": received["a1"]["input"]} for n, payload in received.items()}
+    assert np.abs(aggregator().total(forged, NODES, 2)["x"]).min() > 1e30  # uniformly random, not 3 and 6
 
 
 def test_the_aggregator_names_a_node_whose_layout_differs():
