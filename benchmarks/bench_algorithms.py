@@ -134,7 +134,7 @@ def _local_demo(name: str) -> int:
 
 
 def _mean(nodes: int) -> int:
-    return run_local(MeanAnalyzer, MeanAggregator, "fhir", MEAN_QUERY, data_splits=_mean_splits(nodes),
+    return run_local(MeanAnalyzer, MeanAggregator, "fhir", query=MEAN_QUERY, data_splits=_mean_splits(nodes),
                      round_timeout=120, ready_timeout=120, timeout=600).rounds
 
 

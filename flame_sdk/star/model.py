@@ -17,6 +17,7 @@ from flame_sdk.interface import FlameSDK
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.exchange import Exchange
+from flame_sdk.star.log_shapes import data_shape, shape
 from flame_sdk.star.participation import METADATA_FILENAME, Participation
 from flame_sdk.star.release import release
 from flame_sdk.star.rounds import LEFT, AggregatorRounds, AnalyzerRounds
@@ -39,7 +40,26 @@ def _check_class(cls: Any, base: type, name: str) -> None:
                         f"got {cls!r}")
 
 
-def _check_privacy_options(secure_sum: Any, min_nodes: Any, disclosure: Any) -> None:
+def check_arguments(analyzer: Any, aggregator: Any, data_type: Any, query: Any, max_rounds: Any = DEFAULT_MAX_ROUNDS,
+                    round_timeout: Any = DEFAULT_ROUND_TIMEOUT, ready_timeout: Any = DEFAULT_READY_TIMEOUT) -> None:
+    """Raise TypeError/ValueError naming the first argument a :class:`StarModel` cannot run with (also used
+    by the local runners, so they say the same before starting anything)."""
+    _check_class(analyzer, StarAnalyzer, "analyzer")
+    _check_class(aggregator, StarAggregator, "aggregator")
+    if data_type not in ("fhir", "s3"):
+        raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
+    if data_type == "fhir" and not query:
+        raise ValueError("a FHIR analysis needs query=... (a FHIR search such as 'Patient?_count=1000', or a "
+                         "list of them)")
+    if not isinstance(max_rounds, int) or max_rounds < 1:
+        raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
+    for name, value in (("round_timeout", round_timeout), ("ready_timeout", ready_timeout)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def check_privacy_options(secure_sum: Any, min_nodes: Any, disclosure: Any) -> None:
+    """Raise TypeError/ValueError naming a ``secure_sum``/``min_nodes``/``disclosure`` value that cannot work."""
     if not isinstance(secure_sum, bool):
         raise TypeError(f"secure_sum must be True or False, got {secure_sum!r}")
     if min_nodes is not None and (isinstance(min_nodes, bool) or not isinstance(min_nodes, int) or min_nodes < 1):
@@ -112,19 +132,8 @@ class StarModel:
         min_nodes: int | None = None,
         disclosure: DisclosureConfig | None = None,
     ) -> None:
-        _check_class(analyzer, StarAnalyzer, "analyzer")
-        _check_class(aggregator, StarAggregator, "aggregator")
-        if data_type not in ("fhir", "s3"):
-            raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
-        if data_type == "fhir" and not query:
-            raise ValueError("a FHIR analysis needs query=... (a FHIR search such as 'Patient?_count=1000', or a "
-                             "list of them)")
-        if not isinstance(max_rounds, int) or max_rounds < 1:
-            raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
-        for name, value in (("round_timeout", round_timeout), ("ready_timeout", ready_timeout)):
-            if not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        _check_privacy_options(secure_sum, min_nodes, disclosure)
+        check_arguments(analyzer, aggregator, data_type, query, max_rounds, round_timeout, ready_timeout)
+        check_privacy_options(secure_sum, min_nodes, disclosure)
         self.secure_sum, self.min_nodes, self.disclosure = secure_sum, min_nodes, disclosure
         self.participation: Participation | None = None
         self.data_type = data_type
@@ -229,7 +238,7 @@ class StarModel:
             if result is None:
                 raise ValueError("aggregation_method returned None; return the aggregated value (it is sent to the "
                                  "analyzers or submitted as the final result)")
-            self.flame.flame_log(f"Round {round_number} aggregated: {str(result)[:100]}")
+            self.flame.flame_log(f"Round {round_number} aggregated: {shape(result)}")
             if converged or round_number == self.max_rounds:
                 self.converged = converged
                 if not converged:
@@ -278,7 +287,7 @@ class StarModel:
         def analyze() -> Any:
             if self.data is None:
                 self.data = self._get_data()
-                self.flame.flame_log(f"Data extracted: {str(self.data)[:100]}")
+                self.flame.flame_log(f"Data extracted: {data_shape(self.data)}")
             result = analyzer.analyze(self.data)
             if result is None:
                 raise ValueError("analysis_method returned None; return the value the aggregator should receive")

@@ -34,7 +34,7 @@ def test_star_model_example_runs_as_node_processes(tmp_path):
 
 
 def test_local_dp_example_submits_a_noised_count():
-    run = run_local(PatientCounter, CountSummer, "fhir", "Patient?_summary=count", nodes=3, seed=7, epsilon=1.0,
+    run = run_local(PatientCounter, CountSummer, "fhir", query="Patient?_summary=count", nodes=3, seed=7, epsilon=1.0,
                     sensitivity=1.0)
     assert run.result_before_noise == patients(3, 7)  # the aggregator's own sum
     [(_, content)] = run.final_results
