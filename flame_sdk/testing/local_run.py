@@ -16,7 +16,8 @@ from typing import Any, Literal
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.local_dp_model import StarLocalDPModel, check_local_dp
-from flame_sdk.star.model import StarModel, check_arguments
+from flame_sdk.star.model import StarModel, check_arguments, check_privacy_options
+from flame_sdk.star.participation import METADATA_FILENAME, Participation
 from flame_sdk.star.run_errors import StarRunError
 from flame_sdk.testing.given_data import GivenDataSDK
 
@@ -65,6 +66,7 @@ class LocalRun:
     converged: bool = False
     final_results: list[tuple[str, bytes]] = field(default_factory=list)
     result_before_noise: Any = None
+    participation: Participation | None = None
 
     @property
     def aggregator(self) -> NodeRun:
@@ -192,6 +194,9 @@ def run_local(
     faults: float = 0.0,
     fault_seed: int = 0,
     quiet: bool = False,
+    secure_sum: bool = False,
+    min_nodes: int | None = None,
+    disclosure: Any = None,
 ) -> LocalRun:
     """Run the analysis on a fresh simulator (or on ``simulation``) and return the outcome.
 
@@ -202,6 +207,8 @@ def run_local(
     simulated data services; any other Python object (a list of numbers, a DataFrame, ...) is handed to that
     node's analyzer as given (see :func:`platform_shaped`). ``faults`` gives each request through a node
     gateway a seeded fault with that probability (``fault_seed``), as ``flame-sim run --faults``.
+    ``secure_sum``, ``min_nodes`` and ``disclosure`` are passed to the templates (see
+    :class:`~flame_sdk.star.model.StarModel`); the aggregator's participation record is ``run.participation``.
     ``quiet=True`` prints nothing (every node's log is still in the returned run). With ``raise_on_failure``
     a failed run raises the error of the node that caused it (``StarRunError`` naming it); the run is
     ``error.run``.
@@ -210,6 +217,7 @@ def run_local(
 
     check_arguments(analyzer, aggregator, data_type, query, max_rounds, round_timeout, ready_timeout)
     check_local_dp(epsilon, sensitivity)
+    check_privacy_options(secure_sum, min_nodes, disclosure)
     if simulation is not None and faults:
         raise ValueError("give faults or simulation, not both: set SimConfig(faults=...) on the simulation")
     given: list[Any] | None = None
@@ -225,6 +233,8 @@ def run_local(
                         ready_timeout=ready_timeout, result_filename=result_filename)
     if epsilon is not None or sensitivity is not None:
         model_kwargs.update(epsilon=epsilon, sensitivity=sensitivity)
+    options = {"secure_sum": secure_sum, "min_nodes": min_nodes, "disclosure": disclosure}
+    model_kwargs.update({key: value for key, value in options.items() if value not in (None, False)})
     model_class = StarLocalDPModel if "epsilon" in model_kwargs else StarModel
     if simulation is not None:
         return _run(simulation, model_class, analyzer, aggregator, data_type, model_kwargs, timeout,
@@ -288,11 +298,12 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
             node.result, node.data = model.result, model.data
             if node.role == "aggregator":
                 run.result, run.rounds, run.converged = model.result, model.rounds, model.converged
+                run.participation = model.participation
     run.final_results = analysis.final_results()
     if "epsilon" in model_kwargs and run.final_results:
         from flame_sdk.sim.common.laplace import parse_value  # the stored file is the noised number
 
-        released = [parse_value(content) for _, content in run.final_results]
+        released = [parse_value(content) for name, content in run.final_results if name != METADATA_FILENAME]
         run.result_before_noise = run.result
         run.result = released if multiple_results else released[0]
         run.aggregator.result = run.result
