@@ -30,26 +30,29 @@ from flame_sdk.protocol.env import API_HOST as ENV_API_HOST
 from flame_sdk.protocol.env import API_PORT as ENV_API_PORT
 from flame_sdk.protocol.env import NODE_BASE_URL as ENV_NODE_BASE_URL
 from flame_sdk.runtime import EventLoopThread
+from flame_sdk.sim.common.ports import port_for_another_process
 from flame_sdk.sim.run.simulation import SimConfig, Simulation
 from flame_sdk.sim.run.topology import Topology, fhir_services, load_topology
-from flame_sdk.sim.services.node_stack import free_port
 from flame_sdk.sim.services.s3_server import S3Endpoint
 from tests.docker.test_docker_compose import DOCKER, environment, load_compose
 from tests.docker.test_docker_images import entrypoint_command
 from tests.docker.test_docker_seed import HapiStandIn
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.sim
 
 ROOT = DOCKER.parent
 #: ``flame-sim`` (the sim image's ENTRYPOINT) is the console script for flame_sdk.sim.run.cli:main.
 FLAME_SIM = [sys.executable, "-m", "flame_sdk.sim.run.cli"]
-START_LIMIT = 30.0
+#: Seconds a service process gets to answer its healthcheck (a few when the machine is idle).
+START_LIMIT = 90.0
 
 
 def loopback(topology: Topology, fhir: dict[str, str], s3_url: str) -> Topology:
-    """The same topology with every address on 127.0.0.1: free ports, the stand-in stores' URLs."""
+    """The same topology with every address on 127.0.0.1 (ports the service processes bind later, outside the
+    ephemeral range), the stand-in stores' URLs."""
     def url() -> str:
-        return f"http://127.0.0.1:{free_port()}"
+        return f"http://127.0.0.1:{port_for_another_process()}"
 
     def local(source: dict) -> dict:
         return {**source, "url": fhir[source["url"]]} if source.get("url") else source
@@ -202,13 +205,6 @@ def same_fhir(a: list[dict], b: list[dict]) -> None:
                 sorted(e["resource"]["id"] for e in second[query].get("entry", [])), query
 
 
-def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout} s"
-        time.sleep(0.1)
-
-
 @pytest.mark.slow
 def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack):
     topology = stack.topology
@@ -239,14 +235,14 @@ def test_compose_services_as_processes_run_an_analysis_to_its_final_result(stack
             assert sdks[n].await_messages([ids[aggregator]], "total", timeout=20)[ids[aggregator]][0].body["count"] == 2
 
         # status polling: every node stack's PO reported the analysis as executing to the hub
-        wait_for(lambda: all(f"{n} executing" in stack.log("hub") for n in names), "executing on every node")
+        wait_until(lambda: all(f"{n} executing" in stack.log("hub") for n in names), "executing on every node")
 
         # final result, finish, and the hub's own exit once every node reported executed
         sdks[aggregator].submit_final_result("mean,count\n4.5,2\n", output_type="str")
         assert sdks[aggregator].analysis_finished() is True
-        assert all(sdks[n].wait_until_reported(timeout=30) for n in names)
+        assert all(sdks[n].wait_until_reported(timeout=60) for n in names)
         hub = stack.processes["hub"]
-        hub.wait(30)
+        hub.wait(60)
         log = stack.log("hub")
         assert hub.returncode == 0, log
         assert all(f"{n} executed 100%" in log for n in names), log
@@ -271,9 +267,11 @@ def test_the_hub_exit_code_names_a_failed_node_and_its_error(tmp_path, stores):
         names = [n.name for n in stack.topology.nodes]
         with ThreadPoolExecutor(len(names)) as pool:
             sdks = list(pool.map(lambda n: FlameCoreSDK(env=stack.analysis_env(n), silent=True), names))
+        # the verdict comes 1 s after the failure: the others must be seen executing by then (their POs report it)
+        wait_until(lambda: all(f"{n} executing" in stack.log("hub") for n in names), "executing on every node")
         with pytest.raises(AnalysisError, match="division went wrong"):
             sdks[2].flame_log("division went wrong", log_type="error")
-        assert stack.processes["hub"].wait(30) == 1
+        assert stack.processes["hub"].wait(60) == 1
         log = stack.log("hub")
         assert "FAILED: node-2 ended failed: division went wrong" in log
         assert "FAILED: node-0 is still executing" in log and "FAILED: node-1 is still executing" in log
@@ -303,7 +301,7 @@ def test_the_compose_analysis_containers_as_processes_run_the_sample_algorithm(s
             env={**os.environ, "PYTHONPATH": str(ROOT), **stack.analysis_env(node.name)}), log)
     try:
         for name, (process, log) in processes.items():
-            assert process.wait(120) == 0, f"{name}:\n{log.read_text()}"
+            assert process.wait(180) == 0, f"{name}:\n{log.read_text()}"
         hub = stack.processes["hub"]
         assert hub.wait(30) == 0, stack.log("hub")
     finally:

@@ -28,8 +28,9 @@ from flame_sdk.runtime import EventLoopThread
 from flame_sdk.sim.common.faults import FaultPlan
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
+from flame_sdk.sim.common.ports import port_for_another_process
 from flame_sdk.sim.services.hub import Hub
-from flame_sdk.sim.services.node_stack import SimNode, free_port
+from flame_sdk.sim.services.node_stack import SimNode
 from flame_sdk.sim.services.po_lifecycle import PoLimits
 from flame_sdk.sim.services.po_service import DeploymentRecord
 
@@ -290,7 +291,7 @@ class Simulation:
                 deployment_name=f"analysis-{analysis_id}-{node.spec.name}",
                 keycloak_token=self.tokens.issue(analysis_id),
                 data_source_token=f"kong-{uuid.UUID(int=self._rng.getrandbits(128)).hex}",
-                analysis_api_url=f"http://{self.config.host}:{free_port(self.config.host)}",
+                analysis_api_url=f"http://{self.config.host}:{port_for_another_process(self.config.host)}",
             )
             deployments[node.node_id] = self.run(node.deploy(deployment))
         return SimAnalysis(self, analysis_id, project_id, roles, deployments)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from flame_sdk.sim.services.gateway import build_gateway_app
 from flame_sdk.sim.services.po_lifecycle import PoLimits
 from flame_sdk.sim.services.po_service import POService
 from flame_sdk.sim.services.result_service import StorageService
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free right now (for services whose port must be known before they start)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class SimNode:
