@@ -12,14 +12,14 @@ import logging
 import os
 import re
 import secrets
-import socket
+import select
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import IO, Any, NoReturn
 
 import boto3
 from botocore.auth import S3SigV4Auth
@@ -33,18 +33,25 @@ START_TIMEOUT = 60.0
 _ACCESS = {"aws_access_key_id": "flame-sim", "aws_secret_access_key": "flame-sim-secret"}
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+def _read_port(reader: IO[bytes], child: subprocess.Popen[bytes], deadline: float) -> int:
+    """The port the child reports once it listens (a line on its report pipe)."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RuntimeError(f"no answer within {START_TIMEOUT:g} s")
+        ready, _, _ = select.select([reader], [], [], min(remaining, 1.0))
+        if ready:
+            line = reader.readline()
+            if line.strip().isdigit():
+                return int(line)
+            if line:
+                raise RuntimeError(f"it reported {line!r} instead of its port")
+            try:
+                raise RuntimeError(f"it exited with code {child.wait(10)}")
+            except subprocess.TimeoutExpired:
+                raise RuntimeError("it closed its report pipe without telling its port") from None
+        if child.poll() is not None:
+            raise RuntimeError(f"it exited with code {child.returncode}")
 
 
 class S3Endpoint:
@@ -69,23 +76,37 @@ class S3Endpoint:
         return endpoint
 
     def start(self) -> S3Endpoint:
-        """Start moto's server in a child process and wait until it accepts connections."""
-        self.port = self.port or _free_port(self.host)
+        """Start moto's server in a child process and wait until it listens; it binds ``port`` (0: any free
+        port) itself and tells the parent which one, so no other socket can take the port in between."""
         self._log = tempfile.TemporaryFile()
-        self._server = subprocess.Popen([sys.executable, "-m", __name__, self.host, str(self.port), str(os.getpid())],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _accepts(self.host, self.port):
-            if self._server.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                self._log.seek(0)
-                raise RuntimeError(f"moto's S3 server did not start on {self.host}:{self.port}: "
-                                   f"{self._log.read()[-2000:].decode(errors='replace')}")
-            time.sleep(0.05)
+        report, report_child = os.pipe()
+        try:
+            self._server = subprocess.Popen(
+                [sys.executable, "-m", __name__, self.host, str(self.port), str(os.getpid()), str(report_child)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log, pass_fds=(report_child,))
+        finally:
+            os.close(report_child)
+        try:
+            with os.fdopen(report, "rb") as reader:
+                port = _read_port(reader, self._server, time.monotonic() + START_TIMEOUT)
+        except RuntimeError as exc:
+            self._fail(str(exc))
+        self.port = port
         self.url = f"http://{self.host}:{self.port}"
         return self
 
-    def stop(self) -> None:
+    def _fail(self, problem: str) -> NoReturn:
+        """Stop the child and raise, with what it wrote to stderr."""
+        log = self._log
+        assert log is not None
+        self.stop(keep_log=True)
+        log.seek(0)
+        text = log.read()[-2000:].decode(errors="replace")
+        log.close()
+        raise RuntimeError(f"moto's S3 server did not start on {self.host} (port {self.port or 'any'}): {problem}: "
+                           f"{text}")
+
+    def stop(self, keep_log: bool = False) -> None:
         if self._server is not None:
             self._server.terminate()
             try:
@@ -95,7 +116,8 @@ class S3Endpoint:
                 self._server.wait()
             self._server = None
         if self._log is not None:
-            self._log.close()
+            if not keep_log:
+                self._log.close()
             self._log = None
 
     def client(self) -> Any:
@@ -136,9 +158,9 @@ class S3Endpoint:
         self.stop()
 
 
-def _serve(host: str, port: int, parent: int) -> None:
+def _serve(host: str, port: int, parent: int, report: int) -> None:
     """The child process: moto's S3 app (only S3: no per-request lookup of the service by host name), keeping
-    connections open (HTTP/1.1), until the parent is gone."""
+    connections open (HTTP/1.1), until the parent is gone. The bound port goes to the ``report`` pipe."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
@@ -148,10 +170,12 @@ def _serve(host: str, port: int, parent: int) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     server = make_server(host, port, create_backend_app("s3"), threaded=True, request_handler=KeepAlive)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    with os.fdopen(report, "w") as out:
+        out.write(f"{server.port}\n")
     while os.getppid() == parent:
         time.sleep(0.5)
     server.shutdown()
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    _serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
