@@ -85,6 +85,23 @@ def test_a_forgotten_analysis_finished_fails_the_run_saying_so_and_keeps_the_res
 
 
 @pytest.mark.slow
+def test_a_failing_node_fails_the_run_and_is_named(tmp_path):
+    """The others adopt its status (status sync) and may be seen failed first; the report names the node that
+    failed on its own, with its error, and the others as consequences."""
+    run = flame_sim("run", str(ANALYSES / "one_node_fails.py"), "--nodes", "3", cwd=tmp_path)
+    assert run.returncode == 1
+    record = json.loads((run_folder(tmp_path / "results") / "run.json").read_text())
+    failing = min((n for n in record["nodes"] if n["role"] == "analyzer"), key=lambda n: n["node_id"])
+    error = "analysis failed with an uncaught exception: ZeroDivisionError: bad data on this node"
+    assert f"FAILED: {failing['name']} ({failing['node_id']}) [analyzer] failed: {error}" in run.stderr, run.stderr
+    assert record["failure"] == f"{failing['name']} ({failing['node_id']}): {error}"
+    for node in record["nodes"]:
+        assert node["status"] == "failed"
+        if node is not failing:
+            assert f"{node['name']} ({node['node_id']}) [{node['role']}] failed as a consequence" in run.stderr
+
+
+@pytest.mark.slow
 def test_a_killed_node_is_named_and_said_to_be_killed(tmp_path):
     run = flame_sim("run", str(ANALYSES / "killed_node.py"), "--nodes", "3", cwd=tmp_path)
     assert run.returncode == 1

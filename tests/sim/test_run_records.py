@@ -11,7 +11,13 @@ from datetime import datetime
 import pytest
 
 from flame_sdk.sim.run import results_view
-from flame_sdk.sim.run.failure_report import TracebackFolder, analyst_traceback, failure_report
+from flame_sdk.sim.run.failure_report import (
+    NO_ERROR_LOGGED,
+    TracebackFolder,
+    analyst_traceback,
+    failure_report,
+    failure_text,
+)
 from flame_sdk.sim.run.live_view import NodeRow, PlainView, TerminalView, drag_note, summary_table
 from flame_sdk.sim.run.result_files import content_extension, record_names
 from flame_sdk.sim.run.run_record import NodeRecord, RunRecord, new_run_folder, run_folders
@@ -99,6 +105,40 @@ def test_the_failure_report_names_the_cause_once_and_consequences_in_a_line():
     assert lines[6].startswith(f"node-0 ({A}) [aggregator] failed as a consequence: setting status to failed")
     assert len(lines) == 7
     assert analyst_traceback(["no traceback here"], "log") == []
+
+
+SYNC_LINE = f"setting status to failed because partner node(s) ['{B}'] are failed"
+CRASH = "analysis failed with an uncaught exception: ZeroDivisionError: bad data"
+
+
+def test_a_failure_is_explained_by_the_console_when_its_log_did_not_reach_the_hub():
+    """The PO removes a node (SIGTERM) once /healthz said failed, possibly before its last logs were streamed."""
+    crashed = ["[node-1] FlameCoreSDK ready", f"[node-1] CRIT: {CRASH}", "! Traceback (most recent call last):",
+               '!   File "/home/me/a.py", line 3, in <module>', "! ZeroDivisionError: bad data"]
+    assert failure_text([("crit", CRASH)], crashed) == CRASH
+    assert failure_text([("info", "FlameCoreSDK ready")], crashed) == CRASH  # the crit line only on the console
+    assert failure_text([], crashed[:1] + crashed[2:]) == "ZeroDivisionError: bad data"  # only the traceback
+    assert failure_text([], ["[node-1] FlameCoreSDK ready"]) == NO_ERROR_LOGGED
+    # a status adopted from a partner is a consequence, whatever the node logged as an error besides
+    follower = ["[node-0] FlameCoreSDK ready", f"[node-0] {SYNC_LINE}", "[node-0] ERROR: round 1 gave up"]
+    assert failure_text([("error", "round 1 gave up")], follower) == SYNC_LINE
+    assert failure_text([("error", "round 1 gave up"), ("info", SYNC_LINE)], []) == SYNC_LINE
+    assert failure_text([("error", "FlameCoreSDK startup failed: x"), ("error", "boom")], []) == "boom"
+
+
+@pytest.mark.parametrize("seen_first", [A, B])
+def test_the_cause_is_the_node_that_failed_on_its_own_whatever_was_seen_first(seen_first):
+    """Statuses arrive in any order: the aggregator may be seen failed (by status sync) before the node it
+    followed, and the crashing node's own log may not have reached the hub."""
+    crashed = ["[node-1] FlameCoreSDK ready", f"[node-1] CRIT: {CRASH}"]
+    nodes = [NodeRecord("node-0", A, "aggregator", "failed", reason=failure_text([], [f"[node-0] {SYNC_LINE}"])),
+             NodeRecord("node-1", B, "analyzer", "failed", reason=failure_text([], crashed)),
+             NodeRecord("node-2", C, "analyzer", "failed", reason=failure_text([("info", SYNC_LINE)], []))]
+    order = [seen_first] + [n for n in (A, B, C) if n != seen_first]
+    lines = failure_report(nodes, order, {B: crashed}, lambda text: text)
+    assert lines[0] == f"node-1 ({B}) [analyzer] failed: {CRASH}"
+    assert sorted(lines[1:]) == [f"node-0 ({A}) [aggregator] failed as a consequence: {SYNC_LINE}",
+                                 f"node-2 ({C}) [analyzer] failed as a consequence: {SYNC_LINE}"]
 
 
 def test_streamed_tracebacks_are_folded_into_their_last_line():

@@ -17,6 +17,11 @@ from flame_sdk.sim.run.run_record import NodeRecord
 
 _FRAME = re.compile(r'^\s*File "([^"]+)", line \d+')
 _PREFIX = re.compile(r"^(! )?(\[[^\]]+\] )?")
+#: A console line of an error-level log (``flame_sdk.logs`` prints ``[node-1] CRIT: text``), its prefix removed.
+_CONSOLE_ERROR = re.compile(r"^(?:ERROR|CRIT|EMERG): (.+)$")
+#: What the SDK logs when it adopts a partner's final status (``flame_sdk.api.server``): a consequence.
+SYNCED = "because partner node(s)"
+NO_ERROR_LOGGED = "reported failed (no error was logged)"
 _LIBRARY_ROOTS = tuple({str(Path(sysconfig.get_paths()[key])) for key in ("stdlib", "platstdlib")})
 _CHAIN_LINES = ("The above exception was the direct cause", "During handling of the above exception")
 #: Packages whose frames are not the analyst's, wherever they are installed.
@@ -91,6 +96,28 @@ def analyst_traceback(lines: Sequence[str], log: str) -> list[str]:
     if hidden:
         out.append(f"({hidden} frame(s) inside flame_sdk and libraries left out; the whole traceback is in {log})")
     return out
+
+
+def _exception_line(lines: Sequence[str]) -> str | None:
+    blocks = _tracebacks(lines)
+    return blocks[-1][-1].strip() if blocks else None
+
+
+def failure_text(logged: Sequence[tuple[str, str]], output: Sequence[str]) -> str:
+    """Why a node that reported ``failed`` failed, from its logs as the hub has them (``(log_type, text)``) and,
+    for what did not reach the hub (a node ended right after its status turned final), its console output.
+
+    A status adopted from a partner (the SDK's status-sync line) comes first: such a node failed because of
+    another node, whatever else it logged. Then its first error-level log, then the exception line of its last
+    traceback.
+    """
+    console = [_PREFIX.sub("", line, count=1) for line in output if not line.startswith("! ")]
+    synced = [text for _, text in logged if SYNCED in text] or [line for line in console if SYNCED in line]
+    errors = [text for level, text in logged if level in ("error", "crit", "emerg") and "startup failed" not in text]
+    errors += [m.group(1) for line in console if (m := _CONSOLE_ERROR.match(line)) and "startup failed" not in line]
+    raised = _exception_line(output)
+    text = (synced or errors or ([raised] if raised else []) or [NO_ERROR_LOGGED])[0]
+    return " ".join(text.split())[:400]
 
 
 def is_consequence(node: NodeRecord, others: Sequence[NodeRecord]) -> bool:

@@ -55,6 +55,7 @@ class NodeProcess:
         self.last_output_at = time.monotonic()
         self.started_at = time.monotonic()
         self.ended_at: float | None = None
+        self.log_path = log_path
         self._on_line = on_line
         self._log = log_path.open("w", encoding="utf-8")
         self._log_lock = threading.Lock()

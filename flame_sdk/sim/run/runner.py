@@ -28,7 +28,13 @@ from pathlib import Path
 from flame_sdk.protocol.status import FINAL_STATUSES, AnalysisStatus
 from flame_sdk.sim.data.node_folders import load_node_data
 from flame_sdk.sim.run import result_files
-from flame_sdk.sim.run.failure_report import TracebackFolder, failure_report, find_causes
+from flame_sdk.sim.run.failure_report import (
+    SYNCED,
+    TracebackFolder,
+    failure_report,
+    failure_text,
+    find_causes,
+)
 from flame_sdk.sim.run.live_view import NodeRow, RunView, drag_note, make_view, summary_table
 from flame_sdk.sim.run.node_process import NodeProcess, analysis_command
 from flame_sdk.sim.run.run_record import LOGS, NodeRecord, RunRecord, analysis_name, new_run_folder
@@ -48,7 +54,6 @@ DRAG_NOTICE = 60.0
 POLL = 0.2
 _STATUS_ORDER = ("starting", "started", "executing", "stuck", "stopping", "executed", "stopped", "failed")
 _NODE_ID = re.compile(r"(?<!\()(?:\bnode )?\b([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b")
-_ERROR_LEVELS = ("error", "crit", "emerg")
 
 
 @dataclass
@@ -235,7 +240,7 @@ class Run:
                 self._stop_all(f"did not finish within --timeout {self.options.timeout:g} s; stopped by flame-sim")
                 return
             if failure_deadline is not None and now > failure_deadline:
-                first = min(self.failed_at, key=self.failed_at.__getitem__)
+                first = self._first_cause(analysis)
                 self._stop_all(f"was still running {FAILURE_GRACE:.0f} s after {self.label(first)} failed; "
                                f"stopped by flame-sim")
                 return
@@ -247,6 +252,14 @@ class Run:
                 drag_notices = 0
             self.view.refresh(list(self.rows.values()))
             time.sleep(POLL)
+
+    def _first_cause(self, analysis: SimAnalysis) -> str:
+        """The node that failed first on its own, else the first that failed: a node that adopted a partner's
+        status may be seen failed before the partner it followed (statuses arrive in any order)."""
+        order = self._failed_order()
+        own = [n for n in order if not any(SYNCED in r["log"] for r in analysis.logs(n))
+               and not any(SYNCED in line for line in self.processes[n].stdout_tail)]
+        return (own or order)[0]
 
     def _notice_gone_processes(self, analysis: SimAnalysis) -> None:
         for node_id, process in self.processes.items():
@@ -353,13 +366,9 @@ class Run:
             node.reason = analysis.po_reason(node_id) or self._logged_reason(analysis, node_id)
         node.reason = self.rename(node.reason)
 
-    @staticmethod
-    def _logged_reason(analysis: SimAnalysis, node_id: str) -> str:
-        logs = analysis.logs(node_id)
-        errors = [r["log"] for r in logs if r["log_type"] in _ERROR_LEVELS and "startup failed" not in r["log"]]
-        synced = [r["log"] for r in logs if "because partner node(s)" in r["log"]]
-        text = (errors or synced or ["reported failed (no error was logged)"])[0]
-        return " ".join(text.split())[:400]
+    def _logged_reason(self, analysis: SimAnalysis, node_id: str) -> str:
+        logged = [(str(r["log_type"]), str(r["log"])) for r in analysis.logs(node_id)]
+        return failure_text(logged, self._output(self.processes[node_id].log_path) if node_id in self.processes else [])
 
     def _rounds(self, analysis: SimAnalysis, record: RunRecord) -> None:
         process = self.processes.get(analysis.aggregator_id)
