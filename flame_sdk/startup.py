@@ -194,6 +194,7 @@ class Startup:
             raise po.last_error or TimeoutError(f"PO service did not take the startup logs within "
                                                 f"{PO_FLUSH_TIMEOUT:.0f} s")
         self.components.po = po
+        self.components.api.logs_sent = po.flush
 
     async def _connect_storage(self) -> None:
         from flame_sdk.clients.storage import StorageClient

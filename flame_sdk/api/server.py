@@ -9,7 +9,7 @@ Everything that arrives here is untrusted until checked: a malformed body gets H
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +20,12 @@ from flame_sdk.protocol.envelope import validate_incoming
 from flame_sdk.protocol.status import STATUS_VALUES, is_final
 from flame_sdk.run_state import RunState
 from flame_sdk.tokens import TokenHolder, token_problem
+
+#: Longest ``/healthz`` waits for the logs queued before a final status to reach the PO (seconds). The PO removes
+#: the deployment (SIGTERM) as soon as it read a final status, so a log still queued then, such as the error that
+#: failed the node, would be lost; the real PO gives one ``/healthz`` read 5 s (httpx' default timeout,
+#: PrivateAIM/node-pod-orchestration ``src/status/status.py``, ``_get_internal_deployment_status``).
+FINAL_LOGS_WAIT = 3.0
 
 
 def _bad_request(reason: str) -> web.Response:
@@ -39,7 +45,8 @@ async def _json_body(request: web.Request) -> tuple[Any, str | None]:
 class AnalysisAPI:
     """Routes of the embedded API; ``on_message`` receives validated broker messages and returns why it refused
     one (else None); ``partner_ids`` lists the analysis' other participants. Both are set once the message
-    broker client connected."""
+    broker client connected. ``logs_sent(timeout)`` waits until the queued logs reached the PO (set once the PO
+    client connected)."""
 
     def __init__(self, state: RunState, tokens: TokenHolder, logger: FlameLogger,
                  on_message: Callable[[dict[str, Any]], str | None] | None = None,
@@ -49,6 +56,7 @@ class AnalysisAPI:
         self.logger = logger
         self.on_message = on_message
         self.partner_ids = partner_ids
+        self.logs_sent: Callable[[float], Awaitable[bool]] | None = None
         self.runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -70,6 +78,8 @@ class AnalysisAPI:
 
     async def healthz(self, request: web.Request) -> web.Response:
         status = self.state.health_status()
+        if is_final(status) and self.logs_sent is not None:
+            await self.logs_sent(FINAL_LOGS_WAIT)  # the logs that explain it first: the PO ends the node next
         response = web.json_response({api.STATUS: status.value,
                                       api.TOKEN_REMAINING_TIME: self.tokens.remaining_seconds()})
         if is_final(status):  # reported once the answer is on its way, not before
