@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: Bound on closing the SDK (flushing logs, acknowledgements, stopping the API), in seconds.
 CLOSE_TIMEOUT = 30.0
+#: Bound on marking the run failed on the SDK loop after an uncaught exception, in seconds.
+CRASH_MARK_TIMEOUT = 10.0
 
 
 class FlameCoreSDK:
@@ -61,7 +63,7 @@ class FlameCoreSDK:
         #: expects (``flame_sdk.after_main``), so callers need not wait for the report or close it.
         self.owns_process = env is os.environ
         if self.owns_process:  # not one of several SDKs in a test
-            install_excepthook(self._core._mark_crashed, lambda: not self._loop.loop.is_closed())
+            install_excepthook(self._mark_crashed, lambda: not self._loop.loop.is_closed())
             keep_process_alive(self._loop, self._core.after_main)
 
     @property
@@ -72,6 +74,17 @@ class FlameCoreSDK:
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return self._loop.run(coro, timeout)
+
+    def _mark_crashed(self, summary: str) -> bool:
+        """Mark the run failed by an uncaught exception, on the SDK loop: ``/healthz`` runs there too, so it cannot
+        serve ``failed`` before the log that says why is queued (it then waits for that log to reach the PO)."""
+        async def mark() -> bool:
+            return self._core._mark_crashed(summary)
+
+        try:
+            return self._run(mark(), timeout=CRASH_MARK_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the loop is stopped or stuck: mark it from this thread
+            return self._core._mark_crashed(summary)
 
     # ============================================ general ============================================
     def get_aggregator_id(self) -> str | None:
