@@ -212,17 +212,19 @@ class AsyncFlameCoreSDK:
         if data is None:
             self._logger.log("Data API is not available on this node, cannot convert FHIR to CSV", "warn")
             return None
-        from flame_sdk.data.fhir_to_csv import fhir_to_csv
-
         loop = asyncio.get_running_loop()
 
         def next_page(url: str) -> dict[str, Any]:
             return asyncio.run_coroutine_threadsafe(data.fetch_fhir_page(url), loop).result()
 
-        return await asyncio.to_thread(
-            fhir_to_csv, fhir_data, col_key_seq, value_key_seq, input_resource, row_key_seq=row_key_seq,
-            row_id_filters=row_id_filters, col_id_filters=col_id_filters, row_col_name=row_col_name,
-            separator=separator, output_type=output_type, next_page=next_page)
+        def convert() -> StringIO | dict[Any, dict[Any, Any]]:
+            from flame_sdk.data.fhir_to_csv import fhir_to_csv  # imported here: never on the SDK loop
+
+            return fhir_to_csv(fhir_data, col_key_seq, value_key_seq, input_resource, row_key_seq=row_key_seq,
+                               row_id_filters=row_id_filters, col_id_filters=col_id_filters, row_col_name=row_col_name,
+                               separator=separator, output_type=output_type, next_page=next_page)
+
+        return await asyncio.to_thread(convert)
 
     # ============================================ messages ===========================================
     async def send_message(self, receivers: list[str], message_category: str, message: dict[str, Any],

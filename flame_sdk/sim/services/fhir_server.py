@@ -25,8 +25,7 @@ import json
 import re
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from flame_sdk.protocol.data_api import PAGING_BUNDLE_TYPE, PAGING_OFFSET, PAGING_SEARCH, SEARCH_GONE
@@ -60,12 +59,12 @@ def operation_outcome(code: str, diagnostics: str, severity: str = "error") -> d
             "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]}
 
 
-@dataclass(frozen=True)
-class _Keys:
-    """Search keys of one resource, extracted once."""
+class _Keys(NamedTuple):
+    """Search keys of one resource, extracted once (a tuple of plain values: the garbage collector skips it)."""
 
+    id: str
     subject: str | None
-    codes: frozenset[tuple[str, str]]
+    codes: tuple[tuple[str, str], ...]
     date: str | None
     gender: str | None
 
@@ -73,11 +72,12 @@ class _Keys:
 def _keys(resource: dict[str, Any]) -> _Keys:
     rtype = resource["resourceType"]
     reference = (resource.get("subject") or {}).get("reference") if rtype in _REFERENCE_TYPES else None
-    codes = frozenset(
+    codes = tuple(dict.fromkeys(
         (c.get("system", ""), c.get("code", "")) for c in (resource.get("code") or {}).get("coding", [])
-    ) if rtype in _CODED_TYPES else frozenset()
+    )) if rtype in _CODED_TYPES else ()
     date_field = DATE_PARAMS.get(rtype, (None, None))[1]
     return _Keys(
+        id=str(resource["id"]),
         subject=reference.split("/")[-1] if reference else None,
         codes=codes,
         date=resource.get(date_field) if date_field else None,
@@ -97,7 +97,7 @@ def _date_matches(value: str | None, expr: str) -> bool:
             "le": probe <= target, "ge": probe >= target}[prefix]
 
 
-def _code_matches(codes: frozenset[tuple[str, str]], expr: str) -> bool:
+def _code_matches(codes: tuple[tuple[str, str], ...], expr: str) -> bool:
     for token in expr.split(","):
         system, bar, code = token.rpartition("|")
         if any(c == code and (not bar or s == system) for s, c in codes):
@@ -106,68 +106,92 @@ def _code_matches(codes: frozenset[tuple[str, str]], expr: str) -> bool:
 
 
 class FhirStore:
-    """Resources of one FHIR server, indexed for search; paging is by ``_offset`` into a cached result."""
+    """Resources of one FHIR server, indexed for search; paging is by ``_offset`` into a cached result.
+
+    Each resource is kept as its JSON text plus its search keys, not as nested dicts: answers are assembled
+    from the texts, and the store holds few objects for the garbage collector to walk (a store of 150k
+    resources as dicts is millions of them, walked on every full collection of the process).
+    """
 
     def __init__(self, resources: list[dict[str, Any]], page_size: int = 50) -> None:
         self.page_size = page_size
-        self._by_type: dict[str, list[dict[str, Any]]] = {}
+        self._texts: dict[str, list[str]] = {}
         self._keys: dict[str, list[_Keys]] = {}
-        self._by_id: dict[tuple[str, str], dict[str, Any]] = {}
+        self._by_id: dict[tuple[str, str], tuple[str, int]] = {}
         for resource in resources:
             rtype = resource["resourceType"]
-            self._by_type.setdefault(rtype, []).append(resource)
+            texts = self._texts.setdefault(rtype, [])
+            self._by_id[(rtype, str(resource["id"]))] = (rtype, len(texts))
+            texts.append(json.dumps(resource))
             self._keys.setdefault(rtype, []).append(_keys(resource))
-            self._by_id[(rtype, str(resource["id"]))] = resource
         self._cache: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
         self._searches: OrderedDict[str, tuple[str, list[int]]] = OrderedDict()
         self._search_ids: dict[tuple[Any, ...], str] = {}
-        self._json: dict[tuple[str, str], str] = {}
 
     @property
     def resource_types(self) -> list[str]:
-        return sorted(self._by_type)
+        return sorted(self._texts)
 
     # -- interactions ------------------------------------------------------------------------------
     def handle(self, tail: str, query: str, base_url: str) -> dict[str, Any]:
         """Answer a GET on ``<base_url>/<tail>?<query>``; raise FhirError for error answers."""
+        return self._full(*self._answer(tail, query, base_url), base_url)
+
+    def render(self, tail: str, query: str, base_url: str) -> bytes:
+        """The answer to a GET on ``<base_url>/<tail>?<query>`` as JSON bytes; raise FhirError for error answers.
+        A Bundle is its members, then its entries assembled from the stored resource texts."""
+        answer, page = self._answer(tail, query, base_url)
+        if page is None:
+            return json.dumps(answer).encode()
+        rtype, indices = page
+        texts = self._texts.get(rtype, [])
+        keys = self._keys.get(rtype, [])
+        prefix = json.dumps(f"{base_url}/{rtype}/")[:-1]
+        body = ",".join(f'{{"fullUrl":{prefix}{_json_tail(keys[i].id)},"resource":{texts[i]},'
+                        f'"search":{{"mode":"match"}}}}' for i in indices)
+        return f'{json.dumps(answer)[:-1]},"entry":[{body}]}}'.encode()
+
+    def _answer(self, tail: str, query: str, base_url: str) -> tuple[dict[str, Any], tuple[str, list[int]] | None]:
+        """The answer without its entries, and (type, indices) of the entries of a search page."""
         parts = [p for p in tail.split("/") if p]
         if not parts and PAGING_SEARCH in {name for name, _ in parse_qsl(query)}:
-            return self.page(parse_qsl(query, keep_blank_values=True), base_url)
+            return self._page(parse_qsl(query, keep_blank_values=True), base_url)
         if parts == ["metadata"]:
-            return self.capability_statement()
+            return self.capability_statement(), None
         if len(parts) == 1:
-            return self.search(parts[0], parse_qsl(query, keep_blank_values=True), base_url)
+            return self._search(parts[0], parse_qsl(query, keep_blank_values=True), base_url)
         if len(parts) == 2:
-            return self.read(*parts)
+            return self.read(*parts), None
         raise FhirError(400, "not-supported", f"unsupported FHIR interaction {tail!r}; use <Type>, <Type>/<id> "
                                               f"or metadata")
 
-    def render(self, tail: str, query: str, base_url: str) -> bytes:
-        """``handle`` as JSON bytes; each resource is serialized once and reused by later pages."""
-        answer = self.handle(tail, query, base_url)
-        entries = answer.get("entry") if answer.get("resourceType") == "Bundle" else None
-        if entries is None:
-            return json.dumps(answer).encode()
-        head = json.dumps({k: v for k, v in answer.items() if k != "entry"})[:-1]
-        body = ",".join(f'{{"fullUrl":{json.dumps(e["fullUrl"])},"resource":{self._serialized(e["resource"])},'
-                        f'"search":{{"mode":"match"}}}}' for e in entries)
-        return f'{head},"entry":[{body}]}}'.encode()
-
-    def _serialized(self, resource: dict[str, Any]) -> str:
-        key = (resource["resourceType"], str(resource["id"]))
-        text = self._json.get(key)
-        if text is None:
-            text = self._json[key] = json.dumps(resource)
-        return text
-
     def read(self, rtype: str, resource_id: str) -> dict[str, Any]:
         self._check_type(rtype)
-        resource = self._by_id.get((rtype, resource_id))
-        if resource is None:
+        found = self._by_id.get((rtype, resource_id))
+        if found is None:
             raise FhirError(404, "not-found", f"{rtype}/{resource_id} is not known")
+        resource: dict[str, Any] = json.loads(self._texts[found[0]][found[1]])
         return resource
 
     def search(self, rtype: str, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        """A search answer (Bundle)."""
+        return self._full(*self._search(rtype, params, base_url), base_url)
+
+    def page(self, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
+        """Another page of a stored search (``_getpages``), as HAPI serves its paging links."""
+        return self._full(*self._page(params, base_url), base_url)
+
+    def _full(self, answer: dict[str, Any], page: tuple[str, list[int]] | None, base_url: str) -> dict[str, Any]:
+        if page is None:
+            return answer
+        rtype, indices = page
+        texts, keys = self._texts.get(rtype, []), self._keys.get(rtype, [])
+        return {**answer, "entry": [{"fullUrl": f"{base_url}/{rtype}/{keys[i].id}", "resource": json.loads(texts[i]),
+                                     "search": {"mode": "match"}} for i in indices]}
+
+    def _search(self, rtype: str, params: list[tuple[str, str]],
+                base_url: str) -> tuple[dict[str, Any], tuple[str, list[int]] | None]:
+        """A search answer without its entries, and (type, indices) of its page's entries."""
         self._check_type(rtype)
         filters: list[tuple[str, str]] = []
         count, offset, summary = self.page_size, 0, None
@@ -188,11 +212,10 @@ class FhirStore:
         self_url = f"{base_url}/{rtype}" + (f"?{self_query}" if self_query else "")
         if summary == "count":
             return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(matches),
-                    "link": [{"relation": "self", "url": self_url}]}
+                    "link": [{"relation": "self", "url": self_url}]}, None
         return self._bundle(rtype, matches, offset, count, base_url, self_url, self._search_ids.get(key), key)
 
-    def page(self, params: list[tuple[str, str]], base_url: str) -> dict[str, Any]:
-        """Another page of a stored search (``_getpages``), as HAPI serves its paging links."""
+    def _page(self, params: list[tuple[str, str]], base_url: str) -> tuple[dict[str, Any], tuple[str, list[int]]]:
         unknown = sorted({name for name, _ in params} - _PAGING_PARAMS)
         if unknown:
             raise FhirError(400, "not-supported", f"a paging request takes no search parameters, got {unknown}")
@@ -209,7 +232,7 @@ class FhirStore:
                             self._paging_link(base_url, search_id, offset, count), search_id, None)
 
     def _bundle(self, rtype: str, matches: list[int], offset: int, count: int, base_url: str, self_url: str,
-                search_id: str | None, key: tuple[Any, ...] | None) -> dict[str, Any]:
+                search_id: str | None, key: tuple[Any, ...] | None) -> tuple[dict[str, Any], tuple[str, list[int]]]:
         links = [{"relation": "self", "url": self_url}]
         more, earlier = count > 0 and offset + count < len(matches), count > 0 and offset > 0
         if more or earlier:
@@ -220,11 +243,9 @@ class FhirStore:
             if earlier:
                 links.append({"relation": "previous",
                               "url": self._paging_link(base_url, search_id, max(0, offset - count), count)})
-        items = self._by_type.get(rtype, [])
         page = matches[offset: offset + count] if count else []
-        return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(matches),
-                "link": links, "entry": [{"fullUrl": f"{base_url}/{rtype}/{items[i]['id']}", "resource": items[i],
-                                          "search": {"mode": "match"}} for i in page]}
+        return ({"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(matches),
+                 "link": links}, (rtype, page))
 
     def _remember(self, key: tuple[Any, ...] | None, rtype: str, matches: list[int]) -> str:
         """A new search id for ``matches``; the same search asked again reuses it (HAPI reuses cached results)."""
@@ -277,8 +298,7 @@ class FhirStore:
             return cached
         predicates = [self._predicate(rtype, name, value) for name, value in filters]
         keys = self._keys.get(rtype, [])
-        items = self._by_type.get(rtype, [])
-        result = [i for i, k in enumerate(keys) if all(p(items[i], k) for p in predicates)]
+        result = [i for i, k in enumerate(keys) if all(p(k) for p in predicates)]
         self._cache[key] = result
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -288,18 +308,18 @@ class FhirStore:
         date_param = DATE_PARAMS.get(rtype, (None,))[0]
         if name == "_id":
             ids = set(value.split(","))
-            return lambda r, k: str(r["id"]) in ids
+            return lambda k: k.id in ids
         if name in ("subject", "patient") and rtype in _REFERENCE_TYPES:
             target = value.split("/")[-1]
-            return lambda r, k: k.subject == target
+            return lambda k: k.subject == target
         if name == "code" and rtype in _CODED_TYPES:
-            return lambda r, k: _code_matches(k.codes, value)
+            return lambda k: _code_matches(k.codes, value)
         if name == date_param:
             _date_matches(None, value)  # validate the expression once
-            return lambda r, k: _date_matches(k.date, value)
+            return lambda k: _date_matches(k.date, value)
         if name == "gender" and rtype == "Patient":
             genders = set(value.split(","))
-            return lambda r, k: k.gender in genders
+            return lambda k: k.gender in genders
         raise FhirError(400, "not-supported", f"unknown search parameter {name!r} for {rtype}; supported: "
                                               f"{', '.join(self._supported(rtype))}")
 
@@ -312,3 +332,7 @@ class FhirStore:
         names += ["gender"] if rtype == "Patient" else []
         return names
 
+
+def _json_tail(text: str) -> str:
+    """``json.dumps(text)`` without its opening quote (to follow a prefix whose closing quote was cut)."""
+    return json.dumps(text)[1:]
