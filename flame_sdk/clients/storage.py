@@ -14,7 +14,7 @@ import io
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -57,15 +57,37 @@ async def _slices(content: BytesLike) -> AsyncIterator[memoryview]:
             yield flat[start : start + CHUNK]
 
 
-def _form(content: BytesLike, filename: str, fields: dict[str, str]) -> aiohttp.FormData:
+class _SealedStream:
+    """The chunks of a sealed stream for an upload body, hashed as they are sent."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._digest = hashlib.sha256()
+        self.complete = False
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            self._digest.update(chunk)
+            yield chunk
+        self.complete = True
+
+
+def _form(content: BytesLike | _SealedStream, filename: str, fields: dict[str, str]) -> aiohttp.FormData:
     form = aiohttp.FormData()
     for name, value in fields.items():  # fields first, so the service can stream the file through
         form.add_field(name, value)
     # Written in small pieces with flow control, so the transport never buffers a second full copy of a
     # large payload: BytesIO shares the buffer of bytes (and keeps the length known); other buffers are
     # sliced (sent chunked).
-    body: io.BytesIO | AsyncIterator[memoryview] = io.BytesIO(content) if isinstance(content, bytes) \
-        else _slices(content)
+    body: io.BytesIO | AsyncIterator[memoryview] | AsyncIterator[bytes]
+    if isinstance(content, _SealedStream):
+        body = aiter(content)
+    else:
+        body = io.BytesIO(content) if isinstance(content, bytes) else _slices(content)
     form.add_field(api.FILE, body, filename=filename, content_type="application/octet-stream")
     return form
 
@@ -214,13 +236,23 @@ class StorageClient:
     def _route(self, sender: str, recipient: str) -> frames.Route:
         return frames.Route(self.config.analysis_id, sender, recipient)
 
-    async def _upload_sealed(self, payload: bytes) -> frames.SealedRef:
+    async def _upload_sealed(self, payload: BytesLike) -> frames.SealedRef:
         """Seal ``payload`` under a fresh key and store it as is (no ``remote_node_id``: the service passes it
-        through unencrypted, and can return it in full)."""
+        through unencrypted, and can return it in full). The sealed stream is produced while it is sent, a
+        segment at a time, and hashed on the way."""
         key = sealing.new_key()
-        sealed = sealing.seal(key, frames.sealed_context(self.config.analysis_id, self.node_id), payload)
-        answer = await self._upload(api.INTERMEDIATE, sealed, "data.sealed")
-        return frames.SealedRef(str(answer["object_id"]), key, len(payload), hashlib.sha256(sealed).hexdigest())
+        context = frames.sealed_context(self.config.analysis_id, self.node_id)
+        attempts: list[_SealedStream] = []
+
+        def form() -> aiohttp.FormData:  # called once per attempt: each seals afresh (a new nonce prefix)
+            attempts.append(_SealedStream(sealing.seal_pieces(key, context, [payload])))
+            return _form(attempts[-1], "data.sealed", {})
+
+        answer = await self.service.json("PUT", api.INTERMEDIATE, ok=(200, 201, 204), data_factory=form)
+        sent = attempts[-1]
+        if not sent.complete:
+            raise FlameError("the result service answered before the sealed upload was sent completely")
+        return frames.SealedRef(str(answer["object_id"]), key, len(memoryview(payload).cast("B")), sent.sha256)
 
     async def _save_global(self, data: Any, recipients: list[str]) -> dict[str, dict[str, str]]:
         payload = dump_object(data)
@@ -327,18 +359,31 @@ class StorageClient:
                                  f"encrypted {who} for this node ({self.node_id}), or it was modified")
 
     async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytes | bytearray:
+        """Download and open a sealed payload as it streams in: hashed and decrypted chunk by chunk into one
+        buffer of the announced size; only a stream whose digest matches the key frame's is returned."""
+        opener = sealing.StreamOpener(sealed.key, frames.sealed_context(self.config.analysis_id, sender), sealed.size)
+        digest = hashlib.sha256()
+        tampered: TamperedDataError | None = None
         try:
-            stored = await self._download(api.INTERMEDIATE_OBJECT.format(object_id=sealed.object_id))
+            async with self.service.stream("GET", api.INTERMEDIATE_OBJECT.format(object_id=sealed.object_id)) as resp:
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    digest.update(chunk)
+                    if tampered is None:
+                        try:
+                            opener.feed(chunk)
+                        except TamperedDataError as exc:  # reported after the digest: a swapped object says so
+                            tampered = exc
         except ServiceHTTPError as exc:
             raise self._explain(exc, f"sealed global data {sealed.object_id!r}") from None
-        if hashlib.sha256(stored).hexdigest() != sealed.sha256:
+        if digest.hexdigest() != sealed.sha256:
             raise TamperedDataError(f"sealed global data {sealed.object_id} does not match the digest its sender "
                                     f"{sender} announced: it was modified")
-        payload = sealing.open_sealed(sealed.key, frames.sealed_context(self.config.analysis_id, sender), stored)
-        if len(payload) != sealed.size:
-            raise TamperedDataError(f"sealed global data {sealed.object_id} has {len(payload)} bytes, its sender "
-                                    f"announced {sealed.size}")
-        return payload
+        if tampered is not None:
+            raise tampered
+        try:
+            return opener.finish()
+        except TamperedDataError as exc:
+            raise TamperedDataError(f"sealed global data {sealed.object_id}: {exc}") from None
 
     async def get_local_tags(self, filter: str | None = None) -> list[str]:  # noqa: A002 - documented name
         """Tags of this project's local storage in alphabetical order, optionally only those containing

@@ -9,6 +9,11 @@ from typing import Any
 import jwt
 
 
+#: Verified tokens whose claims are kept (the oldest is dropped first).
+VERIFIED_KEPT = 4096
+EXPIRED = "the bearer token has expired; the node refreshes it via /analysis/token_refresh"
+
+
 class TokenError(Exception):
     """A bearer token is missing, malformed, expired or for another analysis."""
 
@@ -25,6 +30,7 @@ class TokenIssuer:
             raise ValueError(f"the token secret has {len(secret)} bytes; use at least 32 (64 hex digits)")
         self._secret = secrets.token_bytes(32) if secret is None else secret
         self.ttl_seconds = ttl_seconds
+        self._verified: dict[str, dict[str, Any]] = {}  # token -> claims, oldest first
 
     def issue(self, analysis_id: str, ttl_seconds: float | None = None) -> str:
         now = int(time.time())
@@ -33,14 +39,29 @@ class TokenIssuer:
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str, analysis_id: str) -> dict[str, Any]:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._decode(token)
+        elif claims["exp"] <= int(time.time()):  # PyJWT's rule, without leeway
+            self._verified.pop(token, None)
+            raise TokenError(EXPIRED)
+        if claims["client_id"] != analysis_id:
+            raise TokenError(f"the token belongs to analysis {claims['client_id']}, not {analysis_id}")
+        return claims
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """Check signature, structure and expiry; a valid token's claims are kept, so that the next request
+        with it costs a dictionary lookup and an expiry check."""
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "client_id"]})
         except jwt.ExpiredSignatureError:
-            raise TokenError("the bearer token has expired; the node refreshes it via /analysis/token_refresh") from None
+            self._verified.pop(token, None)
+            raise TokenError(EXPIRED) from None
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"invalid bearer token ({exc})") from None
-        if claims["client_id"] != analysis_id:
-            raise TokenError(f"the token belongs to analysis {claims['client_id']}, not {analysis_id}")
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_KEPT:
+            self._verified.pop(next(iter(self._verified)))
         return claims
 
 

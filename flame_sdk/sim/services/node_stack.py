@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flame_sdk.sim.common.keycloak import TokenIssuer
-from flame_sdk.sim.common.platform_model import NODE_HEADER, Deployment, NodeSpec
+from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
 from flame_sdk.sim.common.web import fixed_json
 from flame_sdk.sim.services.broker_service import BrokerService
 from flame_sdk.sim.services.data_service import DataService
 from flame_sdk.sim.services.gateway import build_gateway_app
+from flame_sdk.sim.services.hub_link import HttpHubLink, HubLink, LocalHubLink
 from flame_sdk.sim.services.po_service import POService
 from flame_sdk.sim.services.result_service import StorageService
+
+if TYPE_CHECKING:
+    from flame_sdk.sim.services.hub import Hub
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -32,19 +36,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 class SimNode:
     """Node-level state and services. Runs on the simulator's event loop."""
 
-    def __init__(self, spec: NodeSpec, seed: int, hub_url: str, state_dir: Path, tokens: TokenIssuer,
+    def __init__(self, spec: NodeSpec, seed: int, hub: str | Hub, state_dir: Path, tokens: TokenIssuer,
                  host: str = "127.0.0.1", s3_endpoint: Any = None, status_interval: float = 0.5) -> None:
+        """``hub``: the hub object when it runs in this process (called directly), else its URL."""
         self.spec = spec
         self.node_id = spec.node_id
         self.seed = seed
-        self.hub_url = hub_url.rstrip("/")
+        self._hub_target = hub
         self.state_dir = state_dir
         self.tokens = tokens
         self.host = host
         self.s3_endpoint = s3_endpoint
         self.status_interval = status_interval
         self.private_key = ec.generate_private_key(ec.SECP384R1())
-        self.hub_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()
+        self.hub: HubLink = None  # type: ignore[assignment]  # set in start()
         self.broker = BrokerService(self)
         self.po = POService(self)
         self.storage = StorageService(self)
@@ -60,11 +65,8 @@ class SimNode:
         return pem.hex()
 
     async def hub_json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call the hub as this node; raise on HTTP errors."""
-        async with self.hub_session.request(method, self.hub_url + path, **kwargs) as resp:
-            if resp.status >= 400:
-                raise RuntimeError(f"hub {method} {path} -> HTTP {resp.status}: {await resp.text()}")
-            return await resp.json() if resp.content_type == "application/json" else await resp.read()
+        """Call the hub as this node (``json=``, ``params=``); RuntimeError on an error status."""
+        return await self.hub.json(method, path, **kwargs)
 
     async def _serve(self, app: web.Application, port: int = 0) -> int:
         runner = web.AppRunner(app, access_log=None)
@@ -78,8 +80,9 @@ class SimNode:
     async def start(self, inbox_port: int = 0, inbox_url: str | None = None) -> None:
         """Serve the hub inbox and register at the hub. ``inbox_url``: the address the hub should use
         when it differs from the listen address (a container name)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.hub_session = aiohttp.ClientSession(headers={NODE_HEADER: self.node_id})
+        await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
+        self.hub = HttpHubLink(self._hub_target, self.node_id) if isinstance(self._hub_target, str) \
+            else LocalHubLink(self._hub_target, self.node_id)
         inbox = web.Application(client_max_size=64 * 1024 * 1024)
         inbox.router.add_post("/hub/messages", self.broker.from_hub)
         inbox.router.add_get("/healthz", fixed_json({"status": "ok"}))
@@ -109,5 +112,5 @@ class SimNode:
             await runner.cleanup()
         await self.data.stop()
         await self.storage.stop()
-        if self.hub_session is not None:
-            await self.hub_session.close()
+        if self.hub is not None:
+            await self.hub.close()

@@ -26,6 +26,7 @@ import numpy as np
 from aiohttp import BodyPartReader, web
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from flame_sdk.protocol import result_api as api
 from flame_sdk.sim.common import crypto as node_crypto
@@ -135,6 +136,7 @@ class StorageService:
         digest = hashlib.sha256(node.node_id.encode()).digest()
         self.rng = np.random.default_rng([node.seed, int.from_bytes(digest[:8], "big")])
         self._keys: dict[str, ec.EllipticCurvePublicKey | None] = {}
+        self._ciphers: dict[str, AESGCM] = {}
 
     async def start(self) -> None:
         """Open node-local stores (kept across analyses)."""
@@ -148,7 +150,7 @@ class StorageService:
     async def public_key(self, node_id: str) -> ec.EllipticCurvePublicKey:
         """The node's key from the hub: 404/400 with the real service's details when unknown or keyless."""
         if node_id not in self._keys:
-            async with self.node.hub_session.get(f"{self.node.hub_url}/nodes/{node_id}") as resp:
+            async with self.node.hub.request("GET", f"/nodes/{node_id}") as resp:
                 if resp.status == 404:
                     raise HTTPFail(404, api.REMOTE_NODE_MISSING.format(node_id=node_id))
                 if resp.status >= 400:
@@ -161,13 +163,16 @@ class StorageService:
             raise HTTPFail(400, api.REMOTE_NODE_KEYLESS.format(node_id=node_id))
         return key
 
-    async def hub_upload(self, path: str, params: dict[str, str], content: bytes | bytearray) -> Any:
-        async def pieces() -> AsyncIterator[memoryview]:  # flow-controlled: no second copy in the transport
-            with memoryview(content) as view:
-                for start in range(0, len(view), CHUNK):
-                    yield view[start : start + CHUNK]
+    async def cipher(self, node_id: str) -> AESGCM:
+        """The cipher between this node and ``node_id``, agreed once per peer (node keys do not change)."""
+        cipher = self._ciphers.get(node_id)
+        if cipher is None:
+            cipher = self._ciphers[node_id] = node_crypto.shared_cipher(self.node.private_key,
+                                                                       await self.public_key(node_id))
+        return cipher
 
-        async with self.node.hub_session.put(self.node.hub_url + path, params=params, data=pieces()) as resp:
+    async def hub_upload(self, path: str, params: dict[str, str], content: bytes | bytearray) -> Any:
+        async with self.node.hub.request("PUT", path, params=params, content=content) as resp:
             if resp.status >= 400:  # the real service re-raises any hub error as 502
                 raise HTTPFail(502, api.HUB_ERROR.format(status=resp.status))
             return await resp.json()
@@ -257,8 +262,7 @@ class _DeploymentRoutes:
         filename, content = _require_file(file)
         recipient = fields.get(api.REMOTE_NODE_ID)
         if recipient is not None:  # "encryption requested"; without it the file is stored as it is
-            content = node_crypto.encrypt(self.service.node.private_key, await self.service.public_key(recipient),
-                                          content)
+            content = node_crypto.encrypt_with(await self.service.cipher(recipient), content)
         answer = await self.service.hub_upload(self.temp_path, {"filename": filename or "file"}, content)
         object_id = answer["object_id"]
         return web.json_response({"url": _service_url(request, f"/intermediate/{object_id}"),
@@ -268,8 +272,7 @@ class _DeploymentRoutes:
         self._authenticate(request)
         object_id = _uuid(request.match_info["object_id"], "object_id")
         sender = request.query.get(api.SENDER_QUERY)
-        url = f"{self.service.node.hub_url}{self.temp_path}/{object_id}"
-        async with self.service.node.hub_session.get(url) as hub:
+        async with self.service.node.hub.request("GET", f"{self.temp_path}/{object_id}") as hub:
             if hub.status == 404:
                 raise HTTPFail(404, api.OBJECT_MISSING.format(object_id=object_id))
             if hub.status >= 400:
@@ -277,22 +280,21 @@ class _DeploymentRoutes:
             response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
             if sender is None:  # relayed as stored (the real service relays 1024-byte chunks; only speed differs)
                 await response.prepare(request)
-                async for chunk in hub.content.iter_chunked(CHUNK):
+                async for chunk in hub.chunks():
                     await response.write(chunk)
                 await response.write_eof()
                 return response
-            chunks = _exact_chunks(hub.content.iter_chunked(CHUNK), api.DECRYPT_CHUNK)
+            chunks = _exact_chunks(hub.chunks(), api.DECRYPT_CHUNK)
             first = await anext(chunks, b"")
-            key = await self.service.public_key(sender)
-            private = self.service.node.private_key
+            cipher = await self.service.cipher(sender)
             try:
-                plain = node_crypto.decrypt(private, key, first)
+                plain = node_crypto.decrypt_with(cipher, first)
             except (InvalidTag, ValueError):
                 raise HTTPFail(400, api.UNDECRYPTABLE.format(object_id=object_id, node_id=sender)) from None
             await response.prepare(request)
             await response.write(plain)
             async for chunk in chunks:  # as the real service: each further chunk on its own (an error aborts)
-                await response.write(node_crypto.decrypt(private, key, chunk))
+                await response.write(node_crypto.decrypt_with(cipher, chunk))
             await response.write_eof()
             return response
 

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    import aiohttp
-    from aiohttp import web
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from flame_sdk.sim.common.keycloak import TokenIssuer
     from flame_sdk.sim.common.platform_model import HubAnalysis, NodeSpec
+    from flame_sdk.sim.services.hub_calls import HubCall
+    from flame_sdk.sim.services.hub_link import HubLink
+    from flame_sdk.sim.services.hub_storage import HubStore
     from flame_sdk.sim.services.s3_server import S3Endpoint
 
 
@@ -48,10 +49,9 @@ class NodeContext(Protocol):
     def private_key(self) -> ec.EllipticCurvePrivateKey: ...
 
     @property
-    def hub_url(self) -> str: ...
-
-    @property
-    def hub_session(self) -> aiohttp.ClientSession: ...
+    def hub(self) -> HubLink:
+        """The node's connection to the hub (in process or HTTP)."""
+        ...
 
     async def hub_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the hub as this node; raise on HTTP errors."""
@@ -59,8 +59,11 @@ class NodeContext(Protocol):
 
 
 class HubRegistry(Protocol):
-    """The hub as its storage routes see it: analysis lookup by request."""
+    """The hub as its storage routes see it: analysis lookup by call, and its store."""
 
-    def analysis(self, request: web.Request) -> HubAnalysis:
-        """The analysis named by the request's ``analysis_id`` (404 when unknown)."""
+    @property
+    def store(self) -> HubStore: ...
+
+    def analysis(self, call: HubCall) -> HubAnalysis:
+        """The analysis named by the call's ``analysis_id`` (HubError 404 when unknown)."""
         ...

@@ -1,0 +1,170 @@
+"""How a node's services reach the hub: a hop the SDK never sees, so in process when the hub is.
+
+* ``LocalHubLink``: calls ``Hub.call`` directly (a ``Simulation``: hub and nodes on one loop); no HTTP,
+  no JSON round trip, uploads handed over as they are;
+* ``HttpHubLink``: the hub's HTTP routes (``flame-sim serve``: hub and node stacks in other processes).
+
+Both answer ``request(...)`` with a ``HubReply`` (status, JSON body, body chunks) and ``json(...)`` with the
+JSON body of a successful answer (``RuntimeError`` naming the status otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json as jsonlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+import aiohttp
+
+from flame_sdk.sim.common.platform_model import NODE_HEADER
+from flame_sdk.sim.services.hub_calls import BytesLike, HubAnswer
+
+if TYPE_CHECKING:
+    from flame_sdk.sim.services.hub import Hub
+
+CHUNK = 256 * 1024
+
+
+class HubReply(Protocol):
+    """One answer of the hub."""
+
+    @property
+    def status(self) -> int: ...
+
+    async def json(self) -> Any:
+        """The JSON body."""
+        ...
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body in chunks."""
+        ...
+
+
+class HubLink(Protocol):
+    """The hub as one node's services reach it."""
+
+    def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
+                content: BytesLike | None = None) -> AbstractAsyncContextManager[HubReply]:
+        """Send a request as this node; the reply is usable inside the ``async with``."""
+        ...
+
+    async def json(self, method: str, path: str, *, json: Any = None,
+                   params: Mapping[str, str] | None = None) -> Any:
+        """The JSON answer of a request; RuntimeError for an error status."""
+        ...
+
+    def deliver_locally(self, inbox: Callable[[dict[str, Any]], Awaitable[None]]) -> bool:
+        """Have the hub hand messages for this node to ``inbox`` directly; False when it cannot (over HTTP)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _failed(method: str, path: str, status: int, text: str) -> RuntimeError:
+    return RuntimeError(f"hub {method} {path} -> HTTP {status}: {text}")
+
+
+def _read_chunk(source: BinaryIO) -> bytes:
+    return source.read(CHUNK)
+
+
+class _LocalReply:
+    def __init__(self, answer: HubAnswer) -> None:
+        self._answer = answer
+        self.status = answer.status
+
+    async def json(self) -> Any:
+        return self._answer.body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._answer.file is None:
+            yield jsonlib.dumps(self._answer.body).encode()
+            return
+        source = await asyncio.to_thread(Path(self._answer.file).open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(_read_chunk, source):
+                yield chunk
+        finally:
+            await asyncio.to_thread(source.close)
+
+
+class LocalHubLink:
+    """The hub in this process, called directly as ``node_id``."""
+
+    def __init__(self, hub: Hub, node_id: str) -> None:
+        self._hub = hub
+        self._node_id = node_id
+
+    @asynccontextmanager
+    async def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
+                      content: BytesLike | None = None) -> AsyncIterator[HubReply]:
+        # JSON bodies are copied, so neither side holds on to the other's objects (as over HTTP)
+        answer = await self._hub.call(self._node_id, method, path, params, copy.deepcopy(json), content)
+        yield _LocalReply(HubAnswer(answer.status, copy.deepcopy(answer.body), answer.file, answer.headers))
+
+    async def json(self, method: str, path: str, *, json: Any = None,
+                   params: Mapping[str, str] | None = None) -> Any:
+        async with self.request(method, path, json=json, params=params) as reply:
+            if reply.status >= 400:
+                raise _failed(method, path, reply.status, str(await reply.json()))
+            return await reply.json()
+
+    def deliver_locally(self, inbox: Callable[[dict[str, Any]], Awaitable[None]]) -> bool:
+        self._hub.local_inboxes[self._node_id] = inbox
+        return True
+
+    async def close(self) -> None:
+        self._hub.local_inboxes.pop(self._node_id, None)
+
+
+class _HttpReply:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+
+    async def json(self) -> Any:
+        return await self._response.json(content_type=None)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.content.iter_chunked(CHUNK):
+            yield chunk
+
+
+async def _slices(content: BytesLike) -> AsyncIterator[memoryview]:
+    """Flow-controlled pieces of an upload (no second copy in the transport)."""
+    with memoryview(content) as view, view.cast("B") as flat:
+        for start in range(0, len(flat), CHUNK):
+            yield flat[start : start + CHUNK]
+
+
+class HttpHubLink:
+    """The hub's HTTP routes at ``hub_url``, as ``node_id`` (the ``X-Node-Id`` header)."""
+
+    def __init__(self, hub_url: str, node_id: str) -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self._session = aiohttp.ClientSession(headers={NODE_HEADER: node_id})
+
+    @asynccontextmanager
+    async def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
+                      content: BytesLike | None = None) -> AsyncIterator[HubReply]:
+        data = None if content is None else _slices(content)
+        async with self._session.request(method, self.hub_url + path, json=json, params=params,
+                                         data=data) as response:
+            yield _HttpReply(response)
+
+    async def json(self, method: str, path: str, *, json: Any = None,
+                   params: Mapping[str, str] | None = None) -> Any:
+        async with self._session.request(method, self.hub_url + path, json=json, params=params) as response:
+            if response.status >= 400:
+                raise _failed(method, path, response.status, await response.text())
+            return await response.json(content_type=None)
+
+    def deliver_locally(self, inbox: Callable[[dict[str, Any]], Awaitable[None]]) -> bool:
+        return False
+
+    async def close(self) -> None:
+        await self._session.close()
