@@ -8,7 +8,6 @@ from typing import Any
 
 import jwt
 
-
 #: Verified tokens whose claims are kept (the oldest is dropped first).
 VERIFIED_KEPT = 4096
 EXPIRED = "the bearer token has expired; the node refreshes it via /analysis/token_refresh"

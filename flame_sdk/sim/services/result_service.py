@@ -17,10 +17,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from aiohttp import BodyPartReader, web
@@ -43,6 +44,7 @@ CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 class HTTPFail(Exception):
@@ -140,11 +142,11 @@ class StorageService:
 
     async def start(self) -> None:
         """Open node-local stores (kept across analyses)."""
-        self.local.open()
+        await self.local.run(self.local.open)
 
     async def stop(self) -> None:
         """Close node-local stores."""
-        self.local.close()
+        await self.local.shutdown()
 
     # -- hub access ---------------------------------------------------------------------------------
     async def public_key(self, node_id: str) -> ec.EllipticCurvePublicKey:
@@ -307,34 +309,39 @@ class _DeploymentRoutes:
         if tag is not None and not is_valid_tag(tag):
             raise HTTPFail(400, api.INVALID_TAG.format(tag=tag))
         project, object_id = self.deployment.project_id, str(uuid.uuid4())
-        path = self.service.local.object_path(project, object_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        self.service.local.add(project, self.analysis_id, object_id, filename or "data.bin", tag)
+        local = self.service.local
+        await local.run(local.save, project, self.analysis_id, object_id, filename or "data.bin", tag, content)
         return web.json_response({"url": _service_url(request, f"/local/{object_id}")})
 
     async def get_tags(self, request: web.Request) -> web.StreamResponse:
         self._authenticate(request)
         return web.json_response({"tags": [{"name": tag, "url": _service_url(request, f"/local/tags/{tag}")}
-                                           for tag in self.service.local.tags(self.deployment.project_id)]})
+                                           for tag in await self._local(self.service.local.tags)]})
 
     async def get_tagged(self, request: web.Request) -> web.StreamResponse:
         self._authenticate(request)
         tag = request.match_info["tag"]  # not validated by the service: an unknown tag lists nothing
         return web.json_response({"results": [
             {"filename": name, "url": _service_url(request, f"/local/{object_id}")}
-            for object_id, name in self.service.local.tagged(self.deployment.project_id, tag)]})
+            for object_id, name in await self._local(self.service.local.tagged, tag)]})
 
     async def get_local(self, request: web.Request) -> web.StreamResponse:
         self._authenticate(request)
         object_id = _uuid(request.match_info["object_id"], "object_id")
-        path = self.service.local.find(self.deployment.project_id, object_id)
+        path = await self._local(self.service.local.find, object_id)
         if path is None:
             raise HTTPFail(404, api.OBJECT_MISSING.format(object_id=object_id))
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)  # streamed without Content-Length, as the real service does
-        with path.open("rb") as source:
-            while chunk := source.read(CHUNK):
+        source = await asyncio.to_thread(path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(source.read, CHUNK):
                 await response.write(chunk)
+        finally:
+            await asyncio.to_thread(source.close)
         await response.write_eof()
         return response
+
+    async def _local(self, query: Callable[..., T], *args: Any) -> T:
+        """A query of the local store for this deployment's project, on the store's thread."""
+        return await self.service.local.run(query, self.deployment.project_id, *args)
