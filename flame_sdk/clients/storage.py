@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
+import aiohttp.payload
+from aiohttp.abc import AbstractStreamWriter
 
 from flame_sdk.config import IdentifiedNodeConfig
 from flame_sdk.errors import (
@@ -57,35 +59,45 @@ async def _slices(content: BytesLike) -> AsyncIterator[memoryview]:
             yield flat[start : start + CHUNK]
 
 
-class _SealedStream:
-    """The chunks of a sealed stream for an upload body, hashed as they are sent."""
+class _SealedPayload(aiohttp.payload.Payload):
+    """An upload body: the sealed stream of a payload, produced (and hashed) while it is sent. Its size is known
+    beforehand, so the part and the request carry a Content-Length."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        super().__init__(chunks, content_type="application/octet-stream")
         self._chunks = chunks
+        self._sealed_size = size
         self._digest = hashlib.sha256()
         self.complete = False
+
+    @property
+    def size(self) -> int:
+        return self._sealed_size
 
     @property
     def sha256(self) -> str:
         return self._digest.hexdigest()
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a sealed stream is binary")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
         for chunk in self._chunks:
             self._digest.update(chunk)
-            yield chunk
+            await writer.write(chunk)
         self.complete = True
 
 
-def _form(content: BytesLike | _SealedStream, filename: str, fields: dict[str, str]) -> aiohttp.FormData:
+def _form(content: BytesLike | _SealedPayload, filename: str, fields: dict[str, str]) -> aiohttp.FormData:
     form = aiohttp.FormData()
     for name, value in fields.items():  # fields first, so the service can stream the file through
         form.add_field(name, value)
     # Written in small pieces with flow control, so the transport never buffers a second full copy of a
     # large payload: BytesIO shares the buffer of bytes (and keeps the length known); other buffers are
     # sliced (sent chunked).
-    body: io.BytesIO | AsyncIterator[memoryview] | AsyncIterator[bytes]
-    if isinstance(content, _SealedStream):
-        body = aiter(content)
+    body: io.BytesIO | AsyncIterator[memoryview] | _SealedPayload
+    if isinstance(content, _SealedPayload):
+        body = content
     else:
         body = io.BytesIO(content) if isinstance(content, bytes) else _slices(content)
     form.add_field(api.FILE, body, filename=filename, content_type="application/octet-stream")
@@ -242,17 +254,18 @@ class StorageClient:
         segment at a time, and hashed on the way."""
         key = sealing.new_key()
         context = frames.sealed_context(self.config.analysis_id, self.node_id)
-        attempts: list[_SealedStream] = []
+        attempts: list[_SealedPayload] = []
+        size = len(memoryview(payload).cast("B"))
 
         def form() -> aiohttp.FormData:  # called once per attempt: each seals afresh (a new nonce prefix)
-            attempts.append(_SealedStream(sealing.seal_pieces(key, context, [payload])))
+            attempts.append(_SealedPayload(sealing.seal_pieces(key, context, [payload]), sealing.sealed_size(size)))
             return _form(attempts[-1], "data.sealed", {})
 
         answer = await self.service.json("PUT", api.INTERMEDIATE, ok=(200, 201, 204), data_factory=form)
         sent = attempts[-1]
         if not sent.complete:
             raise FlameError("the result service answered before the sealed upload was sent completely")
-        return frames.SealedRef(str(answer["object_id"]), key, len(memoryview(payload).cast("B")), sent.sha256)
+        return frames.SealedRef(str(answer["object_id"]), key, size, sent.sha256)
 
     async def _save_global(self, data: Any, recipients: list[str]) -> dict[str, dict[str, str]]:
         payload = dump_object(data)

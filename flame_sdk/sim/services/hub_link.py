@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from flame_sdk.sim.services.hub import Hub
 
 CHUNK = 256 * 1024
+#: Files up to this size are read in one go (one worker-thread hop).
+WHOLE_READ = 4 * 1024 * 1024
 
 
 class HubReply(Protocol):
@@ -72,6 +74,20 @@ def _read_chunk(source: BinaryIO) -> bytes:
     return source.read(CHUNK)
 
 
+def _open_and_read(path: Path) -> tuple[BinaryIO | None, bytes]:
+    """Open ``path`` and read its first ``WHOLE_READ`` bytes; the file is closed (None) when that was all."""
+    source = path.open("rb")
+    try:
+        first = source.read(WHOLE_READ + 1)
+    except BaseException:
+        source.close()
+        raise
+    if len(first) <= WHOLE_READ:
+        source.close()
+        return None, first
+    return source, first
+
+
 class _LocalReply:
     def __init__(self, answer: HubAnswer) -> None:
         self._answer = answer
@@ -84,7 +100,10 @@ class _LocalReply:
         if self._answer.file is None:
             yield jsonlib.dumps(self._answer.body).encode()
             return
-        source = await asyncio.to_thread(Path(self._answer.file).open, "rb")
+        source, first = await asyncio.to_thread(_open_and_read, Path(self._answer.file))
+        yield first  # a small file in one hop to the worker thread, a large one in chunks after its head
+        if source is None:
+            return
         try:
             while chunk := await asyncio.to_thread(_read_chunk, source):
                 yield chunk

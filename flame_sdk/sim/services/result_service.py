@@ -81,7 +81,7 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, b
     """Text fields and the ``file`` part (name, content) of a multipart body."""
     fields: dict[str, str] = {}
     file: tuple[str, bytes | bytearray] | None = None
-    if not request.content_type.startswith("multipart/"):
+    if not request.headers.get("Content-Type", "").lower().startswith("multipart/"):  # cheaper than .content_type
         return fields, file
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
