@@ -1,10 +1,15 @@
 """Federated descriptive statistics of FHIR Observation values per LOINC code, sex and age band.
 
-Each data node reads its Patients and Observations, keeps (by default) each patient's latest value per
-code, and sends per cell: count, mean, sum of squared deviations (for a numerically stable pooled
-standard deviation) and a fixed-bin histogram (for quantiles). The aggregator pools the cells exactly,
-derives mean, sd and the quartiles, withholds every cell with fewer than ``min_cell_size`` values (and,
-where a shown total would reveal a withheld count, the next smallest cell too), and submits one CSV table. Run it with ``python descriptive_statistics.py`` on a node (or ``flame-sim run``).
+Each data node reads its Patients and Observations (patient ids are resolved within each data source: every
+FHIR server numbers its own patients), keeps by default each patient's latest value per code, converts it
+to the code's unit from its UCUM ``valueQuantity.code`` (values in unknown units are rejected and counted),
+counts values outside the code's plausible range (left out, never clipped), and sends per sex x age band
+cell: count, mean, sum of squared deviations and a relative-error quantile sketch (DDSketch bucket counts).
+The aggregator adds the cells up exactly (Chan's parallel mean/variance; bucket counts add), builds the
+margins, reads the quartiles off the pooled sketch (pandas' default linear-interpolation quartiles within
+relative error ``quantile_accuracy``), protects all counts with ``flame_sdk.disclosure`` (small cells and the
+cells that would give them away through a margin are withheld) and submits one CSV table. Run it with
+``python descriptive_statistics.py`` on a node (or ``flame-sim run``).
 """
 
 from __future__ import annotations
@@ -12,43 +17,80 @@ from __future__ import annotations
 import inspect
 import math
 import os
+from collections import Counter
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from flame.star import StarAggregator, StarAnalyzer, StarModel
+from flame_sdk.disclosure import DisclosureConfig, contributing_nodes, protect_table
 
 ALGORITHM = {
     "name": "descriptive_statistics",
-    "description": "Counts, mean, standard deviation and quartiles (from pooled histograms) of FHIR "
-                   "Observation values per LOINC code, sex and age band, with small-cell suppression.",
+    "description": "Counts, mean, standard deviation and quartiles (relative-error quantile sketch) of FHIR "
+                   "Observation values per LOINC code, sex and age band, with units read from the data and "
+                   "small-cell and complementary suppression.",
     "data_type": "fhir",
     "query": ["Patient?_count=1000", "Observation?_count=1000"],
-    "output": "CSV table: loinc, name, unit, sex, age_band, n, mean, sd, q25, median, q75, suppressed",
+    "output": "CSV table: loinc, name, unit, sex, age_band, n, mean, sd, q25, median, q75, out_of_range, "
+              "unit_rejected, suppressed",
     "arguments": [
         {"name": "min_cell_size", "type": "int", "default": 5,
-         "description": "cells with fewer values are withheld (all statistics blank, suppressed=true)"},
+         "description": "counts from 1 to this minus 1 are withheld, with the cells that would reveal them "
+                        "through a margin (statistics blank, suppressed=true)"},
+        {"name": "min_contributing_nodes", "type": "int", "default": 1,
+         "description": "cells with values from fewer nodes are withheld"},
+        {"name": "rounding_base", "type": "int", "default": 1,
+         "description": "published counts are rounded to a multiple of this (1: exact)"},
         {"name": "age_bands", "type": "str", "default": "0,40,60,80",
          "description": "lower edges of the age bands in years at the observation date, ascending"},
         {"name": "latest_only", "type": "bool", "default": True,
          "description": "use each patient's latest value per code (false: every observation counts)"},
+        {"name": "quantile_accuracy", "type": "float", "default": 0.005,
+         "description": "relative error bound of the quartiles against the exact (pandas default) quartiles"},
     ],
 }
 
-#: LOINC code -> (name, unit, histogram lower edge, upper edge, bin width). Values outside are clipped.
-CODES: dict[str, tuple[str, str, float, float, float]] = {
-    "29463-7": ("body weight", "kg", 20.0, 250.0, 0.5),
-    "8302-2": ("body height", "cm", 100.0, 230.0, 0.5),
-    "39156-5": ("body mass index", "kg/m2", 10.0, 70.0, 0.1),
-    "8480-6": ("systolic blood pressure", "mm[Hg]", 60.0, 260.0, 1.0),
-    "2093-3": ("total cholesterol", "mg/dL", 50.0, 450.0, 1.0),
-    "4548-4": ("hemoglobin A1c", "%", 3.0, 18.0, 0.1),
+
+class Measure(NamedTuple):
+    """A LOINC code's display name, unit, plausible range (in that unit) and accepted UCUM units.
+
+    ``units`` maps a UCUM code to (factor, offset): value in the canonical unit = factor * value + offset.
+    """
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    units: dict[str, tuple[float, float]]
+
+
+#: The codes summarised. Plausible ranges are wide physiological limits; values outside are counted and left
+#: out. Molar units convert with the analyte's molar mass (cholesterol 386.65 g/mol) or, for HbA1c, the
+#: IFCC-NGSP master equation (NGSP % = 0.09148 * IFCC mmol/mol + 2.152).
+CODES: dict[str, Measure] = {
+    "29463-7": Measure("body weight", "kg", 0.2, 650.0,
+                       {"kg": (1.0, 0.0), "g": (0.001, 0.0), "[lb_av]": (0.45359237, 0.0),
+                        "[oz_av]": (0.028349523125, 0.0)}),
+    "8302-2": Measure("body height", "cm", 20.0, 280.0,
+                      {"cm": (1.0, 0.0), "m": (100.0, 0.0), "mm": (0.1, 0.0), "[in_i]": (2.54, 0.0),
+                       "[ft_i]": (30.48, 0.0)}),
+    "39156-5": Measure("body mass index", "kg/m2", 5.0, 200.0, {"kg/m2": (1.0, 0.0)}),
+    "8480-6": Measure("systolic blood pressure", "mm[Hg]", 20.0, 350.0,
+                      {"mm[Hg]": (1.0, 0.0), "kPa": (7.500615758, 0.0)}),
+    "2093-3": Measure("total cholesterol", "mg/dL", 10.0, 2000.0,
+                      {"mg/dL": (1.0, 0.0), "g/L": (100.0, 0.0), "mmol/L": (38.665, 0.0)}),
+    "4548-4": Measure("hemoglobin A1c", "%", 2.0, 25.0, {"%": (1.0, 0.0), "mmol/mol": (0.09148, 2.152)}),
 }
 LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
 ALL = "all"
-COLUMNS = ["loinc", "name", "unit", "sex", "age_band", "n", "mean", "sd", "q25", "median", "q75", "suppressed"]
+OK, OUT_OF_RANGE, UNIT_REJECTED = "ok", "out_of_range", "unit_rejected"
+COLUMNS = ["loinc", "name", "unit", "sex", "age_band", "n", "mean", "sd", "q25", "median", "q75", OUT_OF_RANGE,
+           UNIT_REJECTED, "suppressed"]
+ROW_COLUMNS = ["source", "patient", "loinc", "sex", "age", "when", "value", "status", "unit"]
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -82,6 +124,12 @@ def band_label(age: int, edges: list[int]) -> str | None:
     return f"{edges[index]}+" if upper is None else f"{edges[index]}-{upper}"
 
 
+def check_accuracy(accuracy: float) -> float:
+    if not 1e-4 <= float(accuracy) <= 0.1:
+        raise ValueError(f"quantile_accuracy must be between 0.0001 and 0.1 (relative error), got {accuracy!r}")
+    return float(accuracy)
+
+
 # ----------------------------------------------------------------------------- FHIR reading
 def bundle_resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [e["resource"] for e in bundle.get("entry", []) if isinstance(e, dict) and "resource" in e]
@@ -98,10 +146,14 @@ def next_query(bundle: dict[str, Any], query: str) -> str | None:
     return url[at + 1:] if at >= 0 else None
 
 
-def read_resources(data: list[dict[str, Any]], fetch=None) -> list[dict[str, Any]]:
-    """Every resource of every source, following ``next`` links with ``fetch(query, source index)``."""
-    resources: dict[tuple[str, str], dict[str, Any]] = {}
+def read_sources(data: list[dict[str, Any]], fetch=None) -> list[list[dict[str, Any]]]:
+    """Per data source, its resources (following ``next`` links with ``fetch(query, source index)``).
+
+    Sources stay apart: resource ids are only unique within one FHIR server.
+    """
+    sources = []
     for index, source in enumerate(data):
+        resources: dict[tuple[str, str], dict[str, Any]] = {}
         for query, bundle in source.items():
             seen: set[str] = set()
             while isinstance(bundle, dict):
@@ -112,7 +164,8 @@ def read_resources(data: list[dict[str, Any]], fetch=None) -> list[dict[str, Any
                     break
                 seen.add(following)
                 bundle = fetch(following, index)
-    return list(resources.values())
+        sources.append(list(resources.values()))
+    return sources
 
 
 def loinc_code(observation: dict[str, Any]) -> str | None:
@@ -122,69 +175,138 @@ def loinc_code(observation: dict[str, Any]) -> str | None:
     return None
 
 
-def age_at(birth: str, when: str) -> int:
-    b, w = date.fromisoformat(birth[:10]), date.fromisoformat(when[:10])
-    return w.year - b.year - ((w.month, w.day) < (b.month, b.day))
+def parse_date(text: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(text)[:10])
+    except ValueError:
+        return None
 
 
-def observation_rows(resources: list[dict[str, Any]], latest_only: bool = True) -> pd.DataFrame:
-    """One row per usable observation: loinc, sex, age, value (latest per patient and code if asked)."""
-    patients = {r["id"]: r for r in resources if r.get("resourceType") == "Patient" and "id" in r}
+def age_at(birth: date, when: date) -> int:
+    return when.year - birth.year - ((when.month, when.day) < (birth.month, birth.day))
+
+
+def patient_id(reference: str) -> str | None:
+    """The id in a ``Patient/<id>`` reference (relative, absolute or versioned)."""
+    parts = reference.split("/")
+    return parts[parts.index("Patient") + 1] if "Patient" in parts[:-1] else None
+
+
+def canonical_value(code: str, quantity: dict[str, Any]) -> tuple[float | None, str]:
+    """(value in the code's unit or None if the unit is not accepted, the unit as given)."""
+    unit = quantity.get("code") or quantity.get("unit") or ""
+    if quantity.get("system") not in (None, UCUM) or unit not in CODES[code].units:
+        return None, str(unit)
+    factor, offset = CODES[code].units[unit]
+    return factor * float(quantity["value"]) + offset, unit
+
+
+def observation_rows(sources: list[list[dict[str, Any]]], latest_only: bool = True,
+                     skipped: Counter | None = None) -> pd.DataFrame:
+    """One row per observation of a summarised code: source, patient, loinc, sex, age, when, value, status.
+
+    ``status`` is 'ok', 'out_of_range' (outside the plausible range; value kept for the count only) or
+    'unit_rejected'. Observations that cannot be placed (no patient, date or value) are counted in
+    ``skipped`` by reason.
+    """
+    skipped = Counter() if skipped is None else skipped
     rows = []
-    for obs in resources:
-        if obs.get("resourceType") != "Observation" or obs.get("status") in ("entered-in-error", "cancelled"):
-            continue
-        code, value = loinc_code(obs), obs.get("valueQuantity", {}).get("value")
-        reference = obs.get("subject", {}).get("reference", "")
-        patient = patients.get(reference.split("/")[-1])
-        when = obs.get("effectiveDateTime")
-        if code is None or value is None or patient is None or not when or not patient.get("birthDate"):
-            continue
-        rows.append({"patient": patient["id"], "loinc": code, "sex": patient.get("gender", "unknown"),
-                     "age": age_at(patient["birthDate"], when), "when": when[:10], "value": float(value)})
-    frame = pd.DataFrame(rows, columns=["patient", "loinc", "sex", "age", "when", "value"])
+    for index, resources in enumerate(sources):
+        patients = {r["id"]: r for r in resources if r.get("resourceType") == "Patient" and "id" in r}
+        for obs in resources:
+            if obs.get("resourceType") != "Observation" or obs.get("status") in ("entered-in-error", "cancelled"):
+                continue
+            code = loinc_code(obs)
+            if code is None:
+                continue
+            quantity = obs.get("valueQuantity") or {}
+            patient = patients.get(patient_id(obs.get("subject", {}).get("reference", "")) or "")
+            when = parse_date(obs.get("effectiveDateTime") or obs.get("effectivePeriod", {}).get("start")
+                              or obs.get("effectiveInstant"))
+            birth = parse_date(patient.get("birthDate")) if patient else None
+            value = quantity.get("value")
+            reason = ("no numeric value" if isinstance(value, bool) or not isinstance(value, (int, float))
+                      else "no patient in the same source" if patient is None
+                      else "no usable effective date" if when is None
+                      else "no usable birth date" if birth is None else None)
+            if reason:
+                skipped[reason] += 1
+                continue
+            converted, unit = canonical_value(code, quantity)
+            measure = CODES[code]
+            status = (UNIT_REJECTED if converted is None
+                      else OK if measure.low <= converted <= measure.high else OUT_OF_RANGE)
+            rows.append({"source": index, "patient": patient["id"], "loinc": code,
+                         "sex": patient.get("gender") or "unknown", "age": age_at(birth, when),
+                         "when": when.isoformat(), "value": converted, "status": status, "unit": unit})
+    frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
     if latest_only and not frame.empty:
-        frame = frame.sort_values(["patient", "loinc", "when"]).groupby(["patient", "loinc"]).tail(1)
+        frame = frame.sort_values(["source", "patient", "loinc", "when"], kind="stable")
+        frame = frame.groupby(["source", "patient", "loinc"]).tail(1)
     return frame.reset_index(drop=True)
 
 
-# ----------------------------------------------------------------------------- cell statistics
-def histogram(code: str, values: np.ndarray) -> np.ndarray:
-    _, _, low, high, width = CODES[code]
-    bins = int(round((high - low) / width))
-    index = np.clip(np.floor((values - low) / width + 1e-9).astype(int), 0, bins - 1)
-    return np.bincount(index, minlength=bins)
+# ----------------------------------------------------------------------------- quantile sketch
+def sketch_gamma(accuracy: float) -> float:
+    """DDSketch bucket ratio: every value in bucket i, (gamma^(i-1), gamma^i], is within ``accuracy`` of
+    the bucket's representative 2 gamma^i / (gamma + 1)."""
+    return (1.0 + accuracy) / (1.0 - accuracy)
 
 
-def cell_summaries(frame: pd.DataFrame, edges: list[int]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Per (loinc, sex, age band) and their 'all' margins: n, mean, m2 (sum of squared deviations), hist."""
+def sketch_buckets(code: str, gamma: float) -> tuple[int, int]:
+    """(index of the first bucket, number of buckets) covering the code's plausible range."""
+    first = math.ceil(math.log(CODES[code].low) / math.log(gamma))
+    last = math.ceil(math.log(CODES[code].high) / math.log(gamma))
+    return first, last - first + 1
+
+
+def sketch(code: str, values: np.ndarray, gamma: float) -> np.ndarray:
+    """Bucket counts of ``values`` (all within the plausible range)."""
+    first, size = sketch_buckets(code, gamma)
+    index = np.ceil(np.log(values) / math.log(gamma)).astype(int) - first
+    return np.bincount(np.clip(index, 0, size - 1), minlength=size)  # clip only guards float rounding at the ends
+
+
+def sketch_quantile(code: str, counts: np.ndarray, gamma: float, q: float) -> float:
+    """Hyndman-Fan type 7 (pandas' and numpy's default) on the sketch's order statistics.
+
+    Each order statistic is within relative error (gamma-1)/(gamma+1) of the exact one, and so is the
+    linear interpolation between two of them (all values are positive).
+    """
+    first, _ = sketch_buckets(code, gamma)
+    cumulative = np.cumsum(counts)
+    h = (int(cumulative[-1]) - 1) * q
+    lower = math.floor(h)
+
+    def order_statistic(rank: int) -> float:
+        bucket = first + int(np.searchsorted(cumulative, rank, side="right"))
+        return 2.0 * gamma ** bucket / (gamma + 1.0)
+
+    below = order_statistic(lower)
+    return below if h == lower else below + (h - lower) * (order_statistic(lower + 1) - below)
+
+
+# ----------------------------------------------------------------------------- cells
+def cell_summaries(frame: pd.DataFrame, edges: list[int], gamma: float) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Per (loinc, sex, age band): n, mean, m2 (sum of squared deviations), sketch and the excluded counts."""
     cells: dict[tuple[str, str, str], dict[str, Any]] = {}
     if frame.empty:
         return cells
     frame = frame.assign(band=[band_label(int(a), edges) for a in frame["age"]])
     frame = frame[frame["band"].notna()]
-    for (code, sex, band), group in _groupings(frame):
-        values = group["value"].to_numpy(dtype=float)
-        mean = float(values.mean())
-        cells[(code, sex, band)] = {"n": int(values.size), "mean": mean,
-                                    "m2": float(((values - mean) ** 2).sum()), "hist": histogram(code, values)}
+    for (code, sex, band), group in frame.groupby(["loinc", "sex", "band"]):
+        values = group.loc[group["status"] == OK, "value"].to_numpy(dtype=float)
+        mean = float(values.mean()) if values.size else 0.0
+        cells[(code, sex, band)] = {"n": int(values.size), "mean": mean, "m2": float(((values - mean) ** 2).sum()),
+                                    "sketch": sketch(code, values, gamma),
+                                    OUT_OF_RANGE: int((group["status"] == OUT_OF_RANGE).sum()),
+                                    UNIT_REJECTED: int((group["status"] == UNIT_REJECTED).sum())}
     return cells
 
 
-def _groupings(frame: pd.DataFrame):
-    for keys, group in frame.groupby(["loinc", "sex", "band"]):
-        yield keys, group
-    for (code, sex), group in frame.groupby(["loinc", "sex"]):
-        yield (code, sex, ALL), group
-    for (code, band), group in frame.groupby(["loinc", "band"]):
-        yield (code, ALL, band), group
-    for code, group in frame.groupby("loinc"):
-        yield (code, ALL, ALL), group
-
-
 def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool cell summaries exactly (Chan et al.'s parallel mean/variance)."""
-    n, mean, m2, hist = 0, 0.0, 0.0, None
+    """Pool cell summaries exactly (Chan et al.'s parallel mean/variance; sketch and counts add)."""
+    n, mean, m2 = 0, 0.0, 0.0
     for part in parts:
         if part["n"] == 0:
             continue
@@ -193,67 +315,69 @@ def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
         mean += delta * part["n"] / total
         m2 += part["m2"] + delta * delta * n * part["n"] / total
         n = total
-        hist = part["hist"].copy() if hist is None else hist + part["hist"]
-    return {"n": n, "mean": mean, "m2": m2, "hist": hist}
+    return {"n": n, "mean": mean, "m2": m2, "sketch": sum(p["sketch"] for p in parts),
+            OUT_OF_RANGE: sum(p[OUT_OF_RANGE] for p in parts), UNIT_REJECTED: sum(p[UNIT_REJECTED] for p in parts)}
 
 
-def hist_quantile(code: str, hist: np.ndarray, q: float) -> float:
-    """Quantile by linear interpolation inside the histogram bin that holds it."""
-    _, _, low, _, width = CODES[code]
-    target = q * float(hist.sum())
-    cumulative = np.cumsum(hist)
-    index = int(np.searchsorted(cumulative, target, side="left"))
-    index = min(index, len(hist) - 1)
-    before = float(cumulative[index - 1]) if index > 0 else 0.0
-    inside = float(hist[index])
-    share = 0.0 if inside == 0 else (target - before) / inside
-    return low + width * (index + share)
+def band_order(band: str) -> tuple[int, int]:
+    return (1, 0) if band == ALL else (0, int(band.rstrip("+").split("-")[0]))
 
 
-def withheld_cells(cells: dict[tuple[str, str, str], dict[str, Any]], min_cell_size: int) -> set:
-    """Cells below ``min_cell_size`` plus complementary ones, so no withheld count follows from a margin.
-
-    Whenever a shown total has exactly one withheld part (e.g. 'female, all ages' with only 'female, 80+'
-    withheld), the smallest other part is withheld too; repeated until nothing changes.
-    """
-    withheld = {key for key, cell in cells.items() if cell["n"] < min_cell_size}
-    groups = []
-    for code in {key[0] for key in cells}:
-        sexes = sorted({k[1] for k in cells if k[0] == code and k[1] != ALL})
-        bands = sorted({k[2] for k in cells if k[0] == code and k[2] != ALL})
-        groups += [((code, sex, ALL), [(code, sex, b) for b in bands]) for sex in [*sexes, ALL]]
-        groups += [((code, ALL, band), [(code, x, band) for x in sexes]) for band in [*bands, ALL]]
-    changed = True
-    while changed:
-        changed = False
-        for total, parts in groups:
-            present = [p for p in parts if p in cells]
-            hidden = [p for p in present if p in withheld]
-            if total in cells and total not in withheld and len(hidden) == 1:
-                shown = [p for p in present if p not in withheld]
-                if shown:
-                    withheld.add(min(shown, key=lambda p: cells[p]["n"]))
-                    changed = True
-    return withheld
+def with_margins(inner: dict[tuple[str, str], dict[str, Any]], sexes: list[str],
+                 bands: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Inner (sex, band) cells plus the sex, band and overall margins, each pooled from the inner cells."""
+    cells = dict(inner)
+    for sex in sexes:
+        cells[(sex, ALL)] = combine([inner[(sex, b)] for b in bands if (sex, b) in inner])
+    for band in bands:
+        cells[(ALL, band)] = combine([inner[(s, band)] for s in sexes if (s, band) in inner])
+    cells[(ALL, ALL)] = combine(list(inner.values()))
+    return cells
 
 
-def statistics_table(cells: dict[tuple[str, str, str], dict[str, Any]], min_cell_size: int) -> pd.DataFrame:
+def count_table(cells: dict[tuple[str, str], dict[str, Any]], key: str, sexes: list[str],
+                bands: list[str]) -> pd.DataFrame:
+    rows = [*sexes, ALL]
+    columns = [*bands, ALL]
+    return pd.DataFrame([[cells[(s, b)][key] if (s, b) in cells else 0 for b in columns] for s in rows],
+                        index=rows, columns=columns)
+
+
+def statistics_table(node_cells: list[dict[tuple[str, str, str], dict[str, Any]]], config: DisclosureConfig,
+                     accuracy: float) -> pd.DataFrame:
+    """The published table from every node's cells (one dict per node)."""
+    gamma = sketch_gamma(accuracy)
     rows = []
-    withheld = withheld_cells(cells, min_cell_size)
-    for (code, sex, band) in sorted(cells):
-        cell = cells[(code, sex, band)]
-        name, unit = CODES[code][:2]
-        row: dict[str, Any] = {"loinc": code, "name": name, "unit": unit, "sex": sex, "age_band": band}
-        if (code, sex, band) in withheld:
-            row.update(n=None, mean=None, sd=None, q25=None, median=None, q75=None, suppressed=True)
-        else:
-            sd = math.sqrt(cell["m2"] / (cell["n"] - 1)) if cell["n"] > 1 else None
-            row.update(n=cell["n"], mean=cell["mean"], sd=sd, q25=hist_quantile(code, cell["hist"], 0.25),
-                       median=hist_quantile(code, cell["hist"], 0.5), q75=hist_quantile(code, cell["hist"], 0.75),
-                       suppressed=False)
-        rows.append(row)
+    for code in sorted({key[0] for cells in node_cells for key in cells}):
+        keys = sorted({key[1:] for cells in node_cells for key in cells if key[0] == code})
+        sexes = sorted({sex for sex, _ in keys})
+        bands = sorted({band for _, band in keys}, key=band_order)
+        per_node = [with_margins({k[1:]: c for k, c in cells.items() if k[0] == code}, sexes, bands)
+                    for cells in node_cells]
+        pooled = with_margins({key: combine([cells[(code, *key)] for cells in node_cells if (code, *key) in cells])
+                               for key in keys}, sexes, bands)
+        published = {}
+        for key in ("n", OUT_OF_RANGE, UNIT_REJECTED):
+            nodes = contributing_nodes([count_table(cells, key, sexes, bands) for cells in per_node])
+            published[key] = protect_table(count_table(pooled, key, sexes, bands), config, contributors=nodes)
+        measure = CODES[code]
+        for sex in [*sexes, ALL]:
+            for band in [*bands, ALL]:
+                cell = pooled.get((sex, band))
+                if cell is None or cell["n"] + cell[OUT_OF_RANGE] + cell[UNIT_REJECTED] == 0:
+                    continue
+                withheld = bool(published["n"].withheld.at[sex, band])
+                row: dict[str, Any] = {"loinc": code, "name": measure.name, "unit": measure.unit, "sex": sex,
+                                       "age_band": band, "suppressed": withheld,
+                                       **{key: published[key].counts.at[sex, band] for key in published}}
+                if not withheld and cell["n"] > 0:
+                    row.update(mean=cell["mean"], sd=math.sqrt(cell["m2"] / (cell["n"] - 1)) if cell["n"] > 1 else None,
+                               **{name: sketch_quantile(code, cell["sketch"], gamma, q)
+                                  for name, q in (("q25", 0.25), ("median", 0.5), ("q75", 0.75))})
+                rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame["n"] = frame["n"].astype("Int64")
+    for key in ("n", OUT_OF_RANGE, UNIT_REJECTED):
+        frame[key] = frame[key].astype("Int64")
     return frame
 
 
@@ -261,42 +385,58 @@ def to_csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False)
 
 
-def pooled_statistics(data: list[dict[str, Any]], min_cell_size: int = 5, age_bands: str = "0,40,60,80",
-                      latest_only: bool = True) -> str:
+def pooled_statistics(data: list[dict[str, Any]], age_bands: str = "0,40,60,80", latest_only: bool = True,
+                      quantile_accuracy: float = 0.005, **disclosure: Any) -> str:
     """The same table computed on pooled data (one entry per data source of every node)."""
-    edges = parse_bands(age_bands)
-    frame = observation_rows(read_resources(data), latest_only)
-    return to_csv(statistics_table(cell_summaries(frame, edges), min_cell_size))
+    accuracy = check_accuracy(quantile_accuracy)
+    frame = observation_rows(read_sources(data), latest_only)
+    cells = cell_summaries(frame, parse_bands(age_bands), sketch_gamma(accuracy))
+    return to_csv(statistics_table([cells], DisclosureConfig.from_mapping(disclosure), accuracy))
 
 
 # ----------------------------------------------------------------------------- star roles
 class StatisticsAnalyzer(StarAnalyzer):
-    def __init__(self, flame, age_bands: str = "0,40,60,80", latest_only: bool = True, **_: Any) -> None:
+    def __init__(self, flame, age_bands: str = "0,40,60,80", latest_only: bool = True,
+                 quantile_accuracy: float = 0.005, **_: Any) -> None:
         super().__init__(flame)
         self.edges = parse_bands(age_bands)
         self.latest_only = latest_only
+        self.accuracy = check_accuracy(quantile_accuracy)
 
     def fetch_page(self, query: str, source_index: int) -> dict[str, Any] | None:
         pages = self.flame.get_fhir_data([query]) or []
         return next(iter(pages[source_index].values()), None) if source_index < len(pages) else None
 
     def analysis_method(self, data, aggregator_results):
-        frame = observation_rows(read_resources(data, self.fetch_page), self.latest_only)
-        self.flame.flame_log(f"{len(frame)} observation values in {frame['loinc'].nunique()} codes")
-        return cell_summaries(frame, self.edges)
+        skipped: Counter = Counter()
+        frame = observation_rows(read_sources(data, self.fetch_page), self.latest_only, skipped)
+        for reason, count in sorted(skipped.items()):
+            self.flame.flame_log(f"{count} observations skipped: {reason}", log_type="warn")
+        for (code, status, unit), group in frame[frame["status"] != OK].groupby(["loinc", "status", "unit"]):
+            measure = CODES[code]
+            detail = (f"unit {unit!r} is not accepted (accepted UCUM codes: {', '.join(measure.units)})"
+                      if status == UNIT_REJECTED else
+                      f"outside the plausible range {measure.low:g}-{measure.high:g} {measure.unit}")
+            self.flame.flame_log(f"{measure.name} ({code}): {len(group)} values left out, {detail}",
+                                 log_type="warn")
+        self.flame.flame_log(f"{int((frame['status'] == OK).sum())} observation values in "
+                             f"{frame['loinc'].nunique()} codes")
+        return {"quantile_accuracy": self.accuracy,
+                "cells": cell_summaries(frame, self.edges, sketch_gamma(self.accuracy))}
 
 
 class StatisticsAggregator(StarAggregator):
-    def __init__(self, flame, min_cell_size: int = 5, **_: Any) -> None:
+    def __init__(self, flame, quantile_accuracy: float = 0.005, **disclosure: Any) -> None:
         super().__init__(flame)
-        if int(min_cell_size) < 1:
-            raise ValueError(f"min_cell_size must be at least 1, got {min_cell_size}")
-        self.min_cell_size = int(min_cell_size)
+        self.config = DisclosureConfig.from_mapping(disclosure)
+        self.accuracy = check_accuracy(quantile_accuracy)
 
     def aggregation_method(self, analysis_results):
-        keys = sorted({key for result in analysis_results for key in result})
-        pooled = {key: combine([r[key] for r in analysis_results if key in r]) for key in keys}
-        return to_csv(statistics_table(pooled, self.min_cell_size))
+        mismatched = {r["quantile_accuracy"] for r in analysis_results} - {self.accuracy}
+        if mismatched:
+            raise ValueError(f"analyzers sketched with quantile_accuracy {sorted(mismatched)}, the aggregator expects "
+                             f"{self.accuracy}; give every node the same ALGO_QUANTILE_ACCURACY")
+        return to_csv(statistics_table([r["cells"] for r in analysis_results], self.config, self.accuracy))
 
     def has_converged(self, result, last_result):
         return True
@@ -318,8 +458,9 @@ def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
         "query": ALGORITHM["query"],
         "simple_analysis": True,
         "output_type": "str",
-        "analyzer_kwargs": {"age_bands": args["age_bands"], "latest_only": args["latest_only"]},
-        "aggregator_kwargs": {"min_cell_size": args["min_cell_size"]},
+        "analyzer_kwargs": {key: args[key] for key in ("age_bands", "latest_only", "quantile_accuracy")},
+        "aggregator_kwargs": {key: args[key] for key in ("min_cell_size", "min_contributing_nodes", "rounding_base",
+                                                         "quantile_accuracy")},
     }
     return {**arguments, **extensions(result_filename=f"{ALGORITHM['name']}.csv")}
 

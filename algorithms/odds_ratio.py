@@ -1,10 +1,12 @@
 """Federated 2x2 table: exposure by outcome, odds ratio, risk ratio, chi-square, Mantel-Haenszel OR.
 
 Each data node counts, per stratum (e.g. sex), exposed/unexposed patients with and without the outcome
-and sends the four counts. The aggregator adds them up (exactly the pooled table), estimates the crude
-odds ratio (Woolf 95% CI), risk ratio (95% CI on the log scale), Pearson chi-square p-value, per-stratum
-odds ratios and the Mantel-Haenszel odds ratio over strata (Robins-Breslow-Greenland 95% CI). Rows with
-a cell below ``min_cell_size`` are withheld (counts and estimates blank, suppressed=true).
+and sends the four counts (rows with a missing value are left out and counted). The aggregator adds them
+up (exactly the pooled table), estimates the crude odds ratio (Woolf 95% CI), risk ratio (95% CI on the log
+scale), Pearson chi-square p-value, per-stratum odds ratios and the Mantel-Haenszel odds ratio over strata
+(Robins-Breslow-Greenland 95% CI). The counts are protected with ``flame_sdk.disclosure``: small cells and
+the cells that would give them away through the 'all' row are withheld, and so are the estimates of a row
+with a withheld cell (and the Mantel-Haenszel row if any stratum has one).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 import pandas as pd
 
 from flame.star import StarAggregator, StarAnalyzer, StarModel
+from flame_sdk.disclosure import DisclosureConfig, contributing_nodes, protect_table, publish_count
 
 ALGORITHM = {
     "name": "odds_ratio",
     "description": "Federated 2x2 table of a binary exposure by a binary outcome with odds ratio, risk ratio, "
-                   "chi-square test and Mantel-Haenszel odds ratio over strata, with small-cell suppression.",
+                   "chi-square test and Mantel-Haenszel odds ratio over strata, with small-cell and "
+                   "complementary suppression.",
     "data_type": "s3",
     "query": ["cohort.csv"],
     "output": "CSV table: stratum, exposed_events, exposed_non_events, unexposed_events, unexposed_non_events, "
@@ -33,12 +37,16 @@ ALGORITHM = {
         {"name": "stratify", "type": "str", "default": "sex",
          "description": "column whose values define strata for the Mantel-Haenszel odds ratio ('' for none)"},
         {"name": "min_cell_size", "type": "int", "default": 5,
-         "description": "rows with any cell below this count are withheld"},
+         "description": "counts from 1 to this minus 1 are withheld, with the cells that would reveal them"},
+        {"name": "min_contributing_nodes", "type": "int", "default": 1,
+         "description": "non-zero counts from fewer nodes are withheld"},
+        {"name": "rounding_base", "type": "int", "default": 1,
+         "description": "published counts are rounded to a multiple of this (1: exact)"},
     ],
 }
 CELLS = ["exposed_events", "exposed_non_events", "unexposed_events", "unexposed_non_events"]
-COLUMNS = ["stratum", *CELLS, "odds_ratio", "or_ci_low", "or_ci_high", "risk_ratio", "rr_ci_low", "rr_ci_high",
-           "chi2_p", "suppressed"]
+ESTIMATES = ["odds_ratio", "or_ci_low", "or_ci_high", "risk_ratio", "rr_ci_low", "rr_ci_high", "chi2_p"]
+COLUMNS = ["stratum", *CELLS, *ESTIMATES, "suppressed"]
 Z_95 = 1.959963984540054
 ALL = "all"
 MANTEL_HAENSZEL = "mantel-haenszel"
@@ -62,31 +70,38 @@ def read_table(data: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def count_cells(frame: pd.DataFrame, exposure: str, outcome: str, stratify: str = "") -> dict[str, list[int]]:
-    """{stratum: [a, b, c, d]} with a stratum per value of ``stratify`` (none if empty)."""
+def count_cells(frame: pd.DataFrame, exposure: str, outcome: str, stratify: str = "") -> dict[str, Any]:
+    """``{"counts": {stratum: [a, b, c, d]}, "excluded": rows with a missing value}``; one stratum '' if none."""
     columns = [exposure, outcome] + ([stratify] if stratify else [])
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"columns {missing} are not in the dataset; available: {list(frame.columns)}")
-    frame = frame[columns].dropna()
+    complete = frame[columns].dropna()
     for name in (exposure, outcome):
-        if not frame[name].isin([0, 1]).all():
-            raise ValueError(f"column {name!r} must be 0/1")
-    groups = frame.groupby(stratify) if stratify else [("", frame)]
+        bad = sorted({str(v) for v in complete[name] if v not in (0, 1)})
+        if bad:
+            raise ValueError(f"column {name!r} must be 0/1 (or empty for unknown), found {bad[:5]}")
+    if stratify:
+        reserved = sorted({str(v) for v in complete[stratify]} & {ALL, MANTEL_HAENSZEL})
+        if reserved:
+            raise ValueError(f"column {stratify!r} has the value(s) {reserved}, which name rows of the result; "
+                             f"rename them")
+    groups = complete.groupby(complete[stratify].astype(str)) if stratify else [("", complete)]
     counts = {}
     for stratum, group in groups:
         e, o = group[exposure].astype(int), group[outcome].astype(int)
         counts[str(stratum)] = [int(((e == 1) & (o == 1)).sum()), int(((e == 1) & (o == 0)).sum()),
                                 int(((e == 0) & (o == 1)).sum()), int(((e == 0) & (o == 0)).sum())]
-    return counts
+    return {"counts": counts, "excluded": int(len(frame) - len(complete))}
 
 
-def add_counts(parts: list[dict[str, list[int]]]) -> dict[str, list[int]]:
-    total: dict[str, list[int]] = {}
-    for part in parts:
-        for stratum, cells in part.items():
-            total[stratum] = [x + y for x, y in zip(total.get(stratum, [0, 0, 0, 0]), cells, strict=True)]
-    return total
+def count_table(counts: dict[str, list[int]]) -> pd.DataFrame:
+    """Strata x cells, with the 'all' row (their sum) when there is more than one stratum."""
+    strata = sorted(counts)
+    table = pd.DataFrame([counts[s] for s in strata], index=strata, columns=CELLS, dtype=int)
+    if len(strata) > 1:
+        table.loc[ALL] = table.sum(axis=0)
+    return table
 
 
 def _ratio_ci(estimate: float, se: float) -> tuple[float, float]:
@@ -95,7 +110,7 @@ def _ratio_ci(estimate: float, se: float) -> tuple[float, float]:
 
 def measures(a: int, b: int, c: int, d: int) -> dict[str, float | None]:
     """Odds ratio and risk ratio with 95% CIs and the Pearson chi-square p-value (None when undefined)."""
-    out: dict[str, float | None] = dict.fromkeys(COLUMNS[5:12])
+    out: dict[str, float | None] = dict.fromkeys(ESTIMATES)
     if min(a, b, c, d) > 0:
         odds = a * d / (b * c)
         out["odds_ratio"] = odds
@@ -112,8 +127,12 @@ def measures(a: int, b: int, c: int, d: int) -> dict[str, float | None]:
 
 
 def mantel_haenszel(strata: list[list[int]]) -> dict[str, float | None]:
-    """Mantel-Haenszel odds ratio with the Robins-Breslow-Greenland 95% CI."""
-    out: dict[str, float | None] = dict.fromkeys(COLUMNS[5:12])
+    """Mantel-Haenszel odds ratio with the Robins-Breslow-Greenland 95% CI.
+
+    Strata with zero cells take part as the estimator allows (a stratum adds a*d/n and b*c/n); it is
+    undefined only when either sum is zero over all strata.
+    """
+    out: dict[str, float | None] = dict.fromkeys(ESTIMATES)
     r_sum = s_sum = pr = ps_qr = qs = 0.0
     for a, b, c, d in strata:
         n = a + b + c + d
@@ -131,33 +150,36 @@ def mantel_haenszel(strata: list[list[int]]) -> dict[str, float | None]:
     return out
 
 
-def result_table(counts: dict[str, list[int]], min_cell_size: int) -> pd.DataFrame:
-    strata = sorted(counts)
-    overall = [sum(counts[s][i] for s in strata) for i in range(4)]
-    rows = [(ALL, overall, measures(*overall))]
-    if len(strata) > 1:
-        rows += [(s, counts[s], measures(*counts[s])) for s in strata]
-        rows.append((MANTEL_HAENSZEL, None, mantel_haenszel([counts[s] for s in strata])))
-    small = any(min(counts[s]) < min_cell_size for s in strata)
-    table = []
-    for stratum, cells, estimates in rows:
-        withheld = small if cells is None else min(cells) < min_cell_size
-        row: dict[str, Any] = {"stratum": stratum, **dict.fromkeys(CELLS), **estimates, "suppressed": withheld}
-        if cells is not None:
-            row.update(zip(CELLS, cells, strict=True))
-        if withheld:
-            row.update(dict.fromkeys(COLUMNS[1:12]))
-        table.append(row)
-    frame = pd.DataFrame(table, columns=COLUMNS)
+def result_table(counts: dict[str, list[int]], config: DisclosureConfig,
+                 contributors: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The published table: protected counts, and the estimates of rows whose counts are all shown."""
+    exact = count_table(counts)
+    protected = protect_table(exact, config, contributors=contributors)
+    if len(exact) == 1:  # a single stratum (or none) is the whole table
+        for frame in (exact, protected.counts, protected.withheld):
+            frame.index = [ALL]
+    rows = []
+    for stratum in [ALL, *[s for s in exact.index if s != ALL]]:
+        withheld = bool(protected.withheld.loc[stratum].any())
+        estimates = dict.fromkeys(ESTIMATES) if withheld else measures(*exact.loc[stratum].tolist())
+        rows.append({"stratum": stratum, **protected.counts.loc[stratum].to_dict(), **estimates,
+                     "suppressed": withheld})
+    if len(exact) > 1:
+        withheld = bool(protected.withheld.drop(index=ALL).to_numpy().any())
+        strata = [exact.loc[s].tolist() for s in exact.index if s != ALL]
+        rows.append({"stratum": MANTEL_HAENSZEL, **dict.fromkeys(CELLS),
+                     **(dict.fromkeys(ESTIMATES) if withheld else mantel_haenszel(strata)), "suppressed": withheld})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     for cell in CELLS:
         frame[cell] = frame[cell].astype("Int64")
     return frame
 
 
 def pooled_table(data: list[dict[str, Any]], exposure: str = "smoker", outcome: str = "outcome",
-                 stratify: str = "sex", min_cell_size: int = 5) -> str:
+                 stratify: str = "sex", **disclosure: Any) -> str:
     """The same table from pooled data (one entry per data source of every node)."""
-    return result_table(count_cells(read_table(data), exposure, outcome, stratify), min_cell_size).to_csv(index=False)
+    cells = count_cells(read_table(data), exposure, outcome, stratify)
+    return result_table(cells["counts"], DisclosureConfig.from_mapping(disclosure)).to_csv(index=False)
 
 
 class TableAnalyzer(StarAnalyzer):
@@ -167,16 +189,30 @@ class TableAnalyzer(StarAnalyzer):
         self.exposure, self.outcome, self.stratify = exposure, outcome, stratify
 
     def analysis_method(self, data, aggregator_results):
-        return count_cells(read_table(data), self.exposure, self.outcome, self.stratify)
+        cells = count_cells(read_table(data), self.exposure, self.outcome, self.stratify)
+        if cells["excluded"]:
+            self.flame.flame_log(f"{cells['excluded']} rows left out: a value of "
+                                 f"{[c for c in (self.exposure, self.outcome, self.stratify) if c]} is missing",
+                                 log_type="warn")
+        return cells
 
 
 class TableAggregator(StarAggregator):
-    def __init__(self, flame, min_cell_size: int = 5, **_: Any) -> None:
+    def __init__(self, flame, **disclosure: Any) -> None:
         super().__init__(flame)
-        self.min_cell_size = int(min_cell_size)
+        self.config = DisclosureConfig.from_mapping(disclosure)
 
     def aggregation_method(self, analysis_results):
-        return result_table(add_counts(analysis_results), self.min_cell_size).to_csv(index=False)
+        counts: dict[str, list[int]] = {}
+        for part in analysis_results:
+            for stratum, cells in part["counts"].items():
+                counts[stratum] = [x + y for x, y in zip(counts.get(stratum, [0, 0, 0, 0]), cells, strict=True)]
+        nodes = contributing_nodes([count_table({s: part["counts"].get(s, [0, 0, 0, 0]) for s in counts})
+                                    for part in analysis_results])
+        excluded = publish_count(sum(part["excluded"] for part in analysis_results), self.config)
+        shown = f"fewer than {self.config.min_cell_size}" if excluded is None else excluded
+        self.flame.flame_log(f"rows left out for a missing value, all nodes: {shown}")
+        return result_table(counts, self.config, nodes).to_csv(index=False)
 
     def has_converged(self, result, last_result):
         return True
@@ -199,7 +235,7 @@ def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
         "simple_analysis": True,
         "output_type": "str",
         "analyzer_kwargs": {"exposure": args["exposure"], "outcome": args["outcome"], "stratify": args["stratify"]},
-        "aggregator_kwargs": {"min_cell_size": args["min_cell_size"]},
+        "aggregator_kwargs": {key: args[key] for key in ("min_cell_size", "min_contributing_nodes", "rounding_base")},
     }
     return {**arguments, **extensions(result_filename=f"{ALGORITHM['name']}.csv")}
 

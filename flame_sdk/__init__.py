@@ -8,8 +8,9 @@ if TYPE_CHECKING:
     from flame_sdk.async_core import AsyncFlameCoreSDK
     from flame_sdk.clients.messages import Message
     from flame_sdk.core import FlameCoreSDK
+    from flame_sdk.storage.safe_pickle import allow_unpickling
 
-__all__ = ["AsyncFlameCoreSDK", "FlameCoreSDK", "Message"]
+__all__ = ["AsyncFlameCoreSDK", "FlameCoreSDK", "Message", "allow_unpickling"]
 __version__ = "0.1.0"
 
 
@@ -23,6 +24,10 @@ def __getattr__(name: str) -> Any:
         from flame_sdk.async_core import AsyncFlameCoreSDK
 
         return AsyncFlameCoreSDK
+    if name == "allow_unpickling":
+        from flame_sdk.storage.safe_pickle import allow_unpickling
+
+        return allow_unpickling
     if name == "Message":
         from flame_sdk.clients.messages import Message
 

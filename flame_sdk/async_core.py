@@ -22,6 +22,7 @@ import aiohttp
 
 from flame_sdk.clients.messages import Message
 from flame_sdk.config import NodeConfig, NodeIdentity
+from flame_sdk.config_view import NodeConfigView
 from flame_sdk.errors import AnalysisError, FlameError
 from flame_sdk.interface import DEFAULT_REPORT_TIMEOUT
 from flame_sdk.intermediate_data import await_intermediate_data, send_intermediate_data
@@ -59,6 +60,8 @@ class AsyncFlameCoreSDK:
         self._session = session
         self._components: Components | None = None
         self._closed = False
+        #: ``flame.config`` as the reference SDK shows it (read-only; ``finished`` follows the run).
+        self.config_view = NodeConfigView(config, state, self._known_identity, lambda: tokens.token)
 
     @classmethod
     async def create(
@@ -165,6 +168,10 @@ class AsyncFlameCoreSDK:
 
     def _identity(self) -> NodeIdentity:
         return self._parts.require_identity()
+
+    def _known_identity(self) -> NodeIdentity | None:
+        broker = None if self._components is None else self._components.broker
+        return None if broker is None else broker.identity
 
     async def analysis_finished(self) -> bool:
         """Tell every partner that the analysis is finished, then finish this node."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from flame_sdk.async_core import AsyncFlameCoreSDK, StatusSync
 from flame_sdk.clients.messages import Message
-from flame_sdk.config import NodeConfig
+from flame_sdk.config_view import NodeConfigView
 from flame_sdk.crash_report import install_excepthook
 from flame_sdk.interface import DEFAULT_REPORT_TIMEOUT, FlameSDK
 from flame_sdk.protocol import env as names
@@ -58,8 +58,10 @@ class FlameCoreSDK:
                                lambda: not self._loop.loop.is_closed())
 
     @property
-    def config(self) -> NodeConfig:
-        return self._core.config
+    def config(self) -> NodeConfigView:
+        """This node's configuration, read-only, with the reference SDK's attribute names (``analysis_id``,
+        ``node_id``, ``node_role``, ...); ``flame.config.finished`` turns True once the analysis finished."""
+        return self._core.config_view
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return self._loop.run(coro, timeout)

@@ -55,6 +55,11 @@ class TamperedDataError(FlameError):
     """Encrypted data failed authentication: it was modified, or is not meant for this node."""
 
 
+class ReplayedDataError(TamperedDataError):
+    """Intermediate data whose storage id was used before, or whose sender/category/round binding does not fit
+    the message that named it (a replayed or stale message)."""
+
+
 class DecryptionLimitError(FlameError):
     """Global data too large for the node result service to decrypt (node-result-service 0.1.4 decrypts in
     1024-byte chunks, so it fails on objects of 997 plaintext bytes or more)."""

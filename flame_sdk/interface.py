@@ -2,7 +2,8 @@
 
 ``FlameCoreSDK`` and ``flame_sdk.testing.FakeFlameSDK`` both implement it (mypy checks that in their modules),
 and the star templates take any ``FlameSDK``, so the fake cannot drift from the real thing. The methods are
-those of the FLAME Python Core SDK docs plus the lifecycle extensions ``wait_until_reported`` and ``close``.
+those of the FLAME Python Core SDK docs plus the lifecycle extensions ``wait_until_reported`` and ``close``;
+``config`` is the reference SDK's ``flame.config`` (read-only here).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flame_sdk.protocol.envelope import INTERMEDIATE_DATA
 if TYPE_CHECKING:
     from flame_sdk.clients.data import FhirSourceClient, S3SourceClient
     from flame_sdk.clients.messages import Message
+    from flame_sdk.config_view import NodeConfigView
 
 #: Bound on how long ``wait_until_reported`` waits by default for the node to poll ``/healthz``.
 DEFAULT_REPORT_TIMEOUT = 600.0
@@ -23,6 +25,12 @@ DEFAULT_REPORT_TIMEOUT = 600.0
 
 class FlameSDK(Protocol):
     """The synchronous SDK an analysis uses (``FlameCoreSDK``, or ``FakeFlameSDK`` in unit tests)."""
+
+    @property
+    def config(self) -> NodeConfigView:
+        """This node's configuration, read-only, as the reference SDK names it; ``config.finished`` turns
+        True once the analysis finished for this node."""
+        ...
 
     def get_aggregator_id(self) -> str | None:
         """The aggregator's node id, or None when called on the aggregator itself."""

@@ -1,8 +1,10 @@
 """Intermediate data between nodes: the result service holds the data, the message broker carries its id.
 
-``send_intermediate_data`` saves the data globally, encrypted for each receiver, then messages each receiver
+``send_intermediate_data`` saves the data globally, encrypted for each receiver and bound to this node,
+the message category and the round (``flame_sdk.storage.intermediate_binding``), then messages each receiver
 the storage id meant for it (``{"result_id": {node id: storage id}}``); ``await_intermediate_data`` waits for
-those messages and fetches what each sender stored for this node.
+those messages, fetches what each sender stored for this node and checks the binding, so each storage id is
+used once and only for the exchange it was sent in.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, cast
 from flame_sdk.errors import FlameError
 from flame_sdk.protocol.envelope import RESULT_ID
 from flame_sdk.startup import Components
+from flame_sdk.storage import intermediate_binding as binding
 
 
 async def send_intermediate_data(components: Components, receivers: list[str], data: Any, message_category: str,
@@ -20,7 +23,10 @@ async def send_intermediate_data(components: Components, receivers: list[str], d
     """Save ``data`` for the receivers and message them its ids; (acknowledged, not acknowledged)."""
     broker = components.require_broker()
     receivers = broker.check_nodes(receivers, "receivers")
-    saved = await components.require_storage().save_intermediate_data(data, "global", remote_node_ids=receivers)
+    if not isinstance(message_category, str) or not message_category:
+        raise ValueError(f"message_category must be a non-empty string, got {message_category!r}")
+    bound = binding.wrap(data, components.ledger.next_round(components.require_identity().node_id, message_category))
+    saved = await components.require_storage().save_intermediate_data(bound, "global", remote_node_ids=receivers)
     per_receiver = cast(dict[str, dict[str, str]], saved)  # a global save answers per receiver
     ids = {node: response["id"] for node, response in per_receiver.items()}
     return await broker.send_message(receivers, message_category, {RESULT_ID: ids}, max_attempts, timeout,
@@ -38,9 +44,13 @@ async def await_intermediate_data(components: Components, senders: list[str], me
             data[sender] = None
             continue
         ids = found[-1].body.get(RESULT_ID)
-        if not isinstance(ids, dict) or own_id not in ids:
+        storage_id = ids.get(own_id) if isinstance(ids, dict) else None
+        if not isinstance(storage_id, str) or not storage_id:
             raise FlameError(f"message from {sender} in category {message_category!r} carries no storage id "
                              f"for this node (body: {str(found[-1].body)[:200]})")
-        data[sender] = await components.require_storage().get_intermediate_data("global", ids[own_id], None, "all",
-                                                                                sender_id=sender)
+        components.ledger.check_unused(storage_id, sender, message_category)
+        stored = await components.require_storage().get_intermediate_data("global", storage_id, None, "all",
+                                                                           sender_id=sender)
+        bound, data[sender] = binding.unwrap(stored, storage_id, sender)
+        components.ledger.accept(storage_id, sender, message_category, bound)
     return data

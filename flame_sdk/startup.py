@@ -25,6 +25,7 @@ from flame_sdk.protocol import broker_api, data_api, gateway_api, po_api, result
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.run_state import RunState
 from flame_sdk.runtime import call_soon_on
+from flame_sdk.storage.intermediate_binding import Ledger
 from flame_sdk.tokens import TokenHolder
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class Components:
     storage: StorageClient | None = None
     data: DataApiClient | None = None
     errors: dict[Component, str] = field(default_factory=dict)
+    #: Rounds of intermediate data sent, and storage ids used (see ``intermediate_binding``).
+    ledger: Ledger = field(default_factory=Ledger)
 
     def unavailable(self, component: Component) -> FlameError:
         reason = self.errors.get(component, "not connected")
@@ -169,6 +172,7 @@ class Startup:
         self.state.on_change = lambda: call_soon_on(loop, broker.inbox.wake)
         await broker.connect()
         self.components.broker = broker
+        self.components.api.partner_ids = broker.participant_ids
         self.components.api.on_message = broker.receive
 
     async def _connect_po(self) -> None:

@@ -1,6 +1,9 @@
 """aiohttp server for ``/healthz``, ``/webhook``, ``/token_refresh`` and ``/partner_status``.
 
-Every malformed body gets HTTP 400 with a JSON ``{"error": reason}``; no input crashes the server.
+Everything that arrives here is untrusted until checked: a malformed body gets HTTP 400 with a JSON
+``{"error": reason}``, a message from (or an acknowledgement by) a node that is not a partner of the analysis
+403, a partner status for a node that is not a partner 400, a token that is not a JWT with a finite expiry
+400. No input crashes the server; ``/healthz`` always answers.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from flame_sdk.protocol import analysis_api as api
 from flame_sdk.protocol.envelope import validate_incoming
 from flame_sdk.protocol.status import STATUS_VALUES, is_final
 from flame_sdk.run_state import RunState
-from flame_sdk.tokens import TokenHolder
+from flame_sdk.tokens import TokenHolder, token_problem
 
 
 def _bad_request(reason: str) -> web.Response:
@@ -27,19 +30,25 @@ async def _json_body(request: web.Request) -> tuple[Any, str | None]:
     raw = await request.read()
     try:
         return json.loads(raw), None
+    except RecursionError:
+        return None, "body is nested too deeply"
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"body is not valid JSON ({exc})"
 
 
 class AnalysisAPI:
-    """Routes of the embedded API; ``on_message`` receives validated broker messages."""
+    """Routes of the embedded API; ``on_message`` receives validated broker messages and returns why it refused
+    one (else None); ``partner_ids`` lists the analysis' other participants. Both are set once the message
+    broker client connected."""
 
     def __init__(self, state: RunState, tokens: TokenHolder, logger: FlameLogger,
-                 on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_message: Callable[[dict[str, Any]], str | None] | None = None,
+                 partner_ids: Callable[[], list[str]] | None = None) -> None:
         self.state = state
         self.tokens = tokens
         self.logger = logger
         self.on_message = on_message
+        self.partner_ids = partner_ids
         self.runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -72,7 +81,10 @@ class AnalysisAPI:
             return _bad_request(f"not a message broker message: {error}")
         if self.on_message is None:
             return web.json_response({"error": "the message broker client is not connected"}, status=503)
-        self.on_message(body)
+        refusal = self.on_message(body)
+        if refusal is not None:
+            self.logger.log(f"refused a webhook delivery: {refusal}", "warn")
+            return web.json_response({"error": refusal}, status=403)
         return web.json_response(api.RECEIVED)
 
     async def token_refresh(self, request: web.Request) -> web.Response:
@@ -80,8 +92,12 @@ class AnalysisAPI:
         if error:
             return _bad_request(error)
         token = body.get(api.TOKEN) if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token.strip():
+        if token is None:
             return _bad_request('expected {"token": "<new keycloak token>"}')
+        problem = token_problem(token)
+        if problem is not None:
+            return _bad_request(f"{problem}; expected {{\"token\": \"<new keycloak token>\"}}")
+        assert isinstance(token, str)
         self.tokens.set(token.strip())
         self.logger.log("keycloak token refreshed", "debug")
         return web.json_response({"message": api.TOKEN_REFRESHED})
@@ -98,6 +114,13 @@ class AnalysisAPI:
         unknown = sorted({v for v in statuses.values() if v not in STATUS_VALUES})
         if unknown:
             return _bad_request(f"unknown status value(s) {unknown}; known: {list(STATUS_VALUES)}")
+        if self.partner_ids is None:
+            return web.json_response({"error": "the partners are not known yet (the message broker client is not "
+                                               "connected)"}, status=503)
+        partners = self.partner_ids()
+        strangers = sorted(node for node in statuses if node not in partners)
+        if strangers:
+            return _bad_request(f"node id(s) {strangers[:10]} are not partners of this analysis; partners: {partners}")
         adopted = self.state.apply_partner_statuses(statuses)
         if adopted is not None:
             status, senders = adopted

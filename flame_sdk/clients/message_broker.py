@@ -1,5 +1,14 @@
 """Message broker client: subscription, discovery, sending with acknowledgements, awaiting messages, the
-ready check."""
+ready check.
+
+The real broker delivers a message at most once per subscription and drops what its webhook refuses (4xx,
+429 included) or cannot reach (see ``flame_sdk.protocol.broker_api``), and it forgets nothing but never checks a
+subscription either. So the SDK copes itself: a message is sent again, with the same id (receivers drop the
+duplicate and acknowledge it again), until every receiver acknowledged it or the caller's bound is reached;
+when the caller allows an indefinite wait the resending goes on, with backoff, until the run ends. No single
+request or wait is unbounded. The subscription is checked at startup and whenever deliveries went quiet
+during a wait, and renewed if the broker lost it.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +20,23 @@ from typing import Any
 
 from flame_sdk.clients.messages import Inbox, Message, encode_request
 from flame_sdk.config import NodeConfig, NodeIdentity
-from flame_sdk.errors import AnalysisError, UnknownNodeError
+from flame_sdk.errors import AnalysisError, FlameError, ServiceUnavailableError, UnknownNodeError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
 from flame_sdk.protocol import broker_api, envelope
+from flame_sdk.protocol.env import gateway_url
 from flame_sdk.protocol.status import UNSUCCESSFUL_STATUSES, AnalysisStatus
 
 #: While a wait has no timeout, a warning naming the silent nodes is logged this often (seconds).
 SILENCE_WARNING_INTERVAL = 60.0
+#: Resends of an indefinitely awaited message back off up to this interval (seconds).
+MAX_RESEND_INTERVAL = 60.0
+#: A wait checks the webhook subscription once no delivery arrived for this long (seconds).
+SUBSCRIPTION_CHECK_INTERVAL = 20.0
+#: Bound on one subscription check (seconds).
+SUBSCRIPTION_CHECK_TIMEOUT = 30.0
+#: Bound on sending one acknowledgement, retries included (seconds); a lost one makes the sender resend.
+ACK_DEADLINE = 60.0
 
 
 class MessageBrokerClient:
@@ -34,6 +52,9 @@ class MessageBrokerClient:
         self.participants: list[dict[str, str]] = []
         self._number = 0
         self._background: set[asyncio.Task[Any]] = set()
+        self._subscription_check: asyncio.Task[None] | None = None
+        self._last_check = time.monotonic()
+        self.subscription_check_interval = SUBSCRIPTION_CHECK_INTERVAL
         self.on_analysis_finished: Callable[[], None] | None = None
         #: Returns the final run status once the run ended (finished, failed, stopped), else None.
         self.run_ended: Callable[[], AnalysisStatus | None] = lambda: None
@@ -45,16 +66,57 @@ class MessageBrokerClient:
     def own_id(self) -> str | None:
         return None if self.identity is None else self.identity.node_id
 
+    @property
+    def webhook_url(self) -> str:
+        """Where the broker must deliver: ``http://nginx-<DEPLOYMENT_NAME>/analysis/webhook`` on a node (as the
+        reference SDK subscribes), else the configured gateway."""
+        base = gateway_url(self.config.deployment_name) if self.config.deployment_name else self.config.base_url
+        return base + broker_api.WEBHOOK_PATH
+
     async def connect(self) -> NodeIdentity:
-        """Subscribe the webhook, then learn this node's id/role and its partners; return the identity."""
-        webhook = self.config.base_url + broker_api.WEBHOOK_PATH
-        await self.service.json("POST", self._route(broker_api.SUBSCRIPTIONS), json={broker_api.WEBHOOK_URL: webhook})
+        """Subscribe the webhook (once), then learn this node's id/role and its partners; return the identity."""
+        if not await self.ensure_subscribed():
+            raise FlameError(f"the message broker does not list the webhook subscription {self.webhook_url} "
+                             f"right after it was added")
         me = await self.service.json("GET", self._route(broker_api.PARTICIPANTS_SELF))
         identity = NodeIdentity(me[broker_api.NODE_ID], me[broker_api.NODE_TYPE])
         everyone = await self.service.json("GET", self._route(broker_api.PARTICIPANTS))
         self.participants = [p for p in everyone if p[broker_api.NODE_ID] != identity.node_id]
         self.identity = identity
         return identity
+
+    async def _subscribed(self) -> bool:
+        listed = await self.service.json("GET", self._route(broker_api.SUBSCRIPTIONS))
+        return any(isinstance(s, dict) and s.get(broker_api.WEBHOOK_URL) == self.webhook_url for s in listed or [])
+
+    async def ensure_subscribed(self) -> bool:
+        """Add the webhook subscription unless the broker lists it (it keeps one per POST, so subscribing
+        twice would double every delivery); True once it is listed."""
+        self._last_check = time.monotonic()
+        if await self._subscribed():
+            return True
+        if self.identity is not None:
+            self.logger.log(f"the message broker lost the webhook subscription {self.webhook_url}; subscribing "
+                            f"again (messages sent to this node meanwhile are resent by their senders)", "warn")
+        await self.service.json("POST", self._route(broker_api.SUBSCRIPTIONS),
+                                json={broker_api.WEBHOOK_URL: self.webhook_url})
+        return await self._subscribed()
+
+    def _check_subscription_when_quiet(self) -> None:
+        """Start a subscription check in the background if deliveries (and checks) have been quiet."""
+        now = time.monotonic()
+        quiet = now - max(self.inbox.last_delivery, self._last_check) >= self.subscription_check_interval
+        if not quiet or (self._subscription_check is not None and not self._subscription_check.done()):
+            return
+
+        async def check() -> None:
+            try:
+                await asyncio.wait_for(self.ensure_subscribed(), SUBSCRIPTION_CHECK_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - checked again when deliveries stay quiet
+                self.logger.log(f"could not check the webhook subscription at the message broker: {exc!r}", "warn")
+
+        self._last_check = now
+        self._subscription_check = asyncio.ensure_future(check())
 
     # -- validation ---------------------------------------------------------------------------------
     def participant_ids(self) -> list[str]:
@@ -73,15 +135,12 @@ class MessageBrokerClient:
         return list(node_ids)
 
     # -- sending --------------------------------------------------------------------------------------
-    async def _post(self, recipients: list[str], body: dict[str, Any], deadline: float | None) -> None:
+    async def _post(self, recipients: list[str], body: dict[str, Any], bound: float | None) -> None:
+        """One POST of a message, retried on transient answers within ``bound`` seconds (all retries included)."""
         payload = encode_request(recipients, body)
-        await self.service.send(
-            "POST",
-            self._route(broker_api.MESSAGES),
-            data=payload,
-            headers={"Content-Type": "application/json"},
-            deadline=deadline,
-        )
+        post = self.service.send("POST", self._route(broker_api.MESSAGES), data=payload,
+                                 headers={"Content-Type": "application/json"}, deadline=bound, timeout=bound)
+        await (post if bound is None else asyncio.wait_for(post, bound))
 
     async def send_message(
         self,
@@ -93,41 +152,63 @@ class MessageBrokerClient:
         attempt_timeout: float = 10,
         warn: bool = True,
     ) -> tuple[list[str], list[str]]:
-        """Send and collect acknowledgements; semantics of the docs' ``send_message``."""
+        """Send and collect acknowledgements; semantics of the docs' ``send_message``.
+
+        Each attempt sends the message to the receivers that have not acknowledged it and waits up to
+        ``attempt_timeout`` seconds. With ``timeout``, at most ``max_attempts`` attempts within ``timeout``
+        seconds in all. Without it, the last attempt is indefinite: the message is sent again, with
+        backoff, until every receiver acknowledged it or the run ended.
+        """
         receivers = self.check_nodes(receivers, "receivers")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        if not attempt_timeout > 0:
+            raise ValueError(f"attempt_timeout must be positive, got {attempt_timeout!r}")
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
         self._number += 1
         outgoing = Message.outgoing(message, message_category, self.own_id or "", self._number)
         encode_request(receivers, outgoing.body)  # size and JSON checks before anything is sent
         if not receivers:
             return [], []
-        start = time.monotonic()
+        deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(receivers)
+        attempt = 0
         try:
-            for attempt in range(max_attempts):
-                last = attempt == max_attempts - 1
-                if timeout is not None:
-                    remaining = timeout - (time.monotonic() - start)
-                    if remaining <= 0:
+            while pending:
+                attempt += 1
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or attempt > max_attempts:
                         break
-                    bound: float | None = min(attempt_timeout, remaining)
-                else:
-                    bound = None if last else attempt_timeout
-                await self._post(pending, outgoing.body, deadline=bound)
-                await self._wait_acks(outgoing.id, pending, bound)
+                    bound = min(attempt_timeout, remaining)
+                else:  # the indefinite last attempt resends with growing intervals
+                    extra = max(0, attempt - max_attempts)
+                    bound = max(attempt_timeout, min(attempt_timeout * 2**extra, MAX_RESEND_INTERVAL))
+                await self._attempt(outgoing, pending, bound, attempt)
                 pending = [r for r in receivers if r not in self.inbox.acked_by(outgoing.id)]
-                if not pending:
+                if self.run_ended() is not None:
                     break
         finally:
             acked = [r for r in receivers if r in self.inbox.acked_by(outgoing.id)]
             self.inbox.forget_acks(outgoing.id)
         not_acked = [r for r in receivers if r not in acked]
-        if not_acked and warn:
-            self.logger.log(
-                f"message {outgoing.id} ({message_category}) was not acknowledged by {not_acked}", "warn"
-            )
+        if not_acked and warn and self.run_ended() is None:
+            self.logger.log(f"message {outgoing.id} ({message_category}) was not acknowledged by {not_acked} after "
+                            f"{attempt} attempt(s)", "warn")
         return acked, not_acked
+
+    async def _attempt(self, outgoing: Message, pending: list[str], bound: float, attempt: int) -> None:
+        """Send to ``pending`` and wait for their acknowledgements, all within ``bound`` seconds."""
+        start = time.monotonic()
+        try:
+            await self._post(pending, outgoing.body, bound)
+        except (ServiceUnavailableError, asyncio.TimeoutError) as exc:
+            self.logger.log(f"attempt {attempt} to send message {outgoing.id} to {pending} failed: "
+                            f"{type(exc).__name__} {exc}", "debug")
+        remaining = bound - (time.monotonic() - start)
+        if remaining > 0:
+            await self._wait_acks(outgoing.id, pending, remaining)
 
     async def _wait_acks(self, message_id: str, receivers: list[str], bound: float | None) -> None:
         def done() -> bool:
@@ -138,7 +219,8 @@ class MessageBrokerClient:
 
     async def _wait(self, done: Callable[[], bool], bound: float | None, silent: Callable[[], list[str]],
                     what: str) -> None:
-        """Wait for ``done`` or the end of the run; without a bound, warn periodically naming silent nodes.
+        """Wait for ``done`` or the end of the run, at most ``bound`` seconds (None: no bound, warning
+        periodically naming the silent nodes). The subscription is checked whenever deliveries went quiet.
 
         Raises AnalysisError when the run was set to failed/stopped (e.g. by partner status sync) meanwhile.
         """
@@ -146,28 +228,43 @@ class MessageBrokerClient:
         def finished() -> bool:
             return self.run_ended() is not None or done()
 
-        if bound is not None:
-            await self.inbox.wait_for(finished, bound)
-        else:
-            waited = 0.0
-            while not await self.inbox.wait_for(finished, SILENCE_WARNING_INTERVAL):
-                waited += SILENCE_WARNING_INTERVAL
-                self.logger.log(f"still waiting after {waited:.0f} s for {what} from {silent()}", "warn")
+        start = time.monotonic()
+        deadline = None if bound is None else start + bound
+        next_warning = start + SILENCE_WARNING_INTERVAL
+        while True:
+            step = self.subscription_check_interval
+            if deadline is not None:
+                step = min(step, deadline - time.monotonic())
+            if step <= 0 or await self.inbox.wait_for(finished, step):
+                break
+            self._check_subscription_when_quiet()
+            now = time.monotonic()
+            if deadline is None and now >= next_warning:
+                self.logger.log(f"still waiting after {now - start:.0f} s for {what} from {silent()}", "warn")
+                next_warning += SILENCE_WARNING_INTERVAL
         ended = self.run_ended()
         if ended in UNSUCCESSFUL_STATUSES and not done():
             raise AnalysisError(f"the analysis was {ended} while waiting for {what} from {silent()}")
 
     # -- receiving ------------------------------------------------------------------------------------
-    def receive(self, body: dict[str, Any]) -> None:
-        """Handle one webhook delivery (already validated): store, dedup, acknowledge."""
+    def receive(self, body: dict[str, Any]) -> str | None:
+        """Handle one webhook delivery (already validated): store, dedup, acknowledge.
+
+        Returns why the delivery was refused (a sender or acknowledger that is not a partner), else None.
+        """
         meta = body["meta"]
         own_id = self.own_id
+        self.inbox.delivered()
+        partners = self.participant_ids()
         if meta["akn_id"] is not None:
-            if meta["sender"] == own_id:
-                self.inbox.add_ack(meta["id"], meta["akn_id"])
-            return
-        if meta["sender"] == own_id:
-            return
+            if meta["sender"] != own_id or meta["akn_id"] not in partners:
+                return (f"acknowledgement of message {meta['id']} by {meta['akn_id']!r} for {meta['sender']!r}: "
+                        f"only partners of analysis {self.config.analysis_id} acknowledge messages of this node")
+            self.inbox.add_ack(meta["id"], meta["akn_id"])
+            return None
+        if meta["sender"] not in partners:
+            return (f"message {meta['id']} from {meta['sender']!r}: the sender is not a partner of analysis "
+                    f"{self.config.analysis_id}")
         meta["type"] = envelope.INCOMING
         meta["akn_id"] = own_id
         meta["arrived_at"] = str(datetime.datetime.now())
@@ -181,11 +278,12 @@ class MessageBrokerClient:
         task = asyncio.ensure_future(self._send_ack(meta["sender"], ack))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return None
 
     async def _send_ack(self, sender: str, ack: dict[str, Any]) -> None:
         try:
-            await self._post([sender], ack, deadline=None)
-        except Exception as exc:  # noqa: BLE001 - the sender retries when an ack is lost
+            await self._post([sender], ack, bound=ACK_DEADLINE)
+        except Exception as exc:  # noqa: BLE001 - the sender sends again when an ack is lost
             self.logger.log(f"could not acknowledge message {ack['meta']['id']} to {sender}: {exc}", "warn")
 
     async def await_messages(
@@ -197,6 +295,8 @@ class MessageBrokerClient:
     ) -> dict[str, list[Message] | None]:
         """Wait for unread messages of a category from every sender; None for those that did not answer."""
         senders = self.check_nodes(senders, "senders")
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
 
         def missing() -> list[str]:
             return [s for s in senders if not self.inbox.matching(s, message_category, message_id)]
@@ -237,6 +337,9 @@ class MessageBrokerClient:
         return ready
 
     async def drain(self) -> None:
-        """Let pending acknowledgements go out."""
+        """Let pending acknowledgements go out; stop a subscription check."""
         if self._background:
             await asyncio.wait(list(self._background), timeout=10)
+        if self._subscription_check is not None:
+            self._subscription_check.cancel()
+            await asyncio.gather(self._subscription_check, return_exceptions=True)

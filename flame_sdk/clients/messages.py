@@ -70,6 +70,11 @@ class Message:
         return f"Message(id={self.id!r}, sender={self.sender!r}, category={self.category!r}, status={self.status!r})"
 
 
+def _send_order(message: Message) -> int:
+    number = message.meta.get("number")
+    return number if isinstance(number, int) and not isinstance(number, bool) else 0
+
+
 def encode_request(recipients: list[str], body: dict[str, Any]) -> bytes:
     """JSON-encode a broker request; TypeError or MessageTooLargeError naming the fix when it cannot go."""
     try:
@@ -86,6 +91,12 @@ class Inbox:
         self._known_ids: set[str] = set()
         self._acks: dict[str, set[str]] = {}
         self._changed = asyncio.Condition()
+        #: ``time.monotonic()`` of the last webhook delivery (message or acknowledgement, duplicates included).
+        self.last_delivery = time.monotonic()
+
+    def delivered(self) -> None:
+        """Note that the broker delivered something (deliveries going quiet make waits check the subscription)."""
+        self.last_delivery = time.monotonic()
 
     def _notify(self) -> None:
         async def _wake() -> None:
@@ -114,7 +125,9 @@ class Inbox:
         self._acks.pop(message_id, None)
 
     def matching(self, sender: str, category: str, message_id: str | None = None) -> list[Message]:
-        return [
+        """Unread messages of ``sender`` in ``category`` in the order the sender sent them (its ``meta.number``;
+        deliveries that were retried may arrive out of order)."""
+        found = [
             m
             for m in self.messages
             if m.sender == sender
@@ -122,6 +135,7 @@ class Inbox:
             and m.status == "unread"
             and (message_id is None or m.id == message_id)
         ]
+        return sorted(found, key=_send_order)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         """Wait until ``predicate()`` holds (re-checked on every change); False on timeout."""

@@ -38,7 +38,7 @@ from flame_sdk.storage import local_dp as dp_mechanism
 from flame_sdk.storage import sealed as sealing
 from flame_sdk.storage.final_files import FinalFile, plan_final_files
 from flame_sdk.storage.serialization import BytesLike, dump_object, encode_final, load_object
-from flame_sdk.storage.tags import check_tag
+from flame_sdk.storage.tags import check_storage_id, check_tag
 
 CHUNK = 256 * 1024
 LOCATIONS = ("local", "global")
@@ -312,7 +312,7 @@ class StorageClient:
             if not query:
                 raise ValueError("get_intermediate_data('global') needs query=<storage id> (from "
                                  "save_intermediate_data or the sender's message)")
-            return await self._get_global(query, sender_id)
+            return await self._get_global(check_storage_id(query), sender_id)
         if tag is not None:
             answer = await self.service.json("GET", api.LOCAL_TAGGED.format(tag=check_tag(tag)))
             items = sorted(answer["results"], key=lambda item: save_order_key(str(item["filename"])))
@@ -321,7 +321,7 @@ class StorageClient:
             return [await self._get_local(object_id) for object_id in ids]
         if not query:
             raise ValueError("get_intermediate_data('local') needs query=<storage id> or tag=<tag>")
-        return await self._get_local(query)
+        return await self._get_local(check_storage_id(query))
 
     async def _get_local(self, object_id: str) -> Any:
         try:

@@ -40,7 +40,11 @@ DEFAULT_STATUS_SYNC_GRACE = 100.0
 #: Console prefix of every log line (the simulator sets the node name).
 LOG_PREFIX = "FLAME_LOG_PREFIX"
 
-SDK_TUNABLES: tuple[str, ...] = (STARTUP_TIMEOUT, STATUS_SYNC_GRACE, LOG_PREFIX)
+#: Classes intermediate data may hold beyond plain data, numpy and pandas (comma-separated ``module.name``
+#: or ``module:qualname``; ``module.*`` for every public class of a module).
+UNPICKLE_ALLOW = "FLAME_UNPICKLE_ALLOW"
+
+SDK_TUNABLES: tuple[str, ...] = (STARTUP_TIMEOUT, STATUS_SYNC_GRACE, LOG_PREFIX, UNPICKLE_ALLOW)
 
 
 def gateway_url(deployment_name: str) -> str:

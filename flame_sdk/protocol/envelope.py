@@ -57,17 +57,33 @@ def outgoing_meta(category: str, message_id: str, sender: str, number: int, crea
 
 
 def encode_request(recipients: list[str], message: dict[str, Any]) -> bytes:
-    """The broker request ``{"recipients": [...], "message": {...}}`` as compact JSON, within the size cap.
+    """The broker request ``{"recipients": [...], "message": {...}}`` as compact UTF-8 JSON, within the size cap.
 
-    Raises EnvelopeError (``too_large`` set when only the size is wrong) with a reason a user can act on.
+    Strict JSON only (no ``NaN``/``Infinity``, which the broker's JSON parser refuses); non-ASCII text is sent as
+    UTF-8, so the cap counts its real bytes. Raises EnvelopeError (``too_large`` set when only the size is
+    wrong) with a reason a user can act on.
     """
     try:
-        payload = json.dumps({"recipients": recipients, "message": message}, separators=(",", ":")).encode()
-    except (TypeError, ValueError) as exc:
+        text = json.dumps({"recipients": recipients, "message": message}, separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise EnvelopeError("message is nested too deeply to be sent as JSON; flatten it, or use "
+                            "send_intermediate_data for arbitrary Python objects") from None
+    except ValueError as exc:
+        if "Out of range float values" in str(exc):
+            raise EnvelopeError("message contains NaN or infinity, which JSON cannot carry; replace them (e.g. "
+                                "with None or a string), or use send_intermediate_data") from None
+        raise EnvelopeError(f"message is not JSON-serializable ({exc})") from None
+    except TypeError as exc:
         raise EnvelopeError(
             f"message is not JSON-serializable ({exc}); send plain dicts/lists/str/numbers, "
             f"or use send_intermediate_data for arbitrary Python objects"
         ) from None
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EnvelopeError(f"message contains text that is not valid Unicode ({exc.reason} at position "
+                            f"{exc.start}); lone surrogates cannot be sent") from None
     if len(payload) > MAX_MESSAGE_BYTES:
         raise EnvelopeError(
             f"message is {len(payload) / 1e6:.2f} MB as JSON, above the broker's {MAX_MESSAGE_BYTES / 1e6:.1f} MB "

@@ -32,6 +32,8 @@ class StarLocalDPModel(StarModel):
         aggregator_kwargs: dict[str, Any] | None = None,
         epsilon: float | None = None,
         sensitivity: float | None = None,
+        test_mode: bool = False,
+        test_kwargs: dict[str, Any] | None = None,
         *,
         flame: FlameSDK | None = None,
         env: Mapping[str, str] | None = None,
@@ -46,7 +48,7 @@ class StarLocalDPModel(StarModel):
         self.epsilon = epsilon
         self.sensitivity = sensitivity
         super().__init__(analyzer, aggregator, data_type, query, simple_analysis, output_type, multiple_results,
-                         analyzer_kwargs, aggregator_kwargs, flame=flame, env=env, **limits)
+                         analyzer_kwargs, aggregator_kwargs, test_mode, test_kwargs, flame=flame, env=env, **limits)
 
     def _local_dp(self, aggregator: StarAggregator) -> dict[str, float] | None:
         if self.epsilon is None or self.sensitivity is None:

@@ -50,6 +50,12 @@ class StarModel:
     * ``report_timeout``: when the model created the SDK, it waits up to this long (no busy wait) for the
       node to see the final status, then closes the SDK.
 
+    ``test_mode=True`` with ``test_kwargs`` (as in the FLAME star template) runs this node on an in-process
+    fake SDK instead of a node (:func:`flame_sdk.testing.fake_network.sdk_from_test_kwargs` lists the keys):
+    models started in threads with the same ``analysis_id`` in their ``test_kwargs`` exchange data with each
+    other, and each node's data is ``test_kwargs['fhir_data']`` or ``['s3_data']`` exactly as given. The
+    aggregator's submitted result is then ``self.flame.final_results_storage``.
+
     After the run: ``result`` (aggregator: the submitted result; analyzer: its last result), ``rounds``,
     ``converged``. Any failure raises :class:`StarRunError` naming the responsible node.
     """
@@ -65,6 +71,8 @@ class StarModel:
         multiple_results: bool = False,
         analyzer_kwargs: dict[str, Any] | None = None,
         aggregator_kwargs: dict[str, Any] | None = None,
+        test_mode: bool = False,
+        test_kwargs: dict[str, Any] | None = None,
         *,
         flame: FlameSDK | None = None,
         env: Mapping[str, str] | None = None,
@@ -95,24 +103,41 @@ class StarModel:
         self.round_timeout = float(round_timeout)
         self.ready_timeout = float(ready_timeout)
         self.result_filename = result_filename
-        self.data: list[dict[str, Any]] | None = None
+        self.data: Any = None
         self.result: Any = None
         self.rounds = 0
         self.converged = False
+        self.test_mode = bool(test_mode)
+        self.test_kwargs = test_kwargs if test_mode else None
 
         owns_sdk = flame is None
-        if flame is None:
-            from flame_sdk.core import FlameCoreSDK
-
-            flame = FlameCoreSDK(env=env)
-        self.flame: FlameSDK = flame
-        self.exchange = Exchange(flame, self.round_timeout)
+        self.flame: FlameSDK = self._test_sdk(test_kwargs, flame, env) if test_mode else \
+            flame if flame is not None else self._node_sdk(test_kwargs, env)
+        self.exchange = Exchange(self.flame, self.round_timeout)
         try:
             self._run(analyzer, aggregator, analyzer_kwargs or {}, aggregator_kwargs or {})
         finally:
             if owns_sdk:
                 self.flame.wait_until_reported(report_timeout)
                 self.flame.close()
+
+    @staticmethod
+    def _node_sdk(test_kwargs: dict[str, Any] | None, env: Mapping[str, str] | None) -> FlameSDK:
+        if test_kwargs is not None:
+            raise ValueError("test_kwargs is only used with test_mode=True; pass test_mode=True to run on a test SDK, "
+                             "or drop test_kwargs to run on the node")
+        from flame_sdk.core import FlameCoreSDK
+
+        return FlameCoreSDK(env=env)
+
+    @staticmethod
+    def _test_sdk(test_kwargs: dict[str, Any] | None, flame: FlameSDK | None,
+                  env: Mapping[str, str] | None) -> FlameSDK:
+        if flame is not None or env is not None:
+            raise ValueError("test_mode=True runs on a test SDK built from test_kwargs; do not also pass flame= or env=")
+        from flame_sdk.testing.fake_network import sdk_from_test_kwargs
+
+        return sdk_from_test_kwargs(test_kwargs)
 
     # -- roles ----------------------------------------------------------------------------------------
     def _is_aggregator(self) -> bool:
@@ -216,14 +241,15 @@ class StarModel:
         raise StarRunError(aggregator_id, f"the aggregator neither finished nor failed within "
                                           f"max_rounds={self.max_rounds} rounds")
 
-    def _get_data(self) -> list[dict[str, Any]]:
+    def _get_data(self) -> Any:
         if self.data_type == "fhir":
-            data = self.flame.get_fhir_data(self.query)
+            data: Any = self.flame.get_fhir_data(self.query)
         else:  # no keys: every dataset of every S3 source
             data = self.flame.get_s3_data(self.query or [])
         if data is None:
-            raise StarRunError(self.flame.get_id(), f"no {self.data_type} data: the data API is not available on "
-                                                    f"this node (see the start-up log)")
+            where = f"test_kwargs['{self.data_type}_data'] is None" if self.test_mode else \
+                "the data API is not available on this node (see the start-up log)"
+            raise StarRunError(self.flame.get_id(), f"no {self.data_type} data: {where}")
         return data
 
     # -- helpers --------------------------------------------------------------------------------------

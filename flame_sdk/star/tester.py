@@ -14,7 +14,10 @@ class StarModelTester:
     the final result(s) as the hub stored them.
 
     Arguments as in the FLAME star templates; ``node_roles`` may only list ``'default'`` entries (node 0
-    always aggregates). Keyword-only extras are passed to :func:`flame_sdk.testing.run_local` (``seed``,
+    always aggregates). ``data_splits`` has one entry per data node: in the shape ``get_fhir_data`` /
+    ``get_s3_data`` return on a node it is served by the simulated data services, any other Python object
+    (a list of numbers, a DataFrame, ...) is handed to that node's analyzer as given, with a warning, as the
+    reference tester does. Keyword-only extras are passed to :func:`flame_sdk.testing.run_local` (``seed``,
     ``max_rounds``, ``round_timeout``, ``timeout`` ...). The outcome is kept in ``self.run``.
     """
 

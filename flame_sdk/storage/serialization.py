@@ -2,15 +2,16 @@
 
 What is pickled: every intermediate data object (local and global, as the reference SDK does) and final
 results submitted with ``output_type='pickle'``. ``str`` final results are ``str(result)`` in UTF-8 and
-``bytes`` final results are uploaded as given. Unpickling runs arbitrary code, so the storage client only
-unpickles data written by this node (local storage) or by a participant of this analysis whose
-authorship the node's result service verified cryptographically (global storage).
+``bytes`` final results are uploaded as given. Intermediate data is loaded with a restricted unpickler
+(``flame_sdk.storage.safe_pickle``): plain data, numpy and pandas objects, and what the analysis allowed.
 """
 
 from __future__ import annotations
 
 import pickle
 from typing import Any
+
+from flame_sdk.storage import safe_pickle
 
 OUTPUT_TYPES = ("str", "bytes", "pickle")
 PICKLE_PROTOCOL = 5
@@ -54,5 +55,5 @@ def dump_object(data: Any) -> bytes:
 
 
 def load_object(payload: BytesLike) -> Any:
-    """Unpickle data from a trusted source (see the module docstring)."""
-    return pickle.loads(payload)
+    """Unpickle intermediate data with the restricted unpickler (``UnsafePickleError`` names what it refused)."""
+    return safe_pickle.loads(payload)

@@ -27,6 +27,8 @@ from io import StringIO
 from typing import TYPE_CHECKING, Any, Literal
 
 from flame_sdk.clients.messages import Message
+from flame_sdk.config import NodeConfig, NodeIdentity
+from flame_sdk.config_view import NodeConfigView
 from flame_sdk.errors import AnalysisError, RoleError, UnknownNodeError
 from flame_sdk.interface import FlameSDK
 from flame_sdk.logs import FlameLogger, LogRecord
@@ -34,6 +36,9 @@ from flame_sdk.protocol.envelope import ANALYSIS_FINISHED
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.run_state import RunState
 from flame_sdk.storage.serialization import check_output_type, dump_object, load_object
+
+#: The Keycloak token a fake node shows in ``config.keycloak_token``.
+FAKE_TOKEN = "fake-token"
 
 
 @dataclass
@@ -99,6 +104,10 @@ class FakeFlameSDK:
         self.unready = set(unready)
         self.state = RunState()
         self.logger = FlameLogger(silent=silent, label=self.node_id, state=self.state)
+        fake_config = NodeConfig(analysis_id, project_id, keycloak_token=FAKE_TOKEN, data_source_token=None,
+                                 deployment_name="fake", base_url="http://nginx-fake")
+        self.config = NodeConfigView(fake_config, self.state, lambda: NodeIdentity(self.node_id, self.role),
+                                     lambda: FAKE_TOKEN)
         self.state.set_status(AnalysisStatus.EXECUTING)
         self.sent_data: list[SentData] = []
         self.sent_messages: list[SentMessage] = []
@@ -218,12 +227,15 @@ class FakeFlameSDK:
         result: dict[str, list[Message] | None] = {}
         for sender in senders:
             self._check(sender, "sender")
-            found = [m for m in self._inbox if m.sender == sender and m.category == message_category
-                     and m.status == "unread" and (message_id is None or m.id == message_id)]
+            found = self._unread(sender, message_category, message_id)
             for msg in found:
                 msg.set_read()
             result[sender] = found or None
         return result
+
+    def _unread(self, sender: str, message_category: str, message_id: str | None = None) -> list[Message]:
+        return [m for m in self._inbox if m.sender == sender and m.category == message_category
+                and m.status == "unread" and (message_id is None or m.id == message_id)]
 
     def get_messages(self, status: Literal["unread", "read"] = "unread") -> list[Message]:
         if status not in ("unread", "read"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.local_dp_model import StarLocalDPModel
 from flame_sdk.star.model import StarModel
 from flame_sdk.star.run_errors import StarRunError
+from flame_sdk.testing.given_data import GivenDataSDK
 
 #: Bound on a whole local run (seconds) unless the caller gives one.
 DEFAULT_RUN_TIMEOUT = 300.0
@@ -26,7 +28,10 @@ HUB_SETTLE_TIMEOUT = 10.0
 
 @dataclass
 class NodeRun:
-    """What one node did: its role, final status on the hub, error (if any) and streamed logs."""
+    """What one node did: its role, final status on the hub, error (if any) and streamed logs.
+
+    ``result``: an analyzer's last result; the aggregator's result as released (see :class:`LocalRun`).
+    """
 
     node_id: str
     name: str
@@ -34,7 +39,7 @@ class NodeRun:
     status: str = "unknown"
     error: BaseException | None = None
     result: Any = None
-    data: list[dict[str, Any]] | None = None
+    data: Any = None
     logs: list[dict[str, Any]] = field(default_factory=list)
 
     def log_text(self) -> str:
@@ -43,7 +48,13 @@ class NodeRun:
 
 @dataclass
 class LocalRun:
-    """Outcome of :func:`run_local`. ``result`` is the aggregator's result object as submitted."""
+    """Outcome of :func:`run_local`.
+
+    ``result`` is the aggregator's result as released: the object it submitted, or with local differential
+    privacy the noised number the result service stored (read from the final file; a list of them with
+    ``multiple_results``). ``result_before_noise`` holds the aggregator's own value before the noise (None
+    without local DP); never publish it.
+    """
 
     analysis_id: str
     nodes: dict[str, NodeRun]
@@ -51,6 +62,7 @@ class LocalRun:
     rounds: int = 0
     converged: bool = False
     final_results: list[tuple[str, bytes]] = field(default_factory=list)
+    result_before_noise: Any = None
 
     @property
     def aggregator(self) -> NodeRun:
@@ -96,21 +108,60 @@ def split_specs(data_splits: list[list[dict[str, Any]]], data_type: Literal["fhi
     return specs
 
 
-def check_split(split: Any, data_type: str, index: int) -> None:
-    """Raise a ValueError explaining the platform's data shape when a split does not have it."""
-    shape = ("a list with one dict per data source, mapping dataset name (S3 key) to bytes" if data_type == "s3"
-             else "a list with one dict per data source, mapping FHIR query to a Bundle dict")
+def platform_shape(data_type: str) -> str:
+    """The data shape of ``get_<data_type>_data`` on a node, in words."""
+    return ("a list with one dict per data source, mapping dataset name (S3 key) to bytes" if data_type == "s3"
+            else "a list with one dict per data source, mapping FHIR query to a Bundle dict")
+
+
+def shape_problem(split: Any, data_type: str) -> str | None:
+    """Why ``split`` is not in the shape ``get_<data_type>_data`` returns on a node; None if it is."""
     if not isinstance(split, list) or not split or not all(isinstance(s, dict) and s for s in split):
-        raise ValueError(f"data split {index} must be {shape} (what get_{data_type}_data returns on a node), "
-                         f"got {type(split).__name__}: {str(split)[:80]}")
+        return f"it is {type(split).__name__}: {str(split)[:80]}"
     for source in split:
         for key, value in source.items():
             ok = isinstance(value, (bytes, bytearray, str)) if data_type == "s3" else \
                 isinstance(value, dict) and value.get("resourceType") == "Bundle"
-            if not ok:
-                raise ValueError(f"data split {index}, entry {key!r}: expected "
-                                 f"{'bytes' if data_type == 's3' else 'a FHIR Bundle dict'}, "
-                                 f"got {type(value).__name__}; each split must be {shape}")
+            if not isinstance(key, str) or not ok:
+                expected = "bytes" if data_type == "s3" else "a FHIR Bundle dict"
+                return f"its entry {key!r} is {type(value).__name__}, where a node has {expected}"
+    return None
+
+
+def check_split(split: Any, data_type: str, index: int) -> None:
+    """Raise a ValueError explaining the platform's data shape when a split does not have it."""
+    problem = shape_problem(split, data_type)
+    if problem is not None:
+        raise ValueError(f"data split {index} must be {platform_shape(data_type)} (what get_{data_type}_data "
+                         f"returns on a node), but {problem}")
+
+
+def platform_shaped(data_splits: Any, data_type: str) -> bool:
+    """Check ``data_splits`` (one entry per data node) and tell whether every split has the node's data shape.
+
+    Any Python object is a valid split, as in the reference tester; splits not in the node's shape are handed
+    to the analyzers as given, with a warning that the analysis may then fail on a node. Raises ValueError
+    when ``data_splits`` itself is not a non-empty list, or a split is None.
+    """
+    if data_type not in ("fhir", "s3"):
+        raise ValueError(f"data_type must be 'fhir' or 's3', got {data_type!r}")
+    if not isinstance(data_splits, (list, tuple)) or not data_splits:
+        raise ValueError(f"data_splits must be a non-empty list with one entry per data node (that node's data), "
+                         f"got {type(data_splits).__name__}: {str(data_splits)[:80]}")
+    empty = [index for index, split in enumerate(data_splits, start=1) if split is None]
+    if empty:
+        raise ValueError(f"data split(s) {empty} are None; give every data node its data (one entry per node)")
+    problems = [(index, shape_problem(split, data_type)) for index, split in enumerate(data_splits, start=1)]
+    odd = [(index, problem) for index, problem in problems if problem is not None]
+    if not odd:
+        return True
+    index, problem = odd[0]
+    warnings.warn(
+        f"data split {index} is not in the shape a FLAME node gives an analysis ({problem}): on a node, "
+        f"get_{data_type}_data returns {platform_shape(data_type)}. The splits are handed to the analyzers as "
+        f"given, so this run may pass while the analysis fails on a node. Splits in the node's shape go through "
+        f"the simulated {data_type.upper()} service instead.", UserWarning, stacklevel=3)
+    return False
 
 
 def run_local(
@@ -119,7 +170,7 @@ def run_local(
     data_type: Literal["fhir", "s3"],
     query: str | list[str] | None = None,
     *,
-    data_splits: list[list[dict[str, Any]]] | None = None,
+    data_splits: list[Any] | None = None,
     nodes: int = 3,
     seed: int = 0,
     simple_analysis: bool = True,
@@ -136,19 +187,30 @@ def run_local(
     timeout: float = DEFAULT_RUN_TIMEOUT,
     simulation: Any = None,
     raise_on_failure: bool = True,
+    faults: float = 0.0,
+    fault_seed: int = 0,
 ) -> LocalRun:
     """Run the analysis on a fresh simulator (or on ``simulation``) and return the outcome.
 
-    ``data_splits`` (one entry per data node, in the shape of ``get_fhir_data``/``get_s3_data``) replaces
-    the synthetic data; then ``nodes`` is ``len(data_splits) + 1``. With ``raise_on_failure`` a failed run
-    raises the error of the node that caused it (``StarRunError`` naming it); the run is ``error.run``.
+    ``data_splits`` (one entry per data node) replaces the synthetic data; then ``nodes`` is
+    ``len(data_splits) + 1``. Splits in the shape of ``get_fhir_data``/``get_s3_data`` are served by the
+    simulated data services; any other Python object (a list of numbers, a DataFrame, ...) is handed to that
+    node's analyzer as given (see :func:`platform_shaped`). ``faults`` gives each request through a node
+    gateway a seeded fault with that probability (``fault_seed``), as ``flame-sim run --faults``. With
+    ``raise_on_failure`` a failed run raises the error of the node that caused it (``StarRunError`` naming
+    it); the run is ``error.run``.
     """
     from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
+    if simulation is not None and faults:
+        raise ValueError("give faults or simulation, not both: set SimConfig(faults=...) on the simulation")
+    given: list[Any] | None = None
     if data_splits is not None:
         if simulation is not None:
             raise ValueError("give data_splits or simulation, not both: a running simulation has its data already")
         nodes = len(data_splits) + 1
+        if not platform_shaped(data_splits, data_type):
+            given = list(data_splits)
     model_kwargs = dict(query=query, simple_analysis=simple_analysis, output_type=output_type,
                         multiple_results=multiple_results, analyzer_kwargs=analyzer_kwargs,
                         aggregator_kwargs=aggregator_kwargs, max_rounds=max_rounds, round_timeout=round_timeout,
@@ -158,24 +220,37 @@ def run_local(
     model_class = StarLocalDPModel if "epsilon" in model_kwargs else StarModel
     if simulation is not None:
         return _run(simulation, model_class, analyzer, aggregator, data_type, model_kwargs, timeout,
-                    raise_on_failure)
-    node_data = None if data_splits is None else split_specs(data_splits, data_type)
-    with Simulation(SimConfig(nodes=nodes, seed=seed, node_data=node_data, status_interval=0.2)) as sim:
-        return _run(sim, model_class, analyzer, aggregator, data_type, model_kwargs, timeout, raise_on_failure)
+                    raise_on_failure, multiple_results)
+    # Given objects travel in-process; the data nodes keep synthetic data sources, as a node has a data store.
+    node_data = None if data_splits is None or given is not None else split_specs(data_splits, data_type)
+    with Simulation(SimConfig(nodes=nodes, seed=seed, node_data=node_data, status_interval=0.2, faults=faults,
+                              fault_seed=fault_seed)) as sim:
+        return _run(sim, model_class, analyzer, aggregator, data_type, model_kwargs, timeout, raise_on_failure,
+                    multiple_results, given)
 
 
 def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], aggregator: type[StarAggregator],
-         data_type: str, model_kwargs: dict[str, Any], timeout: float, raise_on_failure: bool) -> LocalRun:
+         data_type: Literal["fhir", "s3"], model_kwargs: dict[str, Any], timeout: float, raise_on_failure: bool,
+         multiple_results: bool, given: list[Any] | None = None) -> LocalRun:
     analysis = sim.create_analysis()
     runs = {node_id: NodeRun(node_id, sim.node(node_id).spec.name,
                              "aggregator" if node_id == analysis.aggregator_id else "default")
             for node_id in analysis.node_ids}
     models: dict[str, StarModel] = {}
+    data_index = {spec.node_id: index - 1 for index, spec in enumerate(sim.specs) if index > 0}
 
     def run_node(node_id: str) -> None:
         try:
-            models[node_id] = model_class(analyzer, aggregator, data_type, env=analysis.env(node_id),
-                                          report_timeout=30.0, **model_kwargs)
+            if given is None or node_id == analysis.aggregator_id:
+                models[node_id] = model_class(analyzer, aggregator, data_type, env=analysis.env(node_id),
+                                              report_timeout=30.0, **model_kwargs)
+                return
+            flame = GivenDataSDK(given[data_index[node_id]], data_type, env=analysis.env(node_id))
+            try:
+                models[node_id] = model_class(analyzer, aggregator, data_type, flame=flame, **model_kwargs)
+            finally:
+                flame.wait_until_reported(30.0)
+                flame.close()
         except BaseException as exc:  # noqa: BLE001 - reported per node
             runs[node_id].error = exc
 
@@ -203,6 +278,13 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
             if node.role == "aggregator":
                 run.result, run.rounds, run.converged = model.result, model.rounds, model.converged
     run.final_results = analysis.final_results()
+    if "epsilon" in model_kwargs and run.final_results:
+        from flame_sdk.sim.common.laplace import parse_value  # the stored file is the noised number
+
+        released = [parse_value(content) for _, content in run.final_results]
+        run.result_before_noise = run.result
+        run.result = released if multiple_results else released[0]
+        run.aggregator.result = run.result
     if stuck:
         raise TimeoutError(f"local run {analysis.analysis_id}: node(s) {stuck} still running after {timeout:g} s")
     error = run.failure()

@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -123,7 +123,12 @@ def compare(federated: Any, pooled: Any, tolerance: float = 1e-6, relative: bool
 
 
 def pooled_data(run: LocalRun) -> list[dict[str, Any]]:
-    """Every data node's data as fetched in the run, concatenated (one entry per data source)."""
+    """Every data node's data as fetched in the run: one entry per data source of every node, in node order.
+
+    Entries are never merged: ids are only unique within one source (every FHIR server numbers its patients
+    1, 2, 3, ...; CSV exports of different sites reuse ids), so a pooled computation must resolve references
+    and deduplicate within an entry, never across entries.
+    """
     return [source for node in sorted(run.nodes.values(), key=lambda n: n.name) if node.role == "default"
             for source in (node.data or [])]
 
@@ -131,7 +136,7 @@ def pooled_data(run: LocalRun) -> list[dict[str, Any]]:
 def assert_matches_pooled(
     analyzer: type,
     aggregator: type,
-    data_type: str,
+    data_type: Literal["fhir", "s3"],
     pooled: Callable[[list[dict[str, Any]]], Any],
     *,
     tolerance: float = 1e-6,
@@ -142,7 +147,7 @@ def assert_matches_pooled(
     """Run the analysis federated (:func:`run_local`), then ``pooled`` on all nodes' data together.
 
     ``pooled`` gets the pooled data in the shape one node's ``get_fhir_data``/``get_s3_data`` returns (one
-    entry per data source of every node). ``result_fields`` maps the federated result into the pooled
+    entry per data source of every node, see :func:`pooled_data`: ids repeat across entries). ``result_fields`` maps the federated result into the pooled
     result's shape (default: as submitted). Raises AssertionError with a per-field table when a field
     differs by more than ``tolerance`` (absolute, or relative to the pooled value with ``relative=True``).
     """

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flame_sdk.disclosure import DisclosureConfig, derivable_cells
 from flame_sdk.testing import FakeFlameSDK, compare
 
 ALGORITHMS = Path(__file__).resolve().parents[2] / "algorithms"
@@ -72,7 +73,8 @@ def fhir_resources(patients: int, seed: int) -> list[dict]:
                 out.append({"resourceType": "Observation", "id": f"{pid}-{code}-{visit}", "status": "final",
                             "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
                             "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when,
-                            "valueQuantity": {"value": round(float(rng.normal(means[code], means[code] / 8)), 1)}})
+                            "valueQuantity": {"value": round(float(rng.normal(means[code], means[code] / 8)), 1),
+                                              "system": "http://unitsofmeasure.org", "code": codes[code].unit}})
     return out
 
 
@@ -143,14 +145,14 @@ def test_descriptive_statistics_match_pooled_and_numpy():
     assert differences and all(d.ok for d in differences), [d for d in differences if not d.ok]
 
     table = pd.read_csv(io.StringIO(federated))
-    frame = module.observation_rows(module.read_resources(pooled(splits)))
+    frame = module.observation_rows(module.read_sources(pooled(splits)))
     for code in ("8480-6", "2093-3"):
         values = frame.loc[frame["loinc"] == code, "value"].to_numpy()
         row = table[(table["loinc"] == code) & (table["sex"] == "all") & (table["age_band"] == "all")].iloc[0]
         assert row["n"] == len(values) == 125  # latest value per patient: one per patient
         assert row["mean"] == pytest.approx(values.mean(), abs=1e-9)
         assert row["sd"] == pytest.approx(values.std(ddof=1), abs=1e-9)
-        assert abs(row["median"] - np.median(values)) <= 1.0  # within one histogram bin
+        assert row["median"] == pytest.approx(np.median(values), rel=0.005)  # the sketch's stated accuracy
 
 
 def test_descriptive_statistics_suppress_small_cells():
@@ -162,24 +164,30 @@ def test_descriptive_statistics_suppress_small_cells():
 
 
 def test_descriptive_statistics_withhold_complementary_cells():
+    """The counts of one code as a sex x age band table with margins: no withheld count is derivable."""
     module = load("descriptive_statistics")
     code = "8480-6"
     counts = {("female", "0-39"): 10, ("female", "40-59"): 12, ("female", "80+"): 2,
               ("male", "0-39"): 9, ("male", "40-59"): 11, ("male", "80+"): 8}
-    cells = {(code, sex, band): {"n": n} for (sex, band), n in counts.items()}
-    for sex in ("female", "male"):
-        cells[(code, sex, "all")] = {"n": sum(n for (x, _), n in counts.items() if x == sex)}
-    for band in ("0-39", "40-59", "80+"):
-        cells[(code, "all", band)] = {"n": sum(n for (_, b), n in counts.items() if b == band)}
-    cells[(code, "all", "all")] = {"n": sum(counts.values())}
-    withheld = module.withheld_cells(cells, 5)
-    assert (code, "female", "80+") in withheld  # primary
-    assert (code, "female", "0-39") in withheld  # else female 80+ = female all - the others
-    assert (code, "male", "80+") in withheld  # else female 80+ = all 80+ - male 80+
-    for total, parts in [("female", ["0-39", "40-59", "80+"]), ("male", ["0-39", "40-59", "80+"])]:
-        assert sum((code, total, p) in withheld for p in parts) != 1
-    for band in ("0-39", "40-59", "80+"):
-        assert sum((code, x, band) in withheld for x in ("female", "male")) != 1
+    gamma = module.sketch_gamma(0.005)
+    cells = {}
+    for (sex, band), n in counts.items():
+        values = np.linspace(110.0, 150.0, n)
+        cells[(code, sex, band)] = {"n": n, "mean": values.mean(), "m2": ((values - values.mean()) ** 2).sum(),
+                                    "sketch": module.sketch(code, values, gamma), "out_of_range": 0,
+                                    "unit_rejected": 0}
+    table = module.statistics_table([cells], DisclosureConfig(), 0.005).set_index(["sex", "age_band"])
+    assert table.loc[("female", "80+"), "suppressed"]  # primary
+    exact = pd.DataFrame(0, index=["female", "male", "all"], columns=["0-39", "40-59", "80+", "all"])
+    for (sex, band), n in counts.items():
+        exact.loc[sex, band] = n
+    exact["all"] = exact.sum(axis=1)
+    exact.loc["all"] = exact.loc[["female", "male"]].sum()
+    withheld = pd.DataFrame({band: [bool(table.loc[(sex, band), "suppressed"]) for sex in exact.index]
+                             for band in exact.columns}, index=exact.index)
+    assert withheld.to_numpy().sum() == 4  # the primary and the cheapest rectangle through it
+    assert derivable_cells(exact, withheld) == []
+    assert table.loc[withheld.stack()[withheld.stack()].index, ["n", "mean", "median"]].isna().all().all()
 
 
 def test_descriptive_statistics_follow_next_page_links():
@@ -193,7 +201,7 @@ def test_descriptive_statistics_follow_next_page_links():
         asked.append((query, index))
         return second
 
-    resources = module.read_resources([{"Patient?_count=1": first}], fetch)
+    [resources] = module.read_sources([{"Patient?_count=1": first}], fetch)
     assert [r["id"] for r in resources] == ["x", "y"] and asked == [("Patient?_count=1&_offset=1", 0)]
 
 
@@ -232,9 +240,9 @@ def test_logistic_regression_reaches_the_pooled_fit():
     assert np.max(np.abs(federated["coef"] - reference["coef"])) < 1e-6
     assert np.max(np.abs(federated["std_error"] - reference["std_error"])) < 1e-6
     # the pooled fit solves the score equations: an independent check of the reference itself
-    x, y = module.design(module.read_table(pooled(splits)), module.feature_list("age,bmi,systolic_bp,"
+    rows = module.design(module.read_table(pooled(splits)), module.feature_list("age,bmi,systolic_bp,"
                                                                                "cholesterol,smoker,male"), "outcome")
-    assert np.max(np.abs(module.local_terms(x, y, reference["coef"].to_numpy())["gradient"])) < 1e-6
+    assert np.max(np.abs(module.local_terms(rows.x, rows.y, reference["coef"].to_numpy())["gradient"])) < 1e-6
 
 
 def test_logistic_regression_rejects_a_tiny_node():
@@ -275,8 +283,10 @@ def test_odds_ratio_textbook_values():
 
 def test_odds_ratio_suppresses_small_cells():
     module = load("odds_ratio")
-    table = module.result_table({"female": [3, 50, 20, 40], "male": [10, 40, 30, 50]}, min_cell_size=5)
+    table = module.result_table({"female": [3, 50, 20, 40], "male": [10, 40, 30, 50]}, DisclosureConfig())
     rows = table.set_index("stratum")
     assert rows.loc["female", "suppressed"] and pd.isna(rows.loc["female", "exposed_events"])
-    assert rows.loc["mantel-haenszel", "suppressed"] and not rows.loc["male", "suppressed"]
+    assert rows.loc["female", "exposed_non_events"] == 50 and pd.isna(rows.loc["female", "odds_ratio"])
+    assert rows.loc["mantel-haenszel", "suppressed"] and pd.isna(rows.loc["mantel-haenszel", "odds_ratio"])
+    assert rows.loc["male", "suppressed"] and pd.isna(rows.loc["male", "exposed_events"])  # complementary
     assert not rows.loc["all", "suppressed"] and rows.loc["all", "exposed_events"] == 13

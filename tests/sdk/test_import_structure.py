@@ -13,7 +13,7 @@ import grimp
 
 import flame_sdk
 
-PACKAGES = ("flame_sdk", "flame")
+PACKAGES = ("flame_sdk", "flame", "flamesdk")
 
 
 def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:

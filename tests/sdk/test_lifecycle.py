@@ -28,7 +28,9 @@ def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def _api(analysis, node_id: str) -> str:
-    return analysis.deployments[node_id].gateway_url + "/analysis"
+    """The node's embedded API where the gateway forwards ``/analysis`` (which nginx opens to the broker and the
+    PO only)."""
+    return analysis.deployments[node_id].analysis_api_url
 
 
 def _wait(predicate, timeout: float = 10.0) -> None:
@@ -108,11 +110,12 @@ def test_analysis_finished_propagates_to_partners(analysis, sdks):
 def test_partner_status_sync_rules(analysis, sdks):
     node = analysis.data_node_ids[0]
     url = _api(analysis, node) + "/partner_status"
-    for bad in ({"partner_status": "x"}, {"partner_status": {"a": "weird"}}, {"other": 1}):
+    p = analysis.aggregator_id
+    for bad in ({"partner_status": "x"}, {"partner_status": {p: "weird"}}, {"other": 1}):
         status, answer = _http("POST", url, bad)
         assert status == 400 and "partner_status" in answer["error"] or "unknown status" in answer["error"]
-    assert _http("POST", url, {"partner_status": {"p": "executing"}})[1]["status"] == "executing"
-    assert _http("POST", url, {"partner_status": {"p": "stopped"}})[1]["status"] == "stopped"
+    assert _http("POST", url, {"partner_status": {p: "executing"}})[1]["status"] == "executing"
+    assert _http("POST", url, {"partner_status": {p: "stopped"}})[1]["status"] == "stopped"
     with pytest.raises(AnalysisError, match="stopped"):
         sdks[node].await_messages([analysis.aggregator_id], "never", timeout=5)
 
@@ -122,8 +125,9 @@ def test_status_sync_respects_the_constructor_tuple(analysis):
     sdk = FlameCoreSDK(env=analysis.env(node), silent=True, status_sync=("stopped",))
     try:
         url = _api(analysis, node) + "/partner_status"
-        assert _http("POST", url, {"partner_status": {"p": "failed"}})[1]["status"] == "executing"
-        assert _http("POST", url, {"partner_status": {"p": "stopped"}})[1]["status"] == "stopped"
+        p = analysis.aggregator_id
+        assert _http("POST", url, {"partner_status": {p: "failed"}})[1]["status"] == "executing"
+        assert _http("POST", url, {"partner_status": {p: "stopped"}})[1]["status"] == "stopped"
     finally:
         sdk.close()
 

@@ -122,7 +122,7 @@ def test_duplicate_delivery_is_dropped_but_reacknowledged(analysis, sdks):
     body = {"x": 1, "meta": {"type": "outgoing", "category": "dup", "id": "dup-1", "akn_id": None,
                              "status": "unread", "sender": analysis.aggregator_id,
                              "created_at": "2026-01-01 00:00:00.000000", "arrived_at": None, "number": 1}}
-    url = analysis.deployments[receiver.get_id()].gateway_url + "/analysis/webhook"
+    url = analysis.deployments[receiver.get_id()].analysis_api_url + "/webhook"
     for _ in range(3):
         assert _post(url, json.dumps(body).encode())[0] == 200
     received = receiver.await_messages([analysis.aggregator_id], "dup", timeout=5)[analysis.aggregator_id]
@@ -138,7 +138,7 @@ def test_duplicate_delivery_is_dropped_but_reacknowledged(analysis, sdks):
 ])
 def test_malformed_webhook_body_gets_400(analysis, sdks, body, reason):
     node = analysis.data_node_ids[0]
-    status, answer = _post(analysis.deployments[node].gateway_url + "/analysis/webhook", body)
+    status, answer = _post(analysis.deployments[node].analysis_api_url + "/webhook", body)
     assert status == 400 and reason in answer["error"]
     assert sdks[node].get_messages() == []
 

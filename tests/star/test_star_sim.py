@@ -11,7 +11,7 @@ from flame.star import NodeFailedError, StarAggregator, StarAnalyzer, StarModelT
 from flame_sdk.sim.run.simulation import SimConfig, Simulation
 from flame_sdk.star.run_errors import StarRunError
 from flame_sdk.testing import run_local
-from flame_sdk.testing.local_run import split_specs
+from flame_sdk.testing.local_run import platform_shaped, split_specs
 
 pytestmark = pytest.mark.sim
 
@@ -157,9 +157,21 @@ def test_star_model_tester_writes_the_hub_file(tmp_path):
     assert target.read_bytes() == b"mean,n\n7.2,5\n" and tester.run.converged
 
 
-def test_tester_explains_the_data_shape():
-    with pytest.raises(ValueError, match="one dict per data source"):
-        StarModelTester([[1, 2], [3]], SumAnalyzer, MeanAggregator, "s3")
+@pytest.mark.parametrize(("splits", "message"), [
+    ({"node-1": SPLITS[0]}, "data_splits must be a non-empty list with one entry per data node"),
+    ([], "data_splits must be a non-empty list"),
+    ([SPLITS[0], None], r"data split\(s\) \[2\] are None"),
+])
+def test_tester_refuses_splits_that_are_not_one_entry_per_node(splits, message):
+    with pytest.raises(ValueError, match=message):
+        StarModelTester(splits, SumAnalyzer, MeanAggregator, "s3")
+
+
+def test_plain_splits_warn_with_the_node_shape():
+    with pytest.warns(UserWarning, match=r"data split 1 is not in the shape a FLAME node gives an analysis .*"
+                                         r"one dict per data source, mapping dataset name \(S3 key\) to bytes"):
+        assert not platform_shaped([[1, 2], SPLITS[0]], "s3")
+    assert platform_shaped(SPLITS, "s3")
 
 
 class PlainMeanAggregator(StarAggregator):
@@ -173,6 +185,7 @@ class PlainMeanAggregator(StarAggregator):
 def test_local_dp_noise_is_applied_at_max_rounds():
     run = run_local(SumAnalyzer, PlainMeanAggregator, "s3", data_splits=SPLITS, simple_analysis=False,
                     max_rounds=2, epsilon=1.0, sensitivity=1.0)
-    assert not run.converged and run.result == pytest.approx(7.2)  # the aggregator's own, exact value
+    assert not run.converged and run.result_before_noise == pytest.approx(7.2)  # the aggregator's exact value
     [(_, content)] = run.final_results
     assert float(content) != pytest.approx(7.2, abs=1e-9)  # the stored release carries Laplace noise
+    assert run.result == float(content)  # the result as released

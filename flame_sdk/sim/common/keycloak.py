@@ -17,6 +17,10 @@ class TokenError(Exception):
     """A bearer token is missing, malformed, expired or for another analysis."""
 
 
+class TokenExpiredError(TokenError):
+    """A bearer token whose ``exp`` has passed (otherwise well-formed and signed)."""
+
+
 class TokenIssuer:
     """Issues and verifies HS256 tokens for analyses (one secret per simulation).
 
@@ -37,14 +41,16 @@ class TokenIssuer:
         claims = {"client_id": analysis_id, "iat": now, "exp": now + int(ttl), "iss": "flame-sim-keycloak"}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
-    def verify(self, token: str, analysis_id: str) -> dict[str, Any]:
+    def verify(self, token: str, analysis_id: str | None) -> dict[str, Any]:
+        """The token's claims; TokenError unless it is signed here, unexpired and (when ``analysis_id`` is given)
+        issued for that analysis. Services that only check signature and expiry pass None."""
         claims = self._verified.get(token)
         if claims is None:
             claims = self._decode(token)
         elif claims["exp"] <= int(time.time()):  # PyJWT's rule, without leeway
             self._verified.pop(token, None)
-            raise TokenError(EXPIRED)
-        if claims["client_id"] != analysis_id:
+            raise TokenExpiredError(EXPIRED)
+        if analysis_id is not None and claims["client_id"] != analysis_id:
             raise TokenError(f"the token belongs to analysis {claims['client_id']}, not {analysis_id}")
         return claims
 
@@ -55,7 +61,7 @@ class TokenIssuer:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "client_id"]})
         except jwt.ExpiredSignatureError:
             self._verified.pop(token, None)
-            raise TokenError(EXPIRED) from None
+            raise TokenExpiredError(EXPIRED) from None
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"invalid bearer token ({exc})") from None
         self._verified[token] = claims

@@ -50,6 +50,9 @@ class Deployment:
 
 #: Header by which node services identify themselves to the simulated hub (a simulator-internal hop).
 NODE_HEADER = "X-Node-Id"
+#: Header by which a node's broker and PO prove to its gateways that they are who nginx's ``allow`` rules of
+#: ``/analysis`` let in (a real node tells them by their pod IPs); the gateway removes it before forwarding.
+PEER_HEADER = "X-Flame-Sim-Peer"
 
 
 @dataclass

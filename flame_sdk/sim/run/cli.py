@@ -13,7 +13,30 @@ def _run(args: argparse.Namespace) -> int:
     from flame_sdk.sim.run.runner import run_analysis
 
     return run_analysis(args.analysis, nodes=args.nodes, seed=args.seed, results_dir=Path(args.results),
-                        timeout=args.timeout, refresh=args.refresh)
+                        timeout=args.timeout, refresh=args.refresh, faults=args.faults, fault_seed=args.fault_seed,
+                        kills=args.kill)
+
+
+def _fault_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= rate < 1.0:
+        raise argparse.ArgumentTypeError(f"the fault rate must be at least 0 and below 1, got {text}")
+    return rate
+
+
+def kill_spec(text: str) -> tuple[str, float]:
+    """``node-1@5`` or ``1@5`` -> (``node-1``, 5.0)."""
+    node, sep, seconds = text.rpartition("@")
+    try:
+        delay = float(seconds)
+    except ValueError:
+        delay = -1.0
+    if not sep or not node or not delay >= 0:
+        raise argparse.ArgumentTypeError(f"expected NODE@SECONDS (e.g. node-1@5), got {text!r}")
+    return (f"node-{node}" if node.isdigit() else node), delay
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -59,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="results", help="folder for final results (default ./results)")
     run.add_argument("--timeout", type=float, default=600, help="seconds before the run is aborted (default 600)")
     run.add_argument("--refresh", type=float, default=1.0, help="status table refresh interval in seconds")
+    run.add_argument("--faults", type=_fault_rate, default=0.0, metavar="RATE",
+                     help="give each request through a node gateway (both directions) a seeded fault with this "
+                          "probability: dropped request or response, HTTP 500/502/503/429, or a delay up to 2 s")
+    run.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault decisions (default 0)")
+    run.add_argument("--kill", type=kill_spec, action="append", default=[], metavar="NODE@SECONDS",
+                     help="SIGKILL a node's analysis process SECONDS after it started (NODE: node-1 or 1); repeatable")
     run.set_defaults(func=_run)
 
     data = commands.add_parser("data", help="write the synthetic FHIR bundles and S3 datasets of each node",

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 from flame_sdk.protocol.status import AnalysisStatus
@@ -49,6 +50,13 @@ class NodeProcess:
             with self._lock:
                 print(prefix + line, flush=True)
 
+    def kill(self) -> None:
+        """SIGKILL the process (``--kill``), as a node losing its pod abruptly."""
+        if self.proc.poll() is None:
+            with self._lock:
+                print(f"flame-sim: killing {self.name} (SIGKILL)", flush=True)
+            self.proc.kill()
+
     def finish(self, timeout: float) -> int:
         try:
             self.proc.wait(timeout)
@@ -78,22 +86,39 @@ def _status_table(analysis: SimAnalysis, names: dict[str, str]) -> str:
 
 
 def run_analysis(analysis_ref: str, nodes: int = 3, seed: int = 0, results_dir: Path = Path("results"),
-                 timeout: float = 600.0, refresh: float = 1.0) -> int:
-    """Run the analysis on ``nodes`` simulated nodes; return the process exit code (0 on success)."""
+                 timeout: float = 600.0, refresh: float = 1.0, faults: float = 0.0, fault_seed: int = 0,
+                 kills: Sequence[tuple[str, float]] = ()) -> int:
+    """Run the analysis on ``nodes`` simulated nodes; return the process exit code (0 on success).
+
+    ``faults``/``fault_seed``: seeded faults on the node gateways (``flame_sdk.sim.common.faults``); ``kills``:
+    (node name, seconds) pairs, each node's process SIGKILLed that long after it started."""
     command = analysis_command(analysis_ref)
     out_lock = threading.Lock()
-    with Simulation(SimConfig(nodes=nodes, seed=seed)) as sim:
+    with Simulation(SimConfig(nodes=nodes, seed=seed, faults=faults, fault_seed=fault_seed)) as sim:
         # The id depends on the seed and the analysis, so runs of different analyses never share a folder.
         analysis = sim.create_analysis(analysis_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}:{analysis_ref}")))
         names = {n: sim.node(n).spec.name for n in analysis.node_ids}
+        unknown = sorted({name for name, _ in kills} - set(names.values()))
+        if unknown:
+            raise ValueError(f"--kill names unknown node(s) {unknown}; nodes are {sorted(names.values())}")
+        chaos = f", faults {faults:g} (fault seed {fault_seed})" if faults else ""
         print(f"flame-sim: analysis {analysis.analysis_id} on {nodes} nodes "
-              f"(aggregator {names[analysis.aggregator_id]}), seed {seed}", flush=True)
+              f"(aggregator {names[analysis.aggregator_id]}), seed {seed}{chaos}", flush=True)
         processes = {
             node_id: NodeProcess(names[node_id], command,
                                  {**os.environ, "PYTHONUNBUFFERED": "1", **analysis.env(node_id)}, out_lock)
             for node_id in analysis.node_ids
         }
-        failed = _supervise(analysis, processes, names, out_lock, timeout, refresh)
+        by_name = {names[n]: p for n, p in processes.items()}
+        timers = [threading.Timer(delay, by_name[name].kill) for name, delay in kills]
+        for timer in timers:
+            timer.daemon = True
+            timer.start()
+        try:
+            failed = _supervise(analysis, processes, names, out_lock, timeout, refresh)
+        finally:
+            for timer in timers:
+                timer.cancel()
         with out_lock:
             print(_status_table(analysis, names), flush=True)
         if failed:

@@ -22,6 +22,7 @@ from typing import Any
 from flame_sdk.protocol import env as names
 from flame_sdk.protocol.status import is_final
 from flame_sdk.runtime import EventLoopThread
+from flame_sdk.sim.common.faults import FaultPlan
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
 from flame_sdk.sim.services.hub import Hub
@@ -40,10 +41,14 @@ class SimConfig:
     status_interval: float = 0.5
     token_ttl: float = 3600.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Probability of a seeded fault on each request through a node gateway (see sim/common/faults.py).
+    faults: float = 0.0
+    fault_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
             raise ValueError(f"a federated analysis needs at least 2 nodes (1 aggregator + data nodes), got {self.nodes}")
+        FaultPlan(self.faults, self.fault_seed)  # checks the rate
         if self.node_data is not None and len(self.node_data) != self.nodes - 1:
             raise ValueError(f"node_data has {len(self.node_data)} entries for {self.nodes - 1} data nodes")
 
@@ -180,7 +185,8 @@ class Simulation:
         await self.hub.start()
         for spec in self.specs:  # the hub is called in process: its hops are ones the SDK never sees
             node = SimNode(spec, self.config.seed, self.hub, self.state_dir / spec.name, self.tokens, host=host,
-                           s3_endpoint=self.s3_endpoint, status_interval=self.config.status_interval)
+                           s3_endpoint=self.s3_endpoint, status_interval=self.config.status_interval,
+                           faults=FaultPlan(self.config.faults, self.config.fault_seed))
             await node.start()
             self.nodes[node.node_id] = node
 

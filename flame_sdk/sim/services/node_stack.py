@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from flame_sdk.sim.common.faults import FaultInjector, FaultPlan
 from flame_sdk.sim.common.keycloak import TokenIssuer
-from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
+from flame_sdk.sim.common.platform_model import PEER_HEADER, Deployment, NodeSpec
 from flame_sdk.sim.common.web import fixed_json
 from flame_sdk.sim.services.broker_service import BrokerService
 from flame_sdk.sim.services.data_service import DataService
@@ -37,7 +39,8 @@ class SimNode:
     """Node-level state and services. Runs on the simulator's event loop."""
 
     def __init__(self, spec: NodeSpec, seed: int, hub: str | Hub, state_dir: Path, tokens: TokenIssuer,
-                 host: str = "127.0.0.1", s3_endpoint: Any = None, status_interval: float = 0.5) -> None:
+                 host: str = "127.0.0.1", s3_endpoint: Any = None, status_interval: float = 0.5,
+                 faults: FaultPlan | None = None) -> None:
         """``hub``: the hub object when it runs in this process (called directly), else its URL."""
         self.spec = spec
         self.node_id = spec.node_id
@@ -48,7 +51,12 @@ class SimNode:
         self.host = host
         self.s3_endpoint = s3_endpoint
         self.status_interval = status_interval
+        self.fault_plan = faults or FaultPlan()
+        #: The fault injector of each deployment's gateway (only with an active fault plan).
+        self.fault_injectors: dict[str, FaultInjector] = {}
         self.private_key = ec.generate_private_key(ec.SECP384R1())
+        #: Known to this node's broker and PO only: their requests to the node's gateways carry it.
+        self.peer_secret = secrets.token_hex(16)
         self.hub: HubLink = None  # type: ignore[assignment]  # set in start()
         self.broker = BrokerService(self)
         self.po = POService(self)
@@ -57,6 +65,10 @@ class SimNode:
         self.deployments: dict[str, Deployment] = {}
         self._runners: list[web.AppRunner] = []
         self.inbox_url = ""
+
+    @property
+    def peer_headers(self) -> dict[str, str]:
+        return {PEER_HEADER: self.peer_secret}
 
     def public_key_hex(self) -> str:
         pem = self.private_key.public_key().public_bytes(
@@ -98,8 +110,12 @@ class SimNode:
 
         A preset ``deployment.gateway_url`` is kept (the name the gateway is reached by, e.g. in docker)."""
         self.deployments[deployment.deployment_name] = deployment
+        faults = None
+        if self.fault_plan.active:
+            faults = self.fault_injectors[deployment.deployment_name] = self.fault_plan.injector(
+                deployment.deployment_name)
         app = build_gateway_app(deployment, self.tokens, broker=self.broker, po=self.po, storage=self.storage,
-                                data=self.data)
+                                data=self.data, peer_secret=self.peer_secret, faults=faults)
         port = await self._serve(app, port)
         deployment.gateway_url = deployment.gateway_url or f"http://{self.host}:{port}"
         self.po.watch(deployment)

@@ -94,7 +94,8 @@ class POService:
             await self._session.close()
 
     async def _watch(self, deployment: Deployment) -> None:
-        self._session = self._session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self._session = self._session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
+                                                               headers=self.node.peer_headers)
         analysis_url = deployment.gateway_url + analysis_api.PREFIX
         started, last_seen, progress = time.monotonic(), None, 0
         path = f"/analyses/{deployment.analysis_id}/nodes/{self.node.node_id}"

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from flame_sdk.sim.common.keycloak import TokenIssuer
-    from flame_sdk.sim.common.platform_model import HubAnalysis, NodeSpec
+    from flame_sdk.sim.common.platform_model import Deployment, HubAnalysis, NodeSpec
     from flame_sdk.sim.services.hub_calls import HubCall
     from flame_sdk.sim.services.hub_link import HubLink
     from flame_sdk.sim.services.hub_storage import HubStore
@@ -51,6 +51,17 @@ class NodeContext(Protocol):
     @property
     def hub(self) -> HubLink:
         """The node's connection to the hub (in process or HTTP)."""
+        ...
+
+    @property
+    def deployments(self) -> dict[str, Deployment]:
+        """This node's analysis deployments by deployment name."""
+        ...
+
+    @property
+    def peer_headers(self) -> dict[str, str]:
+        """Headers by which the node's broker and PO identify themselves to its gateways (the stand-in for
+        nginx's ``allow <message broker ip>; allow <pod orchestration ip>``)."""
         ...
 
     async def hub_json(self, method: str, path: str, **kwargs: Any) -> Any:

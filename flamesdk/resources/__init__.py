@@ -1,0 +1,1 @@
+"""``flamesdk.resources``: only the modules whose names analyses import (see ``flamesdk``)."""

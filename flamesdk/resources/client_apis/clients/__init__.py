@@ -1,0 +1,1 @@
+"""``flamesdk.resources.client_apis.clients``: only ``storage_client`` (see ``flamesdk``)."""
