@@ -40,7 +40,9 @@ def _receive(conn: Connection, process: Any, timeout: float, what: str) -> Any:
     try:
         kind, value = conn.recv()
     except EOFError:
-        raise ChildError(f"{what}: the child process closed its end (exit code {process.exitcode})") from None
+        process.join(5)
+        raise ChildError(f"{what}: the child process died without an answer (exit code {process.exitcode})") \
+            from None
     if kind == "error":
         raise ChildError(f"{what} failed in the child:\n{value}")
     return value
