@@ -5,7 +5,8 @@
 * ``HttpHubLink``: the hub's HTTP routes (``flame-sim serve``: hub and node stacks in other processes).
 
 Both answer ``request(...)`` with a ``HubReply`` (status, JSON body, body chunks) and ``json(...)`` with the
-JSON body of a successful answer (``RuntimeError`` naming the status otherwise).
+JSON body of a successful answer (``RuntimeError`` naming the status otherwise): the ``HubLink`` protocol of
+``service_interfaces``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import asyncio
 import copy
 import json as jsonlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import aiohttp
 
 from flame_sdk.sim.common.platform_model import NODE_HEADER
 from flame_sdk.sim.services.hub_calls import BytesLike, HubAnswer
+from flame_sdk.sim.services.service_interfaces import HubReply
 
 if TYPE_CHECKING:
     from flame_sdk.sim.services.hub import Hub
@@ -29,41 +31,6 @@ if TYPE_CHECKING:
 CHUNK = 256 * 1024
 #: Files up to this size are read in one go (one worker-thread hop).
 WHOLE_READ = 4 * 1024 * 1024
-
-
-class HubReply(Protocol):
-    """One answer of the hub."""
-
-    @property
-    def status(self) -> int: ...
-
-    async def json(self) -> Any:
-        """The JSON body."""
-        ...
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The body in chunks."""
-        ...
-
-
-class HubLink(Protocol):
-    """The hub as one node's services reach it."""
-
-    def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
-                content: BytesLike | None = None) -> AbstractAsyncContextManager[HubReply]:
-        """Send a request as this node; the reply is usable inside the ``async with``."""
-        ...
-
-    async def json(self, method: str, path: str, *, json: Any = None,
-                   params: Mapping[str, str] | None = None) -> Any:
-        """The JSON answer of a request; RuntimeError for an error status."""
-        ...
-
-    def deliver_locally(self, inbox: Callable[[dict[str, Any]], Awaitable[None]]) -> bool:
-        """Have the hub hand messages for this node to ``inbox`` directly; False when it cannot (over HTTP)."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 def _failed(method: str, path: str, status: int, text: str) -> RuntimeError:

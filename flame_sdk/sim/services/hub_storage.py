@@ -22,13 +22,12 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from flame_sdk.sim.services.hub_calls import Content, HubAnswer, HubCall, HubError, HubRoute
 
 if TYPE_CHECKING:
     from flame_sdk.sim.common.platform_model import HubAnalysis
-    from flame_sdk.sim.services.service_interfaces import HubRegistry
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,17 @@ class HubStore:
         """Delete the store's temporary folder (blocking)."""
         if self._owned:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class HubRegistry(Protocol):
+    """The hub as its storage routes see it: analysis lookup by call, and its store."""
+
+    @property
+    def store(self) -> HubStore: ...
+
+    def analysis(self, call: HubCall) -> HubAnalysis:
+        """The analysis named by the call's ``analysis_id`` (HubError 404 when unknown)."""
+        ...
 
 
 def hub_store(hub: HubRegistry) -> HubStore:

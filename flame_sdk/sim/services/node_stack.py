@@ -7,6 +7,7 @@ import secrets
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
@@ -18,10 +19,11 @@ from flame_sdk.sim.common.platform_model import PEER_HEADER, Deployment, NodeSpe
 from flame_sdk.sim.common.web import fixed_json
 from flame_sdk.sim.services.broker_service import BrokerService
 from flame_sdk.sim.services.data_service import DataService
-from flame_sdk.sim.services.gateway import build_gateway_app
-from flame_sdk.sim.services.hub_link import HttpHubLink, HubLink, LocalHubLink
+from flame_sdk.sim.services.gateway import GatewayIngress, build_gateway_app
+from flame_sdk.sim.services.hub_link import HttpHubLink, LocalHubLink
 from flame_sdk.sim.services.po_service import POService
 from flame_sdk.sim.services.result_service import StorageService
+from flame_sdk.sim.services.service_interfaces import HubLink
 
 if TYPE_CHECKING:
     from flame_sdk.sim.services.hub import Hub
@@ -64,11 +66,26 @@ class SimNode:
         self.data = DataService(self)
         self.deployments: dict[str, Deployment] = {}
         self._runners: list[web.AppRunner] = []
+        self._ingresses: dict[str, GatewayIngress] = {}
         self.inbox_url = ""
 
     @property
     def peer_headers(self) -> dict[str, str]:
         return {PEER_HEADER: self.peer_secret}
+
+    def ingress(self, url: str) -> tuple[GatewayIngress, str] | None:
+        """The gateway of this node that ``url`` names (``http://nginx-<DEPLOYMENT_NAME>[:80]/...``, as the
+        cluster's DNS resolves it, or the gateway's own address) and the path and query for it; None for any
+        other URL. The node's broker and PO use it in process."""
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        for name, deployment in self.deployments.items():
+            gateway = urlsplit(deployment.gateway_url) if deployment.gateway_url else None
+            named = parts.hostname == f"nginx-{name}" and parts.port in (None, 80)
+            own = gateway is not None and (parts.hostname, parts.port) == (gateway.hostname, gateway.port)
+            if (named or own) and name in self._ingresses:
+                return self._ingresses[name], target
+        return None
 
     def public_key_hex(self) -> str:
         pem = self.private_key.public_key().public_bytes(
@@ -90,16 +107,20 @@ class SimNode:
         return bound
 
     async def start(self, inbox_port: int = 0, inbox_url: str | None = None) -> None:
-        """Serve the hub inbox and register at the hub. ``inbox_url``: the address the hub should use
-        when it differs from the listen address (a container name)."""
+        """Connect to the hub, serve the inbox it delivers messages to (unless it is in this process and hands
+        them to the broker directly) and register. ``inbox_url``: the address the hub should use when it differs
+        from the listen address (a container name)."""
         await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
         self.hub = HttpHubLink(self._hub_target, self.node_id) if isinstance(self._hub_target, str) \
             else LocalHubLink(self._hub_target, self.node_id)
-        inbox = web.Application(client_max_size=64 * 1024 * 1024)
-        inbox.router.add_post("/hub/messages", self.broker.from_hub)
-        inbox.router.add_get("/healthz", fixed_json({"status": "ok"}))
-        port = await self._serve(inbox, inbox_port)
-        self.inbox_url = inbox_url or f"http://{self.host}:{port}"
+        if self.hub.deliver_locally(self.broker.accept):  # the hub in this process hands messages over directly
+            self.inbox_url = inbox_url or "in-process"
+        else:
+            inbox = web.Application(client_max_size=64 * 1024 * 1024)
+            inbox.router.add_post("/hub/messages", self.broker.from_hub)
+            inbox.router.add_get("/healthz", fixed_json({"status": "ok"}))
+            port = await self._serve(inbox, inbox_port)
+            self.inbox_url = inbox_url or f"http://{self.host}:{port}"
         await self.hub_json("POST", "/nodes", json={"node_id": self.node_id, "name": self.spec.name,
                                                     "public_key": self.public_key_hex(), "inbox_url": self.inbox_url})
         await self.storage.start()
@@ -114,8 +135,9 @@ class SimNode:
         if self.fault_plan.active:
             faults = self.fault_injectors[deployment.deployment_name] = self.fault_plan.injector(
                 deployment.deployment_name)
-        app = build_gateway_app(deployment, self.tokens, broker=self.broker, po=self.po, storage=self.storage,
-                                data=self.data, peer_secret=self.peer_secret, faults=faults)
+        app, self._ingresses[deployment.deployment_name] = build_gateway_app(
+            deployment, self.tokens, broker=self.broker, po=self.po, storage=self.storage, data=self.data,
+            peer_secret=self.peer_secret, faults=faults)
         port = await self._serve(app, port)
         deployment.gateway_url = deployment.gateway_url or f"http://{self.host}:{port}"
         self.po.watch(deployment)
