@@ -1,8 +1,8 @@
 """The bare operations targets are measured against, on loopback with plain aiohttp (no SDK, no simulator).
 
 * ``two_post_round_trips``: A POSTs a message to B, B answers 202 and POSTs an acknowledgement back to A; the
-  time until A holds the acknowledgement. Sender and receiver run on two event loops (two threads), as the
-  two SDK objects of the messaging benchmark do.
+  time until A holds the acknowledgement. The receiver runs in a child process, as the receiving node's SDK
+  does in the messaging benchmark (two nodes are two processes).
 * ``put_get``: a PUT of ``size`` bytes then a GET of them (the server consumes the upload as a stream and
   answers the GET from memory).
 """
@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
+from benchmarks.processes import ChildProcess
 from flame_sdk.runtime import EventLoopThread
 
 CHUNK = 256 * 1024
@@ -76,43 +77,54 @@ class _Receiver:
             await self._session.close()
 
 
-def two_post_round_trips(count: int, payload: dict[str, object]) -> list[float]:
-    """Seconds per message + acknowledgement round trip, ``count`` times in a row (after a warm-up)."""
-    receiver_loop = EventLoopThread("bare-receiver")
-    receiver = _Receiver()
+def _start_receiver() -> tuple[tuple[EventLoopThread, _Receiver], str]:
+    loop, receiver = EventLoopThread("bare-receiver"), _Receiver()
+    loop.run(receiver.start(), 30)
+    return (loop, receiver), receiver.url
 
-    async def sender() -> list[float]:
-        acked: dict[str, asyncio.Future[None]] = {}
 
-        async def ack(request: web.Request) -> web.Response:
-            body = await request.json()
-            acked[body["meta"]["id"]].set_result(None)
-            return web.json_response({"status": "received"})
+def _set_ack_url(state: tuple[EventLoopThread, _Receiver], url: str) -> None:
+    state[1].ack_url = url
 
-        app = web.Application()
-        app.router.add_post("/webhook", ack)
-        samples = []
-        async with serve(app) as url, aiohttp.ClientSession() as session:
-            receiver.ack_url = url + "/webhook"
-            for number in range(count + 20):
-                message_id = f"m{number}"
-                arrived = acked[message_id] = asyncio.get_running_loop().create_future()
-                start = time.perf_counter()
-                async with session.post(receiver.url, json={**payload, "meta": {"id": message_id}}) as resp:
-                    await resp.read()
-                await asyncio.wait_for(arrived, 10)
-                if number >= 20:  # the first ones warm up connections
-                    samples.append(time.perf_counter() - start)
-        return samples
 
+def _stop_receiver(state: tuple[EventLoopThread, _Receiver]) -> None:
+    loop, receiver = state
     try:
-        receiver_loop.run(receiver.start(), 30)
-        return asyncio.run(sender())
+        loop.run(receiver.stop(), 30)
     finally:
-        try:
-            receiver_loop.run(receiver.stop(), 30)
-        finally:
-            receiver_loop.stop()
+        loop.stop()
+
+
+def two_post_round_trips(count: int, payload: dict[str, object]) -> list[float]:
+    """Seconds per message + acknowledgement round trip, ``count`` times in a row (after a warm-up); the
+    receiver runs in a child process, as the receiving node's SDK does in the messaging benchmark."""
+    with ChildProcess(_start_receiver, teardown=_stop_receiver) as receiver:
+
+        async def sender() -> list[float]:
+            acked: dict[str, asyncio.Future[None]] = {}
+
+            async def ack(request: web.Request) -> web.Response:
+                body = await request.json()
+                acked[body["meta"]["id"]].set_result(None)
+                return web.json_response({"status": "received"})
+
+            app = web.Application()
+            app.router.add_post("/webhook", ack)
+            samples = []
+            async with serve(app) as url, aiohttp.ClientSession() as session:
+                await asyncio.to_thread(receiver.call, _set_ack_url, url + "/webhook")
+                for number in range(count + 20):
+                    message_id = f"m{number}"
+                    arrived = acked[message_id] = asyncio.get_running_loop().create_future()
+                    start = time.perf_counter()
+                    async with session.post(receiver.info, json={**payload, "meta": {"id": message_id}}) as resp:
+                        await resp.read()
+                    await asyncio.wait_for(arrived, 10)
+                    if number >= 20:  # the first ones warm up connections
+                        samples.append(time.perf_counter() - start)
+            return samples
+
+        return asyncio.run(sender())
 
 
 def put_get(sizes: list[int], repeats: int) -> dict[int, float]:

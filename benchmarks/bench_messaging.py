@@ -1,8 +1,10 @@
-"""Message broker figures between two nodes; the simulator runs in a child process, both SDKs in this one.
+"""Message broker figures between two nodes, each in its own process as on the platform: the sending node's SDK
+in this process, the receiving node's SDK and the simulator in child processes.
 
 Targets (issue 14):
 * send_message until the receiver's acknowledgement arrived, p50 <= 3 x a bare two-POST round trip
-  (``baselines.two_post_round_trips``: message POST, acknowledgement POST back) on loopback;
+  (``baselines.two_post_round_trips``: message POST, acknowledgement POST back, between two processes) on
+  loopback;
 * 8 concurrent senders (threads sharing one SDK object) >= 3 x the acknowledged messages/s of one sender.
 Informative: p99, and the await_messages latency once a message landed in the inbox.
 """
@@ -15,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.baselines import two_post_round_trips
-from benchmarks.processes import SimulatorProcess
+from benchmarks.processes import ChildProcess, SimulatorProcess
 from benchmarks.report import percentiles, row, target
 from flame_sdk import FlameCoreSDK
 from flame_sdk.sim.run.simulation import SimConfig
@@ -27,19 +29,37 @@ AWAITS = 200
 PAYLOAD = {"values": list(range(32))}
 
 
-def _await_latency(a: FlameCoreSDK, b: FlameCoreSDK, a_id: str, b_id: str, category: str) -> float:
-    """Seconds from the message landing in b's inbox to b's blocked await_messages returning."""
+def _start_node(env: dict[str, str]) -> tuple[FlameCoreSDK, str]:
+    """The child: the receiving node's SDK (it acknowledges on its own)."""
+    sdk = FlameCoreSDK(env=env, silent=True)
+    return sdk, sdk.get_id()
+
+
+def _stop_node(sdk: FlameCoreSDK) -> None:
+    sdk.close()
+
+
+def _send_from_node(sdk: FlameCoreSDK, to: str, category: str) -> None:
+    sdk.send_message([to], category, PAYLOAD, timeout=10)
+
+
+def _clear_node(sdk: FlameCoreSDK) -> None:
+    sdk.clear_messages("all")
+
+
+def _await_latency(a: FlameCoreSDK, b: ChildProcess, a_id: str, b_id: str, category: str) -> float:
+    """Seconds from a message of b landing in a's inbox to a's blocked await_messages returning."""
     result: dict[str, float] = {}
 
     def receiver() -> None:
-        msgs = b.await_messages([a_id], category, timeout=10)[a_id]
+        msgs = a.await_messages([b_id], category, timeout=10)[b_id]
         result["returned"] = time.monotonic()
         result["arrived"] = msgs[0].received_at if msgs else float("nan")
 
     thread = threading.Thread(target=receiver)
     thread.start()
     time.sleep(0.002)  # let the receiver block first
-    a.send_message([b_id], category, PAYLOAD, timeout=10)
+    b.call(_send_from_node, a_id, category, timeout=30)
     thread.join(20)
     return result.get("returned", float("nan")) - result.get("arrived", float("nan"))
 
@@ -58,39 +78,38 @@ def _throughput(a: FlameCoreSDK, b_id: str, senders: int) -> float:
 
 def main() -> None:
     bare = two_post_round_trips(ROUND_TRIPS, PAYLOAD)
-    row("bare two-POST round trip (loopback)", percentiles(bare))
+    row("bare two-POST round trip (loopback, two processes)", percentiles(bare))
     tiny_source = [{"kind": "fhir", "name": "tiny", "resources": []}]
     with SimulatorProcess(SimConfig(nodes=2, seed=1, node_data=[tiny_source])) as sim:
         a_id, b_id = sim.node_ids
         a = FlameCoreSDK(env=sim.envs[a_id], silent=True)
-        b = FlameCoreSDK(env=sim.envs[b_id], silent=True)
         try:
-            for _ in range(20):  # warm up connections
-                a.send_message([b_id], "warmup", PAYLOAD, timeout=10)
-            samples = []
-            for _ in range(ROUND_TRIPS):
-                start = time.perf_counter()
-                acked, _ = a.send_message([b_id], "rt", PAYLOAD, timeout=10)
-                samples.append(time.perf_counter() - start)
-                assert acked == [b_id]
-            row("send_message round trip (ack received)", percentiles(samples))
-            bare_p50 = statistics.median(bare)
-            target("send_message with ack, p50", statistics.median(samples) * 1e3, 3 * bare_p50 * 1e3, "ms",
-                   at_most=True, basis=f"3 x bare two-POST round trip p50 {bare_p50 * 1e3:.2f} ms")
+            with ChildProcess(_start_node, sim.envs[b_id], teardown=_stop_node) as b:
+                for _ in range(20):  # warm up connections
+                    a.send_message([b_id], "warmup", PAYLOAD, timeout=10)
+                samples = []
+                for _ in range(ROUND_TRIPS):
+                    start = time.perf_counter()
+                    acked, _ = a.send_message([b_id], "rt", PAYLOAD, timeout=10)
+                    samples.append(time.perf_counter() - start)
+                    assert acked == [b_id]
+                row("send_message round trip (ack received)", percentiles(samples))
+                bare_p50 = statistics.median(bare)
+                target("send_message with ack, p50", statistics.median(samples) * 1e3, 3 * bare_p50 * 1e3, "ms",
+                       at_most=True, basis=f"3 x bare two-POST round trip p50 {bare_p50 * 1e3:.2f} ms")
 
-            one = _throughput(a, b_id, 1)
-            many = _throughput(a, b_id, CONCURRENT_SENDERS)
-            b.clear_messages("all")
-            row("acked messages/s, 1 sender", f"{one:8.0f} msg/s")
-            target(f"acked messages/s, {CONCURRENT_SENDERS} concurrent senders", many, 3 * one, "msg/s",
-                   at_most=False, basis=f"3 x one sender's {one:.0f} msg/s")
+                one = _throughput(a, b_id, 1)
+                many = _throughput(a, b_id, CONCURRENT_SENDERS)
+                b.call(_clear_node)
+                row("acked messages/s, 1 sender", f"{one:8.0f} msg/s")
+                target(f"acked messages/s, {CONCURRENT_SENDERS} concurrent senders", many, 3 * one, "msg/s",
+                       at_most=False, basis=f"3 x one sender's {one:.0f} msg/s")
 
-            waits = [_await_latency(a, b, a_id, b_id, f"await-{i}") for i in range(AWAITS)]
-            b.clear_messages("all")
-            row("await_messages latency after arrival", percentiles(waits))
+                waits = [_await_latency(a, b, a_id, b_id, f"await-{i}") for i in range(AWAITS)]
+                a.clear_messages("all")
+                row("await_messages latency after arrival", percentiles(waits))
         finally:
             a.close()
-            b.close()
 
 
 if __name__ == "__main__":

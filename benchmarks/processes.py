@@ -1,5 +1,7 @@
 """Child processes for the benchmarks, with bounded waits: nobody ever waits on a dead child.
 
+* ``ChildProcess``: state set up in a child process, and module-level functions run on it there (an SDK of
+  another node, a bare HTTP receiver);
 * ``SimulatorProcess``: a ``Simulation`` with one analysis in a child process, so the SDK side's time and
   memory are its own (the services get their own interpreter and core, as on a node). The parent gets each
   node's analysis environment, and can run module-level functions ``fn(sim, analysis, *args)`` in the child.
@@ -58,18 +60,15 @@ def _end(process: Any) -> None:
         process.join(10)
 
 
-def _simulator_main(conn: Connection, config: SimConfig) -> None:
-    from flame_sdk.sim.run.simulation import Simulation
-
+def _worker_main(conn: Connection, setup: Callable[..., tuple[Any, Any]], teardown: Callable[[Any], None] | None,
+                 args: tuple[Any, ...]) -> None:
     try:
-        sim = Simulation(config).start()
+        state, info = setup(*args)
     except BaseException:  # noqa: BLE001 - reported to the parent
         conn.send(("error", traceback.format_exc()))
         return
     try:
-        analysis = sim.create_analysis()
-        conn.send(("ok", {"node_ids": analysis.node_ids, "aggregator": analysis.aggregator_id,
-                          "envs": {n: analysis.env(n) for n in analysis.node_ids}}))
+        conn.send(("ok", info))
         while True:
             try:
                 request = conn.recv()  # EOFError once the parent is gone
@@ -78,45 +77,47 @@ def _simulator_main(conn: Connection, config: SimConfig) -> None:
             if request is None:
                 conn.send(("ok", None))
                 return
-            fn, args = request
+            fn, call_args = request
             try:
-                conn.send(("ok", fn(sim, analysis, *args)))
+                conn.send(("ok", fn(state, *call_args)))
             except BaseException:  # noqa: BLE001 - reported to the parent
                 conn.send(("error", traceback.format_exc()))
     finally:
-        sim.stop()
+        if teardown is not None:
+            teardown(state)
 
 
-class SimulatorProcess:
-    """``with SimulatorProcess(SimConfig(...)) as sim: sim.envs[node_id]``; the simulator runs in a child."""
+class ChildProcess:
+    """``with ChildProcess(setup, *args) as child``: ``setup(*args)`` runs in a fresh (spawned) process and returns
+    ``(state, info)``; ``child.info`` is ``info``, ``child.call(fn, *args)`` runs ``fn(state, *args)`` there and
+    ``teardown(state)`` ends it. Functions must be module-level (they are pickled by name)."""
 
-    def __init__(self, config: SimConfig, start_timeout: float = 300.0) -> None:
-        self.config = config
+    def __init__(self, setup: Callable[..., tuple[Any, Any]], *args: Any,
+                 teardown: Callable[[Any], None] | None = None, start_timeout: float = 300.0) -> None:
+        self._setup, self._args, self._teardown = setup, args, teardown
         self.start_timeout = start_timeout
-        self.envs: dict[str, dict[str, str]] = {}
-        self.node_ids: list[str] = []
-        self.aggregator = ""
+        self.info: Any = None
         self._conn: Connection | None = None
         self._process: Any = None
 
-    def __enter__(self) -> SimulatorProcess:
+    def __enter__(self) -> ChildProcess:
         self._conn, child_end = _CONTEXT.Pipe()
-        self._process = _CONTEXT.Process(target=_simulator_main, args=(child_end, self.config), daemon=True)
+        self._process = _CONTEXT.Process(target=_worker_main, args=(child_end, self._setup, self._teardown, self._args),
+                                         daemon=True)
         self._process.start()
         child_end.close()
         try:
-            started = _receive(self._conn, self._process, self.start_timeout, "simulator start")
+            self.info = _receive(self._conn, self._process, self.start_timeout, f"{self._setup.__name__} start")
         except BaseException:
             self.__exit__()
             raise
-        self.envs, self.node_ids, self.aggregator = started["envs"], started["node_ids"], started["aggregator"]
         return self
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 600.0) -> Any:
-        """Run ``fn(sim, analysis, *args)`` in the child (a module-level function) and return its result."""
+        """``fn(state, *args)`` in the child; its result."""
         assert self._conn is not None
         self._conn.send((fn, args))
-        return _receive(self._conn, self._process, timeout, f"{fn.__name__} in the simulator")
+        return _receive(self._conn, self._process, timeout, f"{fn.__name__} in the child")
 
     @property
     def pid(self) -> int:
@@ -126,7 +127,7 @@ class SimulatorProcess:
         if self._conn is not None:
             try:
                 self._conn.send(None)
-                _receive(self._conn, self._process, 60, "simulator stop")
+                _receive(self._conn, self._process, 60, "child stop")
             except (ChildError, OSError):
                 pass
             self._conn.close()
@@ -134,6 +135,56 @@ class SimulatorProcess:
         if self._process is not None:
             _end(self._process)
             self._process = None
+
+
+def _start_simulation(config: SimConfig) -> tuple[Any, dict[str, Any]]:
+    from flame_sdk.sim.run.simulation import Simulation
+
+    sim = Simulation(config).start()
+    try:
+        analysis = sim.create_analysis()
+    except BaseException:
+        sim.stop()
+        raise
+    info = {"node_ids": analysis.node_ids, "aggregator": analysis.aggregator_id,
+            "envs": {n: analysis.env(n) for n in analysis.node_ids}}
+    return (sim, analysis), info
+
+
+def _stop_simulation(state: Any) -> None:
+    state[0].stop()
+
+
+def _in_simulation(state: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    sim, analysis = state
+    return fn(sim, analysis, *args)
+
+
+class SimulatorProcess(ChildProcess):
+    """``with SimulatorProcess(SimConfig(...)) as sim: sim.envs[node_id]``; the simulator runs in a child process
+    with one analysis deployed. ``call(fn, *args)`` runs ``fn(sim, analysis, *args)`` there."""
+
+    def __init__(self, config: SimConfig, start_timeout: float = 300.0) -> None:
+        super().__init__(_start_simulation, config, teardown=_stop_simulation, start_timeout=start_timeout)
+
+    def __enter__(self) -> SimulatorProcess:
+        super().__enter__()
+        return self
+
+    @property
+    def envs(self) -> dict[str, dict[str, str]]:
+        return dict(self.info["envs"])
+
+    @property
+    def node_ids(self) -> list[str]:
+        return list(self.info["node_ids"])
+
+    @property
+    def aggregator(self) -> str:
+        return str(self.info["aggregator"])
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 600.0) -> Any:
+        return super().call(_in_simulation, fn, *args, timeout=timeout)
 
 
 def _child_main(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:

@@ -56,7 +56,7 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
                       faults: FaultInjector | None = None) -> tuple[web.Application, GatewayIngress]:
     """The gateway of one deployment over the node's services, and the way in that its node's broker and PO
     use in process (``GatewayIngress``)."""
-    routes = gateway_api.locations(deployment.analysis_id, deployment.project_id)
+    routes = _Locations(gateway_api.locations(deployment.analysis_id, deployment.project_id))
     forwarder = AnalysisForwarder(deployment.analysis_api_url)
 
     def is_peer(request: web.Request) -> bool:
@@ -64,7 +64,7 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
 
     @web.middleware
     async def nginx(request: web.Request, handler: Handler) -> web.StreamResponse:
-        location = next((loc for loc in routes if loc.matches(request.path)), None)
+        location = routes.find(request.path)
         if location is None:
             return _no_location(request)
         if location.ingress != is_peer(request):  # egress is for the analysis pod, ingress for broker and PO
@@ -95,6 +95,24 @@ def build_gateway_app(deployment: Deployment, tokens: TokenIssuer, *, broker: Br
     app.add_subapp(data_api.KONG_PREFIX, data.create_kong_app(deployment))
     app.add_subapp(data_api.HUB_ADAPTER_PREFIX, data.create_hub_adapter_app(deployment))
     return app, GatewayIngress(routes, forwarder, faults)
+
+
+class _Locations:
+    """A gateway's locations, and which one serves each path seen so far (paths repeat: remembered, bounded)."""
+
+    def __init__(self, locations: list[gateway_api.Location], kept: int = 1024) -> None:
+        self._locations = locations
+        self._seen: dict[str, gateway_api.Location | None] = {}
+        self._kept = kept
+
+    def find(self, path: str) -> gateway_api.Location | None:
+        if path in self._seen:
+            return self._seen[path]
+        found = next((loc for loc in self._locations if loc.matches(path)), None)
+        if len(self._seen) >= self._kept:
+            self._seen.clear()
+        self._seen[path] = found
+        return found
 
 
 class AnalysisForwarder:
@@ -152,8 +170,7 @@ class GatewayIngress:
     ``allow`` rules (the caller is the node's broker or PO), the fault plan's faults (a dropped request or
     response is a broken connection, as over HTTP), then the forward to the analysis API over real HTTP."""
 
-    def __init__(self, routes: list[gateway_api.Location], forwarder: AnalysisForwarder,
-                 faults: FaultInjector | None) -> None:
+    def __init__(self, routes: _Locations, forwarder: AnalysisForwarder, faults: FaultInjector | None) -> None:
         self._routes = routes
         self._forwarder = forwarder
         self._faults = faults
@@ -172,7 +189,7 @@ class GatewayIngress:
         def answer(status: int, headers: Mapping[str, str], body: bytes) -> IngressResponse:
             return IngressResponse(method, url_path, status, headers, body)
 
-        location = next((loc for loc in self._routes if loc.matches(path)), None)
+        location = self._routes.find(path)
         if location is None or not location.ingress:
             status = gateway_api.no_location_status(method) if location is None else gateway_api.FORBIDDEN
             title = {404: "Not Found", 405: "Not Allowed"}.get(status, "Forbidden")

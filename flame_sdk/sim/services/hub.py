@@ -1,7 +1,8 @@
 """The simulated FLAME hub: nodes and their public keys, analyses, message relay, statuses and logs.
 
 The hub is a hop the SDK never sees (node services talk to it), so its routes are written once as plain
-handlers over ``HubCall`` -> ``HubAnswer`` and reached two ways: in process (``Hub.call``, what the node
+handlers over ``HubCall`` -> ``HubAnswer`` (they copy what they keep of a body and build every answer afresh,
+so in process no side holds on to the other's objects) and reached two ways: in process (``Hub.call``, what the node
 services of a ``Simulation`` use through ``hub_link.LocalHubLink``) and over HTTP (``Hub.create_app``, for
 node stacks in other processes: ``flame-sim serve``). Both check the caller (``X-Node-Id``) the same way.
 """
@@ -9,7 +10,6 @@ node stacks in other processes: ``flame-sim serve``). Both check the caller (``X
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,9 @@ from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.sim.common.platform_model import NODE_HEADER, HubAnalysis, HubNode
 from flame_sdk.sim.services.hub_calls import Content, HubAnswer, HubCall, HubError, HubRoute
 from flame_sdk.sim.services.hub_storage import HubStore, storage_routes
+
+#: Request paths whose route the hub remembers (cleared when full).
+ROUTES_KEPT = 4096
 
 
 class Hub:
@@ -46,6 +49,7 @@ class Hub:
             *storage_routes(self, self.store),
         ]
         self._patterns = [(route, route.pattern()) for route in self.routes]
+        self._routed: dict[tuple[str, str], tuple[HubRoute, dict[str, str]]] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -59,10 +63,17 @@ class Hub:
     async def call(self, caller: str, method: str, path: str, query: Mapping[str, str] | None = None,
                    body: Any = None, content: Content | None = None) -> HubAnswer:
         """Answer one request in process (what ``create_app`` does for HTTP requests)."""
-        for route, pattern in self._patterns:
-            if route.method == method and (match := pattern.match(path)):
-                return await self._answer(route, HubCall(caller, match.groupdict(), query or {}, body, content))
-        return HubAnswer(404, {"error": f"no hub route {method} {path}"})
+        found = self._routed.get((method, path))
+        if found is None:
+            found = next(((route, match.groupdict()) for route, pattern in self._patterns
+                          if route.method == method and (match := pattern.match(path))), None)
+            if found is None:
+                return HubAnswer(404, {"error": f"no hub route {method} {path}"})
+            if len(self._routed) >= ROUTES_KEPT:
+                self._routed.clear()
+            self._routed[(method, path)] = found  # node services call the same few paths again and again
+        route, params = found
+        return await self._answer(route, HubCall(caller, dict(params), query or {}, body, content))
 
     async def _answer(self, route: HubRoute, call: HubCall) -> HubAnswer:
         if not route.open and call.caller not in self.nodes:
@@ -119,12 +130,12 @@ class Hub:
 
     async def register_node(self, call: HubCall) -> HubAnswer:
         body = call.body
-        node = HubNode(body["node_id"], body["name"], body["public_key"], body["inbox_url"])
+        node = HubNode(str(body["node_id"]), str(body["name"]), str(body["public_key"]), str(body["inbox_url"]))
         self.nodes[node.node_id] = node
         return HubAnswer(201, {"id": node.node_id})
 
     async def create_analysis(self, call: HubCall) -> HubAnswer:
-        self.add_analysis(call.body["analysis_id"], call.body["project_id"], call.body["participants"])
+        self.add_analysis(call.body["analysis_id"], call.body["project_id"], dict(call.body["participants"]))
         return HubAnswer(201, {"id": call.body["analysis_id"]})
 
     async def get_node(self, call: HubCall) -> HubAnswer:
@@ -150,7 +161,7 @@ class Hub:
         if absent:  # a node stack that is still starting (separate processes): worth a retry
             raise HubError(503, f"recipients {absent} have not registered at the hub yet")
         envelope = {"analysis_id": analysis.analysis_id, "sender": sender, "payload": body["payload"],
-                    "message_id": body.get("message_id")}
+                    "message_id": body.get("message_id")}  # the payload is passed on, never changed
         for outcome in await asyncio.gather(*(self._deliver(r, envelope) for r in recipients), return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise HubError(502, f"delivery to a node failed: {outcome!r}")
@@ -158,8 +169,8 @@ class Hub:
 
     async def _deliver(self, node_id: str, envelope: dict[str, Any]) -> None:
         local = self.local_inboxes.get(node_id)
-        if local is not None:
-            await local(json.loads(json.dumps(envelope)))  # the recipient gets its own copy, as over HTTP
+        if local is not None:  # the recipient's broker only reads the envelope (and sends its payload on)
+            await local(envelope)
             return
         assert self._session is not None
         async with self._session.post(f"{self.nodes[node_id].inbox_url}/hub/messages", json=envelope) as response:

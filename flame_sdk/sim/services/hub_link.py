@@ -12,7 +12,6 @@ JSON body of a successful answer (``RuntimeError`` naming the status otherwise):
 from __future__ import annotations
 
 import asyncio
-import copy
 import json as jsonlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -88,9 +87,8 @@ class LocalHubLink:
     @asynccontextmanager
     async def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
                       content: BytesLike | None = None) -> AsyncIterator[HubReply]:
-        # JSON bodies are copied, so neither side holds on to the other's objects (as over HTTP)
-        answer = await self._hub.call(self._node_id, method, path, params, copy.deepcopy(json), content)
-        yield _LocalReply(HubAnswer(answer.status, copy.deepcopy(answer.body), answer.file, answer.headers))
+        # JSON bodies are handed over as they are: the hub copies what it keeps and builds every answer afresh
+        yield _LocalReply(await self._hub.call(self._node_id, method, path, params, json, content))
 
     async def json(self, method: str, path: str, *, json: Any = None,
                    params: Mapping[str, str] | None = None) -> Any:

@@ -23,7 +23,7 @@ from flame_sdk.sim.services.gateway import GatewayIngress, build_gateway_app
 from flame_sdk.sim.services.hub_link import HttpHubLink, LocalHubLink
 from flame_sdk.sim.services.po_service import POService
 from flame_sdk.sim.services.result_service import StorageService
-from flame_sdk.sim.services.service_interfaces import HubLink
+from flame_sdk.sim.services.service_interfaces import HubLink, Ingress
 
 if TYPE_CHECKING:
     from flame_sdk.sim.services.hub import Hub
@@ -67,25 +67,32 @@ class SimNode:
         self.deployments: dict[str, Deployment] = {}
         self._runners: list[web.AppRunner] = []
         self._ingresses: dict[str, GatewayIngress] = {}
+        self._resolved: dict[str, tuple[Ingress, str]] = {}
         self.inbox_url = ""
 
     @property
     def peer_headers(self) -> dict[str, str]:
         return {PEER_HEADER: self.peer_secret}
 
-    def ingress(self, url: str) -> tuple[GatewayIngress, str] | None:
+    def ingress(self, url: str) -> tuple[Ingress, str] | None:
         """The gateway of this node that ``url`` names (``http://nginx-<DEPLOYMENT_NAME>[:80]/...``, as the
         cluster's DNS resolves it, or the gateway's own address) and the path and query for it; None for any
         other URL. The node's broker and PO use it in process."""
+        if url in self._resolved:
+            return self._resolved[url]
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
+        found: tuple[Ingress, str] | None = None
         for name, deployment in self.deployments.items():
             gateway = urlsplit(deployment.gateway_url) if deployment.gateway_url else None
             named = parts.hostname == f"nginx-{name}" and parts.port in (None, 80)
             own = gateway is not None and (parts.hostname, parts.port) == (gateway.hostname, gateway.port)
             if (named or own) and name in self._ingresses:
-                return self._ingresses[name], target
-        return None
+                found = self._ingresses[name], target
+                break
+        if found is not None:  # deployments stay while the node runs, so a found gateway is remembered
+            self._resolved[url] = found
+        return found
 
     def public_key_hex(self) -> str:
         pem = self.private_key.public_key().public_bytes(
