@@ -37,7 +37,16 @@ from flame_sdk.storage import global_frames as frames
 from flame_sdk.storage import local_dp as dp_mechanism
 from flame_sdk.storage import sealed as sealing
 from flame_sdk.storage.final_files import FinalFile, plan_final_files
-from flame_sdk.storage.serialization import BytesLike, dump_object, encode_final, load_object
+from flame_sdk.storage.serialization import (
+    BytesLike,
+    dump_object,
+    dump_parts,
+    encode_final,
+    is_parts,
+    load_object,
+    load_parts,
+    parts_size,
+)
 from flame_sdk.storage.tags import check_storage_id, check_tag
 
 CHUNK = 256 * 1024
@@ -248,17 +257,17 @@ class StorageClient:
     def _route(self, sender: str, recipient: str) -> frames.Route:
         return frames.Route(self.config.analysis_id, sender, recipient)
 
-    async def _upload_sealed(self, payload: BytesLike) -> frames.SealedRef:
-        """Seal ``payload`` under a fresh key and store it as is (no ``remote_node_id``: the service passes it
-        through unencrypted, and can return it in full). The sealed stream is produced while it is sent, a
-        segment at a time, and hashed on the way."""
+    async def _upload_sealed(self, pieces: list[BytesLike]) -> frames.SealedRef:
+        """Seal the payload (``pieces`` one after the other) under a fresh key and store it as is (no
+        ``remote_node_id``: the service passes it through unencrypted, and can return it in full). The sealed
+        stream is produced while it is sent, a segment at a time, and hashed on the way."""
         key = sealing.new_key()
         context = frames.sealed_context(self.config.analysis_id, self.node_id)
         attempts: list[_SealedPayload] = []
-        size = len(memoryview(payload).cast("B"))
+        size = parts_size(pieces)
 
         def form() -> aiohttp.FormData:  # called once per attempt: each seals afresh (a new nonce prefix)
-            attempts.append(_SealedPayload(sealing.seal_pieces(key, context, [payload]), sealing.sealed_size(size)))
+            attempts.append(_SealedPayload(sealing.seal_pieces(key, context, pieces), sealing.sealed_size(size)))
             return _form(attempts[-1], "data.sealed", {})
 
         answer = await self.service.json("PUT", api.INTERMEDIATE, ok=(200, 201, 204), data_factory=form)
@@ -268,11 +277,13 @@ class StorageClient:
         return frames.SealedRef(str(answer["object_id"]), key, size, sent.sha256)
 
     async def _save_global(self, data: Any, recipients: list[str]) -> dict[str, dict[str, str]]:
-        payload = dump_object(data)
+        pieces = dump_parts(data)  # nothing of data's buffers is copied
         inline = {r: frames.inline_frame(self._route(self.node_id, r), b"") for r in recipients}
+        # small data goes inline as one plain pickle; the rest is sealed as parts
+        payload = dump_object(data) if parts_size(pieces) <= api.MAX_DECRYPTABLE_PLAINTEXT else b""
         sealed = None
-        if any(len(header) + len(payload) > api.MAX_DECRYPTABLE_PLAINTEXT for header in inline.values()):
-            sealed = await self._upload_sealed(payload)
+        if not payload or any(len(header) + len(payload) > api.MAX_DECRYPTABLE_PLAINTEXT for header in inline.values()):
+            sealed = await self._upload_sealed(pieces)
 
         async def save_for(node_id: str) -> dict[str, str]:
             route = self._route(self.node_id, node_id)
@@ -349,8 +360,10 @@ class StorageClient:
                 raise self._explain(exc, f"global data {object_id!r}") from None
             frame = frames.parse_frame(data)
             frames.check_route(frame.route, self._route(candidate, self.node_id), object_id)
-            payload = frame.payload if frame.sealed is None else await self._open_sealed(frame.sealed, candidate)
-            return load_object(payload)
+            if frame.sealed is None:
+                return load_object(frame.payload)
+            payload = await self._open_sealed(frame.sealed, candidate)
+            return load_parts(payload) if is_parts(payload) else load_object(payload)
         raise await self._undecryptable(object_id, None)
 
     async def _undecryptable(self, object_id: str, sender: str | None) -> FlameError:
@@ -371,7 +384,7 @@ class StorageClient:
         return TamperedDataError(f"this node's result service could not decrypt global data {object_id}: it was not "
                                  f"encrypted {who} for this node ({self.node_id}), or it was modified")
 
-    async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytes | bytearray:
+    async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytearray:
         """Download and open a sealed payload as it streams in: hashed and decrypted chunk by chunk into one
         buffer of the announced size; only a stream whose digest matches the key frame's is returned."""
         opener = sealing.StreamOpener(sealed.key, frames.sealed_context(self.config.analysis_id, sender), sealed.size)

@@ -82,6 +82,10 @@ class Sealer(_SegmentCipher):
         del self._buffer[:pos]
         return out
 
+    def encrypt_segment(self, plaintext: BytesLike, final: bool) -> bytes:
+        """Encrypt the next segment as it is given (the caller cuts the segments)."""
+        return self._aead.encrypt(self.nonce(final), plaintext, self._ad)
+
     def finalize(self) -> bytes:
         """The final segment (possibly of empty plaintext)."""
         last = self._aead.encrypt(self.nonce(True), bytes(self._buffer), self._ad)
@@ -139,14 +143,34 @@ class Opener(_SegmentCipher):
 def seal_pieces(key: bytes, context: bytes, pieces: Iterable[BytesLike],
                 segment_size: int = DEFAULT_SEGMENT_SIZE) -> Iterator[bytes]:
     """The sealed stream of the concatenated ``pieces``, a segment at a time (header first); nothing holds the
-    whole plaintext or ciphertext."""
+    whole plaintext or ciphertext. Segments are encrypted straight from the pieces' memory; only a segment that
+    spans two pieces is assembled first. The same stream as ``Sealer`` gives."""
     sealer = Sealer(key, context, segment_size)
     yield sealer.header
+    held: BytesLike | None = None  # a complete segment, until it is known whether more data follows it
+    carry = bytearray()  # the start of a segment that continues in the next piece
     for piece in pieces:
-        with memoryview(piece) as view, view.cast("B") as flat:
-            for start in range(0, len(flat), segment_size):
-                yield from sealer.update(flat[start : start + segment_size])
-    yield sealer.finalize()
+        flat = memoryview(piece).cast("B")
+        pos, end = 0, len(flat)
+        while pos < end:
+            if held is not None:  # more data follows: the held segment is not the last
+                yield sealer.encrypt_segment(held, final=False)
+                held = None
+            if carry or end - pos < segment_size:
+                take = min(segment_size - len(carry), end - pos)
+                carry += flat[pos : pos + take]
+                pos += take
+                if len(carry) == segment_size:
+                    held, carry = bytes(carry), bytearray()
+            else:
+                held = flat[pos : pos + segment_size]
+                pos += segment_size
+    if held is not None:
+        if not carry:
+            yield sealer.encrypt_segment(held, final=True)
+            return
+        yield sealer.encrypt_segment(held, final=False)
+    yield sealer.encrypt_segment(carry, final=True)
 
 
 def seal(key: bytes, context: bytes, data: BytesLike, segment_size: int = DEFAULT_SEGMENT_SIZE) -> bytearray:
