@@ -2,9 +2,10 @@
 
 algorithms/descriptive_statistics.py and algorithms/logistic_regression.py, seed 7, as ``make demo`` runs
 them (``flame-sim run``: one process per node) and in the in-process tester (``run_local``). Each run happens
-in a fresh process; peak memory is that process's maximum resident set size (for the in-process runs: the
+in a fresh process; peak memory is that process's peak resident set size (VmHWM; for the in-process runs: the
 simulator's hub and node services plus every node's SDK), and for ``flame-sim run`` also the largest node
-process's.
+process's (``RUSAGE_CHILDREN``, which Linux keeps across fork and exec: at least the runner's size when it
+started the nodes).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchmarks.processes import ChildError, run_child
+from benchmarks.processes import ChildError, run_child, status_kib
 from benchmarks.report import row
 from flame_sdk.sim.run.runner import run_analysis
 from flame_sdk.testing import run_local
@@ -65,7 +66,7 @@ def job(name: str) -> tuple[float, float, float, Any]:
     start = time.perf_counter()
     rounds = JOBS[name]()
     elapsed = time.perf_counter() - start
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = status_kib("VmHWM") / 1024
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return elapsed, own, child, rounds
 

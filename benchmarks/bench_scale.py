@@ -9,14 +9,13 @@ Targets (issue 14):
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from benchmarks.processes import ChildError, run_child
+from benchmarks.processes import ChildError, run_child, status_kib
 from benchmarks.report import failed, row, target
 from flame_sdk.star import StarAggregator, StarAnalyzer
 from flame_sdk.testing import run_local
@@ -66,7 +65,7 @@ def federated_mean(nodes: int) -> dict[str, float]:
     elapsed = time.perf_counter() - start
     expected = float(np.mean([e["resource"]["valueQuantity"]["value"] for s in splits for e in s[0][MEAN_QUERY]["entry"]]))
     assert abs(float(run.result) - expected) < 1e-6, (run.result, expected)
-    return {"seconds": elapsed, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": elapsed, "rss": status_kib("VmHWM") / 1024}
 
 
 def main() -> None:
