@@ -91,7 +91,8 @@ class AsyncFlameCoreSDK:
         state = RunState(status_sync, grace)  # status_sync is checked after the environment
         logger.state = state  # the records so far carry the same (starting, 0) as the new state
         tokens = TokenHolder(config.keycloak_token)
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT))
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT),
+                                        cookie_jar=aiohttp.DummyCookieJar())  # node services set no cookies
         sdk = cls(config, logger, state, tokens, session)
         startup = Startup(config, session, tokens, logger, state, sdk._on_partner_finished)
         timeout = float(env.get(names.STARTUP_TIMEOUT, names.DEFAULT_STARTUP_TIMEOUT))

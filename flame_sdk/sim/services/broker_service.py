@@ -85,7 +85,7 @@ class BrokerService:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
-                headers=self.node.peer_headers)
+                headers=self.node.peer_headers, cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     def _spawn(self, coro: Any) -> None:

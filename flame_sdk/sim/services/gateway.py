@@ -126,7 +126,7 @@ class AnalysisForwarder:
                       body: bytes) -> tuple[int, dict[str, str], bytes]:
         """The analysis' answer (status, headers, body), or nginx's 502 when it does not answer."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), cookie_jar=aiohttp.DummyCookieJar())
         try:
             async with self._session.request(method, f"{self.target}/{tail}", params=query, headers=headers,
                                              data=body) as resp:

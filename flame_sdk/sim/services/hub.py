@@ -52,7 +52,7 @@ class Hub:
         self._routed: dict[tuple[str, str], tuple[HubRoute, dict[str, str]]] = {}
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
 
     async def stop(self) -> None:
         if self._session is not None:

@@ -130,7 +130,7 @@ class HttpHubLink:
 
     def __init__(self, hub_url: str, node_id: str) -> None:
         self.hub_url = hub_url.rstrip("/")
-        self._session = aiohttp.ClientSession(headers={NODE_HEADER: node_id})
+        self._session = aiohttp.ClientSession(headers={NODE_HEADER: node_id}, cookie_jar=aiohttp.DummyCookieJar())
 
     @asynccontextmanager
     async def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
