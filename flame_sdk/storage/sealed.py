@@ -165,12 +165,8 @@ def seal_pieces(key: bytes, context: bytes, pieces: Iterable[BytesLike],
             else:
                 held = flat[pos : pos + segment_size]
                 pos += segment_size
-    if held is not None:
-        if not carry:
-            yield sealer.encrypt_segment(held, final=True)
-            return
-        yield sealer.encrypt_segment(held, final=False)
-    yield sealer.encrypt_segment(carry, final=True)
+    # nothing followed a held segment (a carry would have released it): it is the last, else the carry is
+    yield sealer.encrypt_segment(held if held is not None else carry, final=True)
 
 
 def seal(key: bytes, context: bytes, data: BytesLike, segment_size: int = DEFAULT_SEGMENT_SIZE) -> bytearray:
