@@ -41,7 +41,7 @@ def test_sealing_pieces_gives_the_sealer_s_segments(cuts):
     """Pieces cut anywhere (segments spanning pieces, empty pieces) seal to what the one buffer seals to."""
     key, data = new_key(), os.urandom(3 * SEG + 5)
     bounds = [0, *cuts, len(data)]
-    pieces = [memoryview(data)[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [memoryview(data)[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     stream = b"".join(crypto.seal_pieces(key, CONTEXT, pieces, SEG))
     assert len(stream) == crypto.sealed_size(len(data), SEG)
     assert open_sealed(key, CONTEXT, stream) == data
