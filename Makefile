@@ -17,6 +17,7 @@ RUNTIME := $(VENV)/.installed-runtime
 TESTING := $(VENV)/.installed-test
 LINTING := $(VENV)/.installed-lint
 LOCKING := $(VENV)/.installed-lock
+DOCSING := $(VENV)/.installed-docs
 
 # The images' pinned dependency sets (see docker/README.md). LOCK_ARGS=--upgrade moves every pin to the newest
 # release that pyproject.toml allows; without it, existing pins are kept where they still fit.
@@ -25,7 +26,7 @@ LOCK_ARGS ?=
 UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.10 --generate-hashes \
              --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: install install-runtime install-test install-lint test demo bench chaos lint lock check-images conformance \
+.PHONY: install install-runtime install-test install-lint test demo bench chaos lint docs lock check-images conformance \
         compose-up compose-down clean
 
 install: $(RUNTIME) $(TESTING) $(LINTING)
@@ -55,6 +56,11 @@ $(LINTING): pyproject.toml $(RUNTIME)
 	$(PIP) --quiet --editable '.[sim,lint]'
 	@touch $@
 
+$(DOCSING): pyproject.toml $(RUNTIME)
+	@echo "==> Installing the documentation tools (the docs extra: mkdocs, mkdocstrings)"
+	$(PIP) --quiet --editable '.[sim,docs]'
+	@touch $@
+
 $(LOCKING): pyproject.toml $(RUNTIME)
 	@echo "==> Installing the lock tool (the lock extra: uv)"
 	$(PIP) --quiet --editable '.[sim,lock]'
@@ -81,6 +87,10 @@ lint: $(LINTING)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The analyst guide and the API reference (from the docstrings) into site/; warnings are errors (as in CI).
+docs: $(DOCSING)
+	$(VENV)/bin/mkdocs build --strict --quiet
+
 # sim.lock: the SDK and the simulator (Dockerfile.sim); analysis.lock: the SDK alone (Dockerfile.analysis), held
 # to sim.lock's versions; build.lock: what `pip install --no-build-isolation .` needs (pyproject's build-system).
 lock: $(LOCKING)
@@ -104,7 +114,7 @@ compose-down:
 	$(COMPOSE) $(COMPOSE_FILES) down --volumes
 
 clean:
-	rm -rf $(VENV) .pytest_cache results
+	rm -rf $(VENV) .pytest_cache results site
 
 # Not part of `make test`/CI: the SDK's storage client against the REAL node-result-service (a local
 # checkout in FLAME_RESULT_SERVICE_SRC) behind the node's nginx; needs nginx and PostgreSQL (Debian).

@@ -10,6 +10,14 @@ margins, reads the quartiles off the pooled sketch (pandas' default linear-inter
 relative error ``quantile_accuracy``), protects all counts with ``flame_sdk.disclosure`` (small cells and the
 cells that would give them away through a margin are withheld) and submits one CSV table. Run it with
 ``python descriptive_statistics.py`` on a node (or ``flame-sim run``).
+
+With ``ALGO_SECURE_SUM=true`` the aggregator sees only sums, in two rounds. Round 1: per LOINC code, sex
+(the four FHIR administrative gender codes) and age band, each node sends the count, the sum of the values,
+the sketch's bucket counts, the left-out counts and 0/1 indicators of the cells it contributes to (their sum
+counts the contributing nodes); the aggregator pools them, applies the disclosure control, and sends back
+the means of the published cells. Round 2: each node sends its sum of squared deviations from those means,
+so the standard deviations are computed in two passes, without the cancellation of a sum of squares. Only
+means that are published anyway leave the aggregator.
 """
 
 from __future__ import annotations
@@ -50,6 +58,11 @@ ALGORITHM = {
          "description": "use each patient's latest value per code (false: every observation counts)"},
         {"name": "quantile_accuracy", "type": "float", "default": 0.005,
          "description": "relative error bound of the quartiles against the exact (pandas default) quartiles"},
+        {"name": "secure_sum", "type": "bool", "default": False,
+         "description": "the aggregator learns only sums over the nodes (pairwise-masked secure sum; two rounds)"},
+        {"name": "min_nodes", "type": "int", "default": 0,
+         "description": "a data node that fails is left out as long as this many remain (0: every node must take "
+                        "part)"},
     ],
 }
 
@@ -91,6 +104,9 @@ OK, OUT_OF_RANGE, UNIT_REJECTED = "ok", "out_of_range", "unit_rejected"
 COLUMNS = ["loinc", "name", "unit", "sex", "age_band", "n", "mean", "sd", "q25", "median", "q75", OUT_OF_RANGE,
            UNIT_REJECTED, "suppressed"]
 ROW_COLUMNS = ["source", "patient", "loinc", "sex", "age", "when", "value", "status", "unit"]
+#: FHIR administrative gender: the sexes of the fixed secure-sum layout.
+SEXES = ["female", "male", "other", "unknown"]
+COUNT_KEYS = ("n", OUT_OF_RANGE, UNIT_REJECTED)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -288,7 +304,7 @@ def sketch_quantile(code: str, counts: np.ndarray, gamma: float, q: float) -> fl
 
 # ----------------------------------------------------------------------------- cells
 def cell_summaries(frame: pd.DataFrame, edges: list[int], gamma: float) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Per (loinc, sex, age band): n, mean, m2 (sum of squared deviations), sketch and the excluded counts."""
+    """Per (loinc, sex, age band): n, mean, m2 (sum of squared deviations), sum, sketch and the excluded counts."""
     cells: dict[tuple[str, str, str], dict[str, Any]] = {}
     if frame.empty:
         return cells
@@ -298,6 +314,7 @@ def cell_summaries(frame: pd.DataFrame, edges: list[int], gamma: float) -> dict[
         values = group.loc[group["status"] == OK, "value"].to_numpy(dtype=float)
         mean = float(values.mean()) if values.size else 0.0
         cells[(code, sex, band)] = {"n": int(values.size), "mean": mean, "m2": float(((values - mean) ** 2).sum()),
+                                    "sum": float(values.sum()),
                                     "sketch": sketch(code, values, gamma),
                                     OUT_OF_RANGE: int((group["status"] == OUT_OF_RANGE).sum()),
                                     UNIT_REJECTED: int((group["status"] == UNIT_REJECTED).sum())}
@@ -343,6 +360,42 @@ def count_table(cells: dict[tuple[str, str], dict[str, Any]], key: str, sexes: l
                         index=rows, columns=columns)
 
 
+def protect_counts(pooled: dict[tuple[str, str], dict[str, Any]], contributors: dict[str, pd.DataFrame],
+                   sexes: list[str], bands: list[str], config: DisclosureConfig) -> dict[str, Any]:
+    """Per count key (n, out_of_range, unit_rejected) the protected table of one code (margins included)."""
+    return {key: protect_table(count_table(pooled, key, sexes, bands), config, contributors=contributors[key])
+            for key in COUNT_KEYS}
+
+
+def code_rows(code: str, pooled: dict[tuple[str, str], dict[str, Any]], published: dict[str, Any],
+              sexes: list[str], bands: list[str], gamma: float) -> list[dict[str, Any]]:
+    """The table rows of one code; ``m2`` is read only for published cells with n > 1."""
+    measure = CODES[code]
+    rows = []
+    for sex in [*sexes, ALL]:
+        for band in [*bands, ALL]:
+            cell = pooled.get((sex, band))
+            if cell is None or cell["n"] + cell[OUT_OF_RANGE] + cell[UNIT_REJECTED] == 0:
+                continue
+            withheld = bool(published["n"].withheld.at[sex, band])
+            row: dict[str, Any] = {"loinc": code, "name": measure.name, "unit": measure.unit, "sex": sex,
+                                   "age_band": band, "suppressed": withheld,
+                                   **{key: published[key].counts.at[sex, band] for key in published}}
+            if not withheld and cell["n"] > 0:
+                row.update(mean=cell["mean"], sd=math.sqrt(cell["m2"] / (cell["n"] - 1)) if cell["n"] > 1 else None,
+                           **{name: sketch_quantile(code, cell["sketch"], gamma, q)
+                              for name, q in (("q25", 0.25), ("median", 0.5), ("q75", 0.75))})
+            rows.append(row)
+    return rows
+
+
+def table_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for key in COUNT_KEYS:
+        frame[key] = frame[key].astype("Int64")
+    return frame
+
+
 def statistics_table(node_cells: list[dict[tuple[str, str, str], dict[str, Any]]], config: DisclosureConfig,
                      accuracy: float) -> pd.DataFrame:
     """The published table from every node's cells (one dict per node)."""
@@ -356,29 +409,104 @@ def statistics_table(node_cells: list[dict[tuple[str, str, str], dict[str, Any]]
                     for cells in node_cells]
         pooled = with_margins({key: combine([cells[(code, *key)] for cells in node_cells if (code, *key) in cells])
                                for key in keys}, sexes, bands)
-        published = {}
-        for key in ("n", OUT_OF_RANGE, UNIT_REJECTED):
-            nodes = contributing_nodes([count_table(cells, key, sexes, bands) for cells in per_node])
-            published[key] = protect_table(count_table(pooled, key, sexes, bands), config, contributors=nodes)
-        measure = CODES[code]
-        for sex in [*sexes, ALL]:
-            for band in [*bands, ALL]:
-                cell = pooled.get((sex, band))
-                if cell is None or cell["n"] + cell[OUT_OF_RANGE] + cell[UNIT_REJECTED] == 0:
+        contributors = {key: contributing_nodes([count_table(cells, key, sexes, bands) for cells in per_node])
+                        for key in COUNT_KEYS}
+        published = protect_counts(pooled, contributors, sexes, bands, config)
+        rows += code_rows(code, pooled, published, sexes, bands, gamma)
+    return table_frame(rows)
+
+
+# ----------------------------------------------------------------------------- secure-sum layout
+def band_labels(edges: list[int]) -> list[str]:
+    return [str(band_label(edge, edges)) for edge in edges]
+
+
+def dense_summaries(frame: pd.DataFrame, edges: list[int], gamma: float) -> dict[str, Any]:
+    """Round 1 of the secure-sum mode: per code, arrays over SEXES x bands (the same layout on every node).
+
+    ``n``, ``sum``, ``sketch`` (sex x band x bucket) and the left-out counts; ``nonzero`` holds per count key a
+    0/1 array over [SEXES, all] x [bands, all] marking the cells (margins included) this node contributes to.
+    """
+    bands = band_labels(edges)
+    unexpected = sorted(set(frame["sex"]) - set(SEXES)) if not frame.empty else []
+    if unexpected:
+        raise ValueError(f"Patient.gender values {unexpected} are not FHIR administrative gender codes {SEXES}; the "
+                         f"secure-sum layout has one row per code")
+    cells = cell_summaries(frame, edges, gamma)
+    out: dict[str, Any] = {}
+    for code in CODES:
+        _, size = sketch_buckets(code, gamma)
+        arrays = {"n": np.zeros((len(SEXES), len(bands)), dtype=np.int64),
+                  "sum": np.zeros((len(SEXES), len(bands))),
+                  "sketch": np.zeros((len(SEXES), len(bands), size), dtype=np.int64),
+                  OUT_OF_RANGE: np.zeros((len(SEXES), len(bands)), dtype=np.int64),
+                  UNIT_REJECTED: np.zeros((len(SEXES), len(bands)), dtype=np.int64)}
+        inner = {}
+        for i, sex in enumerate(SEXES):
+            for j, band in enumerate(bands):
+                cell = cells.get((code, sex, band))
+                if cell is None:
                     continue
-                withheld = bool(published["n"].withheld.at[sex, band])
-                row: dict[str, Any] = {"loinc": code, "name": measure.name, "unit": measure.unit, "sex": sex,
-                                       "age_band": band, "suppressed": withheld,
-                                       **{key: published[key].counts.at[sex, band] for key in published}}
-                if not withheld and cell["n"] > 0:
-                    row.update(mean=cell["mean"], sd=math.sqrt(cell["m2"] / (cell["n"] - 1)) if cell["n"] > 1 else None,
-                               **{name: sketch_quantile(code, cell["sketch"], gamma, q)
-                                  for name, q in (("q25", 0.25), ("median", 0.5), ("q75", 0.75))})
-                rows.append(row)
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    for key in ("n", OUT_OF_RANGE, UNIT_REJECTED):
-        frame[key] = frame[key].astype("Int64")
-    return frame
+                inner[(sex, band)] = cell
+                arrays["n"][i, j], arrays["sum"][i, j] = cell["n"], cell["sum"]
+                arrays["sketch"][i, j] = cell["sketch"]
+                for key in (OUT_OF_RANGE, UNIT_REJECTED):
+                    arrays[key][i, j] = cell[key]
+        margins = with_margins(inner, SEXES, bands)
+        arrays["nonzero"] = {key: (count_table(margins, key, SEXES, bands).to_numpy() > 0).astype(np.int64)
+                             for key in COUNT_KEYS}
+        out[code] = arrays
+    return out
+
+
+def add_up(parts: list[Any]) -> Any:
+    """Entry-wise sum of the nodes' results (dicts by key, arrays and numbers by value). With a secure sum the
+    template hands over one part, already the sum."""
+    if isinstance(parts[0], dict):
+        return {key: add_up([part[key] for part in parts]) for key in parts[0]}
+    return sum(parts[1:], parts[0])
+
+
+def pooled_from_sums(sums: dict[str, Any], bands: list[str]) -> tuple[dict[tuple[str, str], dict[str, Any]],
+                                                                      dict[str, pd.DataFrame], list[str], list[str]]:
+    """One code's pooled cells (margins included, m2 still unknown) and contributor tables from summed arrays,
+    restricted to the sexes and bands with any value (as the plain mode's tables are)."""
+    inner = {}
+    for i, sex in enumerate(SEXES):
+        for j, band in enumerate(bands):
+            n = int(sums["n"][i, j])
+            counts = {key: int(sums[key][i, j]) for key in (OUT_OF_RANGE, UNIT_REJECTED)}
+            if n + sum(counts.values()):
+                inner[(sex, band)] = {"n": n, "sum": float(sums["sum"][i, j]), "sketch": sums["sketch"][i, j],
+                                      **counts}
+    sexes = [sex for sex in SEXES if any(key[0] == sex for key in inner)]
+    present = [band for band in bands if any(key[1] == band for key in inner)]
+    pooled = dict(inner)
+    groups = {**{(sex, ALL): [c for (s, _), c in inner.items() if s == sex] for sex in sexes},
+              **{(ALL, band): [c for (_, b), c in inner.items() if b == band] for band in present},
+              (ALL, ALL): list(inner.values())}
+    for key, parts in groups.items():
+        pooled[key] = {name: sum(part[name] for part in parts) for name in ("n", "sum", "sketch", *COUNT_KEYS[1:])}
+    for cell in pooled.values():
+        cell["mean"] = cell["sum"] / cell["n"] if cell["n"] else 0.0
+    rows, columns = [*sexes, ALL], [*present, ALL]
+    labels = pd.Index([*SEXES, ALL]), pd.Index([*bands, ALL])
+    contributors = {key: pd.DataFrame(sums["nonzero"][key], index=labels[0], columns=labels[1]).loc[rows, columns]
+                    for key in COUNT_KEYS}
+    return pooled, contributors, sexes, present
+
+
+def deviations(frame: pd.DataFrame, means: dict[tuple[str, str, str], float], edges: list[int]) -> dict[Any, float]:
+    """Round 2 of the secure-sum mode: per requested (code, sex, band) cell (margins included) the sum of
+    squared deviations of this node's values from the pooled mean."""
+    ok = frame[frame["status"] == OK]
+    ok = ok.assign(band=[band_label(int(a), edges) for a in ok["age"]])
+    out = {}
+    for (code, sex, band), mean in means.items():
+        rows = ok[(ok["loinc"] == code) & ((ok["sex"] == sex) if sex != ALL else True)
+                  & ((ok["band"] == band) if band != ALL else ok["band"].notna())]
+        out[(code, sex, band)] = float(((rows["value"].to_numpy(dtype=float) - mean) ** 2).sum())
+    return out
 
 
 def to_csv(frame: pd.DataFrame) -> str:
@@ -397,17 +525,28 @@ def pooled_statistics(data: list[dict[str, Any]], age_bands: str = "0,40,60,80",
 # ----------------------------------------------------------------------------- star roles
 class StatisticsAnalyzer(StarAnalyzer):
     def __init__(self, flame, age_bands: str = "0,40,60,80", latest_only: bool = True,
-                 quantile_accuracy: float = 0.005, **_: Any) -> None:
+                 quantile_accuracy: float = 0.005, secure_sum: bool = False, **_: Any) -> None:
         super().__init__(flame)
         self.edges = parse_bands(age_bands)
         self.latest_only = latest_only
         self.accuracy = check_accuracy(quantile_accuracy)
+        self.secure_sum = secure_sum
+        self.frame: pd.DataFrame | None = None
 
     def fetch_page(self, query: str, source_index: int) -> dict[str, Any] | None:
         pages = self.flame.get_fhir_data([query]) or []
         return next(iter(pages[source_index].values()), None) if source_index < len(pages) else None
 
     def analysis_method(self, data, aggregator_results):
+        if self.secure_sum and aggregator_results is not None:  # round 2: deviations from the pooled means
+            return deviations(self.frame, aggregator_results["means"], self.edges)
+        self.frame = self.observations(data)
+        gamma = sketch_gamma(self.accuracy)
+        if self.secure_sum:
+            return dense_summaries(self.frame, self.edges, gamma)
+        return {"quantile_accuracy": self.accuracy, "cells": cell_summaries(self.frame, self.edges, gamma)}
+
+    def observations(self, data) -> pd.DataFrame:
         skipped: Counter = Counter()
         frame = observation_rows(read_sources(data, self.fetch_page), self.latest_only, skipped)
         for reason, count in sorted(skipped.items()):
@@ -421,25 +560,53 @@ class StatisticsAnalyzer(StarAnalyzer):
                                  log_type="warn")
         self.flame.flame_log(f"{int((frame['status'] == OK).sum())} observation values in "
                              f"{frame['loinc'].nunique()} codes")
-        return {"quantile_accuracy": self.accuracy,
-                "cells": cell_summaries(frame, self.edges, sketch_gamma(self.accuracy))}
+        return frame
 
 
 class StatisticsAggregator(StarAggregator):
-    def __init__(self, flame, quantile_accuracy: float = 0.005, **disclosure: Any) -> None:
+    def __init__(self, flame, quantile_accuracy: float = 0.005, age_bands: str = "0,40,60,80",
+                 secure_sum: bool = False, **disclosure: Any) -> None:
         super().__init__(flame)
         self.config = DisclosureConfig.from_mapping(disclosure)
         self.accuracy = check_accuracy(quantile_accuracy)
+        self.bands = band_labels(parse_bands(age_bands))
+        self.secure_sum = secure_sum
+        self.codes: dict[str, tuple[Any, ...]] = {}
 
     def aggregation_method(self, analysis_results):
+        if self.secure_sum:
+            return self.from_sums(add_up(analysis_results))
         mismatched = {r["quantile_accuracy"] for r in analysis_results} - {self.accuracy}
         if mismatched:
             raise ValueError(f"analyzers sketched with quantile_accuracy {sorted(mismatched)}, the aggregator expects "
                              f"{self.accuracy}; give every node the same ALGO_QUANTILE_ACCURACY")
         return to_csv(statistics_table([r["cells"] for r in analysis_results], self.config, self.accuracy))
 
+    def from_sums(self, total: dict[Any, Any]) -> Any:
+        """Secure-sum mode. Round 1: pool, protect, and ask for deviations from the published means; round 2:
+        the table."""
+        gamma = sketch_gamma(self.accuracy)
+        if not self.codes:
+            means = {}
+            for code in sorted(CODES):
+                pooled, contributors, sexes, bands = pooled_from_sums(total[code], self.bands)
+                if not sexes:
+                    continue
+                published = protect_counts(pooled, contributors, sexes, bands, self.config)
+                self.codes[code] = (pooled, published, sexes, bands)
+                means.update({(code, *key): cell["mean"] for key, cell in pooled.items()
+                              if cell["n"] > 1 and not published["n"].withheld.at[key]})
+            return {"means": means}
+        rows = []
+        for code, (pooled, published, sexes, bands) in self.codes.items():
+            for (loinc, sex, band), m2 in total.items():
+                if loinc == code:
+                    pooled[(sex, band)]["m2"] = m2
+            rows += code_rows(code, pooled, published, sexes, bands, gamma)
+        return to_csv(table_frame(rows))
+
     def has_converged(self, result, last_result):
-        return True
+        return not self.secure_sum or isinstance(result, str)
 
 
 def extensions(**values: Any) -> dict[str, Any]:
@@ -456,13 +623,16 @@ def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
         "aggregator": StatisticsAggregator,
         "data_type": "fhir",
         "query": ALGORITHM["query"],
-        "simple_analysis": True,
+        "simple_analysis": not args["secure_sum"],
         "output_type": "str",
-        "analyzer_kwargs": {key: args[key] for key in ("age_bands", "latest_only", "quantile_accuracy")},
+        "analyzer_kwargs": {key: args[key] for key in ("age_bands", "latest_only", "quantile_accuracy", "secure_sum")},
         "aggregator_kwargs": {key: args[key] for key in ("min_cell_size", "min_contributing_nodes", "rounding_base",
-                                                         "quantile_accuracy")},
+                                                         "quantile_accuracy", "age_bands", "secure_sum")},
     }
-    return {**arguments, **extensions(result_filename=f"{ALGORITHM['name']}.csv")}
+    options: dict[str, Any] = {"secure_sum": True, "max_rounds": 2} if args["secure_sum"] else {}
+    if args["min_nodes"] > 0:
+        options["min_nodes"] = args["min_nodes"]
+    return {**arguments, **extensions(result_filename=f"{ALGORITHM['name']}.csv", **options)}
 
 
 def main() -> None:

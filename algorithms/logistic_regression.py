@@ -10,6 +10,9 @@ Where no fit exists the run fails with the cause: a predictor constant on every 
 others (checked in round 1 on the pooled cross-products), and perfect or quasi-complete separation (each
 node counts its rows on either side of the last Newton step's direction; no row on the wrong side proves
 that the direction separates the outcomes, so the maximum likelihood estimate does not exist).
+
+Every node sends only sums (its count as a node included), so the analysis runs unchanged with a secure sum
+(``ALGO_SECURE_SUM=true``): the aggregator then sees only the pooled gradient, Hessian and counts per round.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ ALGORITHM = {
          "description": "fewer data nodes than this fail the run"},
         {"name": "rounding_base", "type": "int", "default": 1,
          "description": "published counts (n, n_excluded) are rounded to a multiple of this (1: exact)"},
+        {"name": "secure_sum", "type": "bool", "default": False,
+         "description": "the aggregator learns only the sums over the nodes (pairwise-masked secure sum)"},
+        {"name": "min_nodes", "type": "int", "default": 0,
+         "description": "a data node that fails (e.g. fewer than min_rows rows) is left out as long as this many "
+                        "remain (0: every node must take part)"},
     ],
 }
 COLUMNS = ["term", "coef", "std_error", "z", "p_value", "ci_low", "ci_high", "odds_ratio", "n", "n_excluded",
@@ -73,7 +81,12 @@ def read_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for arg in ALGORITHM["arguments"]:
         raw = env.get(f"ALGO_{arg['name'].upper()}")
-        out[arg["name"]] = arg["default"] if raw is None else {"int": int, "float": float, "str": str}[arg["type"]](raw)
+        if raw is None:
+            out[arg["name"]] = arg["default"]
+        elif arg["type"] == "bool":
+            out[arg["name"]] = raw.strip().lower() in ("1", "true", "yes")
+        else:
+            out[arg["name"]] = {"int": int, "float": float, "str": str}[arg["type"]](raw)
     return out
 
 
@@ -263,8 +276,9 @@ class RegressionAnalyzer(StarAnalyzer):
         x, y = self.design.x, self.design.y
         beta = np.zeros(x.shape[1]) if aggregator_results is None else coefficients(aggregator_results)
         terms = local_terms(x, y, beta)
-        terms.update(events=int(y.sum()), excluded=self.design.excluded,
-                     sides=None if self.beta is None else side_counts(x, y, beta - self.beta))
+        no_step = {"wrong": 0, "tied": 0, "right": 0}  # round 1 (numbers only, so that they can be summed)
+        terms.update(events=int(y.sum()), excluded=self.design.excluded, nodes=1,
+                     sides=no_step if self.beta is None else side_counts(x, y, beta - self.beta))
         self.beta = beta
         return terms
 
@@ -304,7 +318,7 @@ class RegressionAggregator(StarAggregator):
 
     def check_first_round(self, results: list[dict[str, Any]], hessian: np.ndarray, n: int) -> None:
         """Disclosure and identifiability, on the pooled counts and X'X (the Hessian at zero is X'X / 4)."""
-        check_contributing_nodes(len(results), self.config, "the regression")
+        check_contributing_nodes(sum(r["nodes"] for r in results), self.config, "the regression")
         events = sum(r["events"] for r in results)
         if events in (0, n):
             raise ValueError(f"the outcome is {int(events > 0)} in every complete row of every node; there is "
@@ -361,7 +375,11 @@ def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
         "analyzer_kwargs": {"features": args["features"], "outcome": args["outcome"], "min_rows": args["min_rows"]},
         "aggregator_kwargs": {"features": args["features"], "tolerance": args["tolerance"], **disclosure},
     }
-    return {**arguments, **extensions(max_rounds=args["max_rounds"], result_filename=f"{ALGORITHM['name']}.csv")}
+    options = {"secure_sum": True} if args["secure_sum"] else {}
+    if args["min_nodes"] > 0:
+        options["min_nodes"] = args["min_nodes"]
+    return {**arguments, **extensions(max_rounds=args["max_rounds"], result_filename=f"{ALGORITHM['name']}.csv",
+                                      **options)}
 
 
 def main() -> None:

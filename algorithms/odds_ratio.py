@@ -7,6 +7,11 @@ scale), Pearson chi-square p-value, per-stratum odds ratios and the Mantel-Haens
 (Robins-Breslow-Greenland 95% CI). The counts are protected with ``flame_sdk.disclosure``: small cells and
 the cells that would give them away through the 'all' row are withheld, and so are the estimates of a row
 with a withheld cell (and the Mantel-Haenszel row if any stratum has one).
+
+Every node sends only sums (counts and 0/1 "non-zero" indicators per cell, whose sums are the contributing
+nodes), so the analysis runs unchanged with a secure sum (``ALGO_SECURE_SUM=true``): the aggregator then sees
+only the pooled counts. The strata are then fixed in advance (``ALGO_STRATA``; for ``sex`` by default the FHIR
+administrative gender codes), since what the nodes send must have the same layout on every node.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from flame.star import StarAggregator, StarAnalyzer, StarModel
-from flame_sdk.disclosure import DisclosureConfig, contributing_nodes, protect_table, publish_count
+from flame_sdk.disclosure import DisclosureConfig, protect_table, publish_count
 
 ALGORITHM = {
     "name": "odds_ratio",
@@ -42,6 +47,14 @@ ALGORITHM = {
          "description": "non-zero counts from fewer nodes are withheld"},
         {"name": "rounding_base", "type": "int", "default": 1,
          "description": "published counts are rounded to a multiple of this (1: exact)"},
+        {"name": "strata", "type": "str", "default": "",
+         "description": "comma-separated stratum values expected in the stratify column ('': the values found; "
+                        "with secure_sum and stratify 'sex': female,male,other,unknown); other values fail the run"},
+        {"name": "secure_sum", "type": "bool", "default": False,
+         "description": "the aggregator learns only the sum of the nodes' counts (pairwise-masked secure sum)"},
+        {"name": "min_nodes", "type": "int", "default": 0,
+         "description": "a data node that fails is left out as long as this many remain (0: every node must take "
+                        "part)"},
     ],
 }
 CELLS = ["exposed_events", "exposed_non_events", "unexposed_events", "unexposed_non_events"]
@@ -50,6 +63,8 @@ COLUMNS = ["stratum", *CELLS, *ESTIMATES, "suppressed"]
 Z_95 = 1.959963984540054
 ALL = "all"
 MANTEL_HAENSZEL = "mantel-haenszel"
+#: FHIR administrative gender: the strata of 'sex' in secure-sum mode unless ALGO_STRATA lists others.
+SEX_CODES = ["female", "male", "other", "unknown"]
 
 
 def read_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -58,7 +73,12 @@ def read_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for arg in ALGORITHM["arguments"]:
         raw = env.get(f"ALGO_{arg['name'].upper()}")
-        out[arg["name"]] = arg["default"] if raw is None else {"int": int, "str": str}[arg["type"]](raw)
+        if raw is None:
+            out[arg["name"]] = arg["default"]
+        elif arg["type"] == "bool":
+            out[arg["name"]] = raw.strip().lower() in ("1", "true", "yes")
+        else:
+            out[arg["name"]] = {"int": int, "str": str}[arg["type"]](raw)
     return out
 
 
@@ -70,8 +90,11 @@ def read_table(data: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def count_cells(frame: pd.DataFrame, exposure: str, outcome: str, stratify: str = "") -> dict[str, Any]:
-    """``{"counts": {stratum: [a, b, c, d]}, "excluded": rows with a missing value}``; one stratum '' if none."""
+def count_cells(frame: pd.DataFrame, exposure: str, outcome: str, stratify: str = "",
+                strata: list[str] | None = None) -> dict[str, Any]:
+    """``{"counts": {stratum: [a, b, c, d]}, "nonzero": {stratum or 'all': four 0/1}, "excluded": rows with a
+    missing value}``; one stratum '' if none. With ``strata`` every listed stratum is there (zeros if absent)
+    and any other value fails; ``nonzero`` marks the cells (and 'all' row cells) this node contributes to."""
     columns = [exposure, outcome] + ([stratify] if stratify else [])
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -86,13 +109,36 @@ def count_cells(frame: pd.DataFrame, exposure: str, outcome: str, stratify: str 
         if reserved:
             raise ValueError(f"column {stratify!r} has the value(s) {reserved}, which name rows of the result; "
                              f"rename them")
+    if stratify and strata:
+        unexpected = sorted({str(v) for v in complete[stratify]} - set(strata))
+        if unexpected:
+            raise ValueError(f"column {stratify!r} has the value(s) {unexpected[:5]}, which are not among the strata "
+                             f"{strata}; list every stratum in ALGO_STRATA")
     groups = complete.groupby(complete[stratify].astype(str)) if stratify else [("", complete)]
-    counts = {}
+    counts = {stratum: [0, 0, 0, 0] for stratum in (strata or []) if stratify}
     for stratum, group in groups:
         e, o = group[exposure].astype(int), group[outcome].astype(int)
         counts[str(stratum)] = [int(((e == 1) & (o == 1)).sum()), int(((e == 1) & (o == 0)).sum()),
                                 int(((e == 0) & (o == 1)).sum()), int(((e == 0) & (o == 0)).sum())]
-    return {"counts": counts, "excluded": int(len(frame) - len(complete))}
+    nonzero = {stratum: [int(c > 0) for c in cells] for stratum, cells in counts.items()}
+    nonzero[ALL] = [int(any(cells[i] for cells in counts.values())) for i in range(4)]
+    return {"counts": counts, "nonzero": nonzero, "excluded": int(len(frame) - len(complete))}
+
+
+def add_up(parts: list[Any]) -> Any:
+    """Entry-wise sum of the nodes' results: dicts by key (a key missing on a node counts as nothing), lists
+    by position. With a secure sum the template hands over one part, already the sum."""
+    if isinstance(parts[0], dict):
+        keys = list(dict.fromkeys(key for part in parts for key in part))
+        return {key: add_up([part[key] for part in parts if key in part]) for key in keys}
+    if isinstance(parts[0], (list, tuple)):
+        return [add_up(list(column)) for column in zip(*parts, strict=True)]
+    return sum(parts)
+
+
+def contributors_table(table: pd.DataFrame, nonzero: dict[str, list[int]]) -> pd.DataFrame:
+    """Per cell of ``table`` (strata and 'all' rows), the number of nodes with a non-zero count."""
+    return pd.DataFrame([nonzero[row] for row in table.index], index=table.index, columns=table.columns, dtype=int)
 
 
 def count_table(counts: dict[str, list[int]]) -> pd.DataFrame:
@@ -182,14 +228,25 @@ def pooled_table(data: list[dict[str, Any]], exposure: str = "smoker", outcome: 
     return result_table(cells["counts"], DisclosureConfig.from_mapping(disclosure)).to_csv(index=False)
 
 
+def stratum_list(strata: str, stratify: str, secure_sum: bool) -> list[str]:
+    """The fixed strata: as listed, or in secure-sum mode the FHIR gender codes for 'sex'; [] for 'as found'."""
+    listed = [part.strip() for part in str(strata).split(",") if part.strip()]
+    if listed or not (secure_sum and stratify):
+        return listed
+    if stratify == "sex":
+        return list(SEX_CODES)
+    raise ValueError(f"with secure_sum, list the values of {stratify!r} in ALGO_STRATA (comma-separated): every node "
+                     f"must send the same strata, whatever its data holds")
+
+
 class TableAnalyzer(StarAnalyzer):
     def __init__(self, flame, exposure: str = "smoker", outcome: str = "outcome", stratify: str = "sex",
-                 **_: Any) -> None:
+                 strata: list[str] | None = None, **_: Any) -> None:
         super().__init__(flame)
-        self.exposure, self.outcome, self.stratify = exposure, outcome, stratify
+        self.exposure, self.outcome, self.stratify, self.strata = exposure, outcome, stratify, strata
 
     def analysis_method(self, data, aggregator_results):
-        cells = count_cells(read_table(data), self.exposure, self.outcome, self.stratify)
+        cells = count_cells(read_table(data), self.exposure, self.outcome, self.stratify, self.strata)
         if cells["excluded"]:
             self.flame.flame_log(f"{cells['excluded']} rows left out: a value of "
                                  f"{[c for c in (self.exposure, self.outcome, self.stratify) if c]} is missing",
@@ -203,13 +260,12 @@ class TableAggregator(StarAggregator):
         self.config = DisclosureConfig.from_mapping(disclosure)
 
     def aggregation_method(self, analysis_results):
-        counts: dict[str, list[int]] = {}
-        for part in analysis_results:
-            for stratum, cells in part["counts"].items():
-                counts[stratum] = [x + y for x, y in zip(counts.get(stratum, [0, 0, 0, 0]), cells, strict=True)]
-        nodes = contributing_nodes([count_table({s: part["counts"].get(s, [0, 0, 0, 0]) for s in counts})
-                                    for part in analysis_results])
-        excluded = publish_count(sum(part["excluded"] for part in analysis_results), self.config)
+        total = add_up(analysis_results)
+        counts = {stratum: cells for stratum, cells in total["counts"].items() if any(cells)}
+        if not counts:
+            raise ValueError("no complete rows on any node")
+        nodes = contributors_table(count_table(counts), total["nonzero"])
+        excluded = publish_count(total["excluded"], self.config)
         shown = f"fewer than {self.config.min_cell_size}" if excluded is None else excluded
         self.flame.flame_log(f"rows left out for a missing value, all nodes: {shown}")
         return result_table(counts, self.config, nodes).to_csv(index=False)
@@ -234,10 +290,14 @@ def star_arguments(env: dict[str, str] | None = None) -> dict[str, Any]:
         "query": ALGORITHM["query"],
         "simple_analysis": True,
         "output_type": "str",
-        "analyzer_kwargs": {"exposure": args["exposure"], "outcome": args["outcome"], "stratify": args["stratify"]},
+        "analyzer_kwargs": {"exposure": args["exposure"], "outcome": args["outcome"], "stratify": args["stratify"],
+                            "strata": stratum_list(args["strata"], args["stratify"], args["secure_sum"])},
         "aggregator_kwargs": {key: args[key] for key in ("min_cell_size", "min_contributing_nodes", "rounding_base")},
     }
-    return {**arguments, **extensions(result_filename=f"{ALGORITHM['name']}.csv")}
+    options = {"secure_sum": True} if args["secure_sum"] else {}
+    if args["min_nodes"] > 0:
+        options["min_nodes"] = args["min_nodes"]
+    return {**arguments, **extensions(result_filename=f"{ALGORITHM['name']}.csv", **options)}
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def _demo(name: str) -> str:
     """``make demo``'s command: flame-sim run with one process per node."""
     with tempfile.TemporaryDirectory() as results:
         code = run_analysis(str(ALGORITHMS / f"{name}.py"), nodes=3, seed=7, results_dir=Path(results),
-                            timeout=300, refresh=60)
+                            timeout=300, quiet=True)
     if code != 0:
         raise RuntimeError(f"flame-sim run {name} exited with {code}")
     return "-"

@@ -60,7 +60,7 @@ def federated_mean(nodes: int) -> dict[str, float]:
     sys.stdout = open(os.devnull, "w")  # the nodes log; figures go back to the parent
     splits = mean_splits(nodes)
     start = time.perf_counter()
-    run = run_local(MeanAnalyzer, MeanAggregator, "fhir", MEAN_QUERY, data_splits=splits, round_timeout=600,
+    run = run_local(MeanAnalyzer, MeanAggregator, "fhir", query=MEAN_QUERY, data_splits=splits, round_timeout=600,
                     ready_timeout=600, timeout=RUN_TIMEOUT)
     elapsed = time.perf_counter() - start
     expected = float(np.mean([e["resource"]["valueQuantity"]["value"] for s in splits for e in s[0][MEAN_QUERY]["entry"]]))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
+from flame_sdk.after_main import AFTER_REPORT_LINGER, finish_or_fail
 from flame_sdk.clients.messages import Message
 from flame_sdk.config import NodeConfig, NodeIdentity
 from flame_sdk.config_view import NodeConfigView
@@ -60,6 +61,8 @@ class AsyncFlameCoreSDK:
         self._session = session
         self._components: Components | None = None
         self._closed = False
+        #: How long a node whose main() returned unfinished waits for a partner to finish it (seconds).
+        self.finish_wait = names.DEFAULT_FINISH_WAIT
         #: ``flame.config`` as the reference SDK shows it (read-only; ``finished`` follows the run).
         self.config_view = NodeConfigView(config, state, self._known_identity, lambda: tokens.token)
 
@@ -94,6 +97,7 @@ class AsyncFlameCoreSDK:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT),
                                         cookie_jar=aiohttp.DummyCookieJar())  # node services set no cookies
         sdk = cls(config, logger, state, tokens, session)
+        sdk.finish_wait = float(env.get(names.FINISH_WAIT, names.DEFAULT_FINISH_WAIT))
         startup = Startup(config, session, tokens, logger, state, sdk._on_partner_finished)
         timeout = float(env.get(names.STARTUP_TIMEOUT, names.DEFAULT_STARTUP_TIMEOUT))
         try:
@@ -338,6 +342,16 @@ class AsyncFlameCoreSDK:
             if po is not None:
                 await po.flush(timeout=10)
         return True
+
+    async def after_main(self, report_timeout: float = DEFAULT_REPORT_TIMEOUT) -> None:
+        """The analyst's main thread ended: finish or fail the run (``flame_sdk.after_main``), wait until the node
+        saw the final status, then close."""
+        await finish_or_fail(self._state, self._logger, self._parts.broker, self.finish_wait)
+        if await self.wait_until_reported(report_timeout):
+            await asyncio.sleep(AFTER_REPORT_LINGER)
+        else:
+            self._logger.log(f"the node did not poll the final status within {report_timeout:.0f} s; exiting", "warn")
+        await self.close()
 
     async def close(self) -> None:
         """Flush logs, let acknowledgements go out, stop the embedded API and close the HTTP session

@@ -11,6 +11,7 @@ from collections.abc import Coroutine, Iterable, Mapping
 from io import StringIO
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from flame_sdk.after_main import keep_process_alive
 from flame_sdk.async_core import AsyncFlameCoreSDK, StatusSync
 from flame_sdk.clients.messages import Message
 from flame_sdk.config_view import NodeConfigView
@@ -34,6 +35,9 @@ class FlameCoreSDK:
     The constructor and every method follow the FLAME Python Core SDK docs. Extensions (all optional):
     ``env`` (read the node environment from a mapping instead of ``os.environ``), ``wait_until_reported``
     and ``close``.
+
+    An object made from ``os.environ`` owns the process: when the main thread ends, the node stays up until the
+    platform has seen its final status (``flame_sdk.after_main``), and an uncaught exception marks it failed.
     """
 
     def __init__(
@@ -53,9 +57,12 @@ class FlameCoreSDK:
         except BaseException:
             self._loop.stop()
             raise
-        if env is os.environ:  # the analysis owns this process (not one of several SDKs in a test)
-            install_excepthook(self._core._mark_crashed, self.wait_until_reported,
-                               lambda: not self._loop.loop.is_closed())
+        #: True when this object owns the process (made from ``os.environ``): it then ends the process as a node
+        #: expects (``flame_sdk.after_main``), so callers need not wait for the report or close it.
+        self.owns_process = env is os.environ
+        if self.owns_process:  # not one of several SDKs in a test
+            install_excepthook(self._core._mark_crashed, lambda: not self._loop.loop.is_closed())
+            keep_process_alive(self._loop, self._core.after_main)
 
     @property
     def config(self) -> NodeConfigView:

@@ -27,7 +27,7 @@ class ServiceHTTPError(FlameError):
 
     def __init__(self, service: str, method: str, url: str, status: int, reason: str) -> None:
         self.service, self.method, self.url, self.status, self.reason = service, method, url, status, reason
-        super().__init__(f"{service} rejected {method} {url} with HTTP {status}: {reason}")
+        super().__init__(f"{service} rejected {method} {url} with HTTP {status}: {reason[:500]}")
 
 
 class TokenExpiredError(ServiceHTTPError):

@@ -27,6 +27,10 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Statuses that mean "the bearer token was refused", unless a service says otherwise (``with_auth_statuses``).
 AUTH_STATUSES = frozenset({401})
 
+#: Bytes of an error answer kept for the error (an OperationOutcome listing valid search parameters runs to
+#: a few kB and must stay whole to be parsed); messages show the first 500.
+MAX_ERROR_BODY = 16 * 1024
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -147,7 +151,7 @@ class ServiceClient:
     async def _checked(self, method: str, path: str, ok: tuple[int, ...], **kwargs: Any) -> aiohttp.ClientResponse:
         resp = await self._send(method, path, **kwargs)
         if resp.status not in ok:
-            reason = (await resp.text())[:500]
+            reason = (await resp.text(errors="replace"))[:MAX_ERROR_BODY]
             resp.release()
             error = TokenExpiredError if resp.status in self.auth_statuses else ServiceHTTPError
             raise error(self.service, method, self.url(path), resp.status, reason)

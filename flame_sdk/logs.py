@@ -25,6 +25,12 @@ class LogRecord:
 
 LogSink = Callable[[LogRecord], None]
 
+# Loggers of one process share its console (several SDK objects in tests and local runs): a line one logger
+# leaves open (``halt_submission``) is closed before another writes, and its continuation is then printed
+# as a whole line of its own.
+_console_lock = threading.Lock()
+_open_lines: dict[int, int] = {}  # id(stream) -> id(logger) whose line on it is open
+
 
 def format_message(msg: str | bytes | Iterable[Any], sep: str = "", end: str = "") -> str:
     """Turn ``msg`` (str, bytes, or an iterable joined with ``sep``) into one log text ending with ``end``."""
@@ -103,11 +109,19 @@ class FlameLogger:
         if self.silent:
             return
         out = self._out or sys.stdout
-        if continued:
-            line = text
-        else:
-            prefix = f"[{self.label}] " if self.label else ""
-            level = "" if log_type == "info" else f"{log_type.upper()}: "
-            line = prefix + level + text
-        out.write(line + ("\n" if newline else ""))
-        out.flush()
+        with _console_lock:
+            open_line = _open_lines.get(id(out))
+            if continued and open_line == id(self):
+                line = text
+            else:
+                if open_line is not None:
+                    out.write("\n")  # close the line a logger left open, so lines of nodes never run together
+                prefix = f"[{self.label}] " if self.label else ""
+                level = "" if log_type == "info" else f"{log_type.upper()}: "
+                line = prefix + level + (self._held if continued else "") + text
+            out.write(line + ("\n" if newline else ""))
+            out.flush()
+            if newline:
+                _open_lines.pop(id(out), None)
+            else:
+                _open_lines[id(out)] = id(self)

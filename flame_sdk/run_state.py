@@ -2,6 +2,10 @@
 
 ``RunState`` is the one owner of these facts. The logger reads status and progress from it when it builds a
 record; the API server, the core and the message broker client ask it whether the run has ended.
+
+Unlike the reference SDK, ``/healthz`` does not answer ``failed`` as soon as the analyst's main thread has ended
+unfinished: the node keeps serving and may still be finished by a partner's ``analysis_finished``
+(``flame_sdk.after_main`` decides when waiting is pointless and fails the run).
 """
 
 from __future__ import annotations
@@ -18,15 +22,13 @@ class RunState:
     """Status, progress and the finish flags of one analysis run (thread-safe).
 
     ``status_sync`` lists the partner statuses this node adopts (see ``apply_partner_statuses``), which are
-    ignored for ``sync_grace_seconds`` after start. ``owner`` is the analyst's thread: once it died without
-    the run having ended, the run counts as failed.
+    ignored for ``sync_grace_seconds`` after start (they are still recorded in ``partner_statuses``).
     """
 
     def __init__(
         self,
         status_sync: Iterable[str] | None = SYNCABLE_STATUSES,
         sync_grace_seconds: float = 0.0,
-        owner: threading.Thread | None = None,
     ) -> None:
         syncable = [s.value for s in SYNCABLE_STATUSES]
         unknown = [s for s in (status_sync or ()) if s not in syncable]
@@ -34,7 +36,6 @@ class RunState:
             raise ValueError(f"status_sync may only contain {tuple(syncable)}, got {unknown}")
         self.status_sync = tuple(AnalysisStatus(s) for s in (status_sync or ()))
         self.sync_not_before = time.monotonic() + sync_grace_seconds
-        self.owner = owner or threading.main_thread()
         self._lock = threading.RLock()
         self._status = AnalysisStatus.STARTING
         self._progress = 0
@@ -44,6 +45,10 @@ class RunState:
         self.finished = False
         #: Set once ``/healthz`` served a final status.
         self.reported = asyncio.Event()
+        #: The partners' statuses as the PO last pushed them (``/partner_status``), grace period or not.
+        self.partner_statuses: dict[str, str] = {}
+        #: Partners whose main() returned before the run ended (their ``main_returned`` message).
+        self.returned_partners: set[str] = set()
         #: Called after every status change (the core wakes waiters on the inbox with it).
         self.on_change: Callable[[], None] = lambda: None
 
@@ -115,18 +120,22 @@ class RunState:
         if self.init_failed:
             return AnalysisStatus.STUCK
         ended = self.ended()
-        if ended is not None:
-            return ended
-        if not self.owner.is_alive():
-            self.set_status(AnalysisStatus.FAILED)
-            return AnalysisStatus.FAILED
-        return AnalysisStatus.EXECUTING
+        return AnalysisStatus.EXECUTING if ended is None else ended
+
+    def partner_returned(self, node_id: str) -> None:
+        """Record that a partner's main() returned before the run ended."""
+        if node_id not in self.returned_partners:
+            self.returned_partners.add(node_id)
+            self.on_change()
 
     def apply_partner_statuses(self, partner_status: dict[str, str]) -> tuple[AnalysisStatus, list[str]] | None:
         """Adopt a partner's final status if ``status_sync`` asks for it.
 
         Returns the adopted status and the partners that have it, or None when nothing was adopted.
         """
+        if partner_status != self.partner_statuses:
+            self.partner_statuses = dict(partner_status)
+            self.on_change()
         if time.monotonic() < self.sync_not_before or self.ended() is not None:
             return None
         seen = set(partner_status.values())

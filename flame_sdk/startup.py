@@ -22,6 +22,7 @@ from flame_sdk.errors import FlameError
 from flame_sdk.http import DEFAULT_RETRY, RetryPolicy, ServiceClient
 from flame_sdk.logs import FlameLogger
 from flame_sdk.protocol import broker_api, data_api, gateway_api, po_api, result_api
+from flame_sdk.protocol.envelope import MAIN_RETURNED
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.run_state import RunState
 from flame_sdk.runtime import call_soon_on
@@ -173,7 +174,17 @@ class Startup:
         await broker.connect()
         self.components.broker = broker
         self.components.api.partner_ids = broker.participant_ids
-        self.components.api.on_message = broker.receive
+
+        def on_message(body: dict[str, Any]) -> str | None:
+            meta = body["meta"]
+            returned = meta["category"] == MAIN_RETURNED and meta["akn_id"] is None \
+                and meta["sender"] in broker.participant_ids()
+            refusal = broker.receive(body)
+            if returned and refusal is None:
+                self.state.partner_returned(meta["sender"])
+            return refusal
+
+        self.components.api.on_message = on_message
 
     async def _connect_po(self) -> None:
         po = POClient(self._service(po_api.PREFIX, "PO service"), self.config.analysis_id, asyncio.get_running_loop())

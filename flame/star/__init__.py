@@ -1,6 +1,7 @@
 """Alias: ``from flame.star import StarModel, StarAnalyzer, ...`` as in the FLAME star templates."""
 
 from flame_sdk.star import (
+    CountTable,
     NodeFailedError,
     RoundTimeoutError,
     StarAggregator,
@@ -12,6 +13,7 @@ from flame_sdk.star import (
 )
 
 __all__ = [
+    "CountTable",
     "NodeFailedError",
     "RoundTimeoutError",
     "StarAggregator",

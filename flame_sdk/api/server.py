@@ -70,9 +70,13 @@ class AnalysisAPI:
 
     async def healthz(self, request: web.Request) -> web.Response:
         status = self.state.health_status()
-        if is_final(status):
+        response = web.json_response({api.STATUS: status.value,
+                                      api.TOKEN_REMAINING_TIME: self.tokens.remaining_seconds()})
+        if is_final(status):  # reported once the answer is on its way, not before
+            await response.prepare(request)
+            await response.write_eof()
             self.state.reported.set()
-        return web.json_response({api.STATUS: status.value, api.TOKEN_REMAINING_TIME: self.tokens.remaining_seconds()})
+        return response
 
     async def webhook(self, request: web.Request) -> web.Response:
         body, error = await _json_body(request)

@@ -28,10 +28,19 @@ from flame_sdk.clients.fhir_source import FhirSourceClient
 from flame_sdk.clients.s3_source import DEFAULT_PART_SIZE, S3SourceClient
 from flame_sdk.config import NodeConfig
 from flame_sdk.data.refusals import server_message
+from flame_sdk.data.requests import (
+    KEYS_SHOWN,
+    matched_nothing,
+    missing_keys,
+    missing_keys_error,
+    missing_keys_warning,
+    no_match_notice,
+    node_name,
+    refuse_unreadable,
+)
 from flame_sdk.errors import DataSourceError, ServiceHTTPError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
-from flame_sdk.protocol.s3_gateway import explain_key_problems, key_problem
 
 __all__ = ["DataApiClient", "FhirSourceClient", "S3SourceClient", "source_type"]
 
@@ -125,7 +134,8 @@ class DataApiClient:
         return [c for c in self._clients.values() if c.kind == kind]
 
     async def get_fhir_data(self, fhir_queries: list[str] | None) -> list[dict[str, Any]] | None:
-        """Per FHIR source, ``{query: Bundle with every page}``; None for None or no queries."""
+        """Per FHIR source, ``{query: Bundle with every page}``; None for None or no queries. A search that
+        matched nothing gets a notice in the log naming the node, the source and the query."""
         if not fhir_queries:
             return None
         queries = list(dict.fromkeys(fhir_queries))
@@ -137,26 +147,42 @@ class DataApiClient:
 
         async def per_source(client: FhirSourceClient) -> dict[str, Any]:
             bundles = await asyncio.gather(*(one(client, q) for q in queries))
+            for query, bundle in zip(queries, bundles, strict=True):
+                if matched_nothing(bundle):
+                    self.logger.log(no_match_notice(query, client.name, node_name(self.logger.label)), "notice")
             return dict(zip(queries, bundles, strict=True))
 
         return list(await asyncio.gather(*(per_source(c) for c in self._of_kind("fhir"))))
 
     async def get_s3_data(self, s3_keys: list[str] | None) -> list[dict[str, bytes]] | None:
         """Per S3 source, ``{key: bytes}`` of the keys named that exist there (all keys for ``[]``); None for
-        None. Named keys are read directly (no listing); every key is checked before the first request."""
+        None. Named keys are read directly (no listing); every key is checked before the first request.
+        Named keys that no source holds are named in a warning, with the keys the sources hold; when none
+        of the named keys exists, that is a DataSourceError (see ``flame_sdk.data.requests``)."""
         if s3_keys is None:
             return None
         named = list(dict.fromkeys(s3_keys))
-        _refuse_unreadable(named, "the keys asked for")
+        refuse_unreadable(named, "the keys asked for")
+        sources: list[S3SourceClient] = self._of_kind("s3")
 
         async def per_source(client: S3SourceClient) -> dict[str, bytes]:
             if named:
                 return await client.get_many(named, missing_ok=True)
             keys = await client.list_keys()
-            _refuse_unreadable(keys, f"S3 source {client.name!r}", " or name the others in get_s3_data([...])")
+            refuse_unreadable(keys, f"S3 source {client.name!r}", " or name the others in get_s3_data([...])")
             return await client.get_many(keys)
 
-        return list(await asyncio.gather(*(per_source(c) for c in self._of_kind("s3"))))
+        found = list(await asyncio.gather(*(per_source(c) for c in sources)))
+        missing = missing_keys(named, found)
+        if missing and sources:
+            listings = await asyncio.gather(*(c.list_keys(page_size=KEYS_SHOWN + 1, limit=KEYS_SHOWN + 1)
+                                              for c in sources))
+            held = {c.name: keys for c, keys in zip(sources, listings, strict=True)}
+            node = node_name(self.logger.label)
+            if len(missing) == len(named):
+                raise missing_keys_error(named, held, node)
+            self.logger.log(missing_keys_warning(missing, held, node), "warn")
+        return found
 
     async def fetch_fhir_page(self, url_or_query: str) -> dict[str, Any]:
         """One FHIR page for a link URL or query (used to follow ``next`` links, e.g. by fhir_to_csv).
@@ -178,14 +204,6 @@ class DataApiClient:
                               f"use get_data_client(data_id).fetch_page(...) instead")
 
 
-def _refuse_unreadable(keys: list[str], where: str, also: str = "") -> None:
-    """Raise before any request when keys cannot pass the node's S3 gateway, naming them and why."""
-    problems = {key: problem for key in keys if (problem := key_problem(key)) is not None}
-    if problems:
-        raise DataSourceError(f"{where}: {len(problems)} key(s) cannot be read through the node's S3 gateway: "
-                              f"{explain_key_problems(problems)}{also}")
-
-
 def _prepare(clients: list[S3SourceClient]) -> None:
     """Build the boto3 clients (a worker thread at connect time); a failure is left to the first real use."""
     for client in clients:
@@ -193,3 +211,4 @@ def _prepare(clients: list[S3SourceClient]) -> None:
             client.boto3_client()
         except Exception:  # noqa: BLE001, S112 - the first read builds it again and reports what fails
             continue
+

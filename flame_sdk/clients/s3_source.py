@@ -167,9 +167,10 @@ class S3SourceClient(SourceClient):
                 self._client = self._make_client()
             return self._client
 
-    async def list_keys(self, prefix: str = "", page_size: int = 1000) -> list[str]:
-        """Every object key in the bucket (optionally under ``prefix``), over listing pages of ``page_size``."""
-        return await asyncio.to_thread(self._guarded, "the listing", self._list_keys, prefix, page_size)
+    async def list_keys(self, prefix: str = "", page_size: int = 1000, limit: int | None = None) -> list[str]:
+        """Every object key in the bucket (optionally under ``prefix``), over listing pages of ``page_size``;
+        with ``limit``, the first ``limit`` keys only."""
+        return await asyncio.to_thread(self._guarded, "the listing", self._list_keys, prefix, page_size, limit)
 
     async def get(self, key: str) -> bytes:
         """One object's bytes, read in ranged parts into one buffer."""
@@ -258,7 +259,7 @@ class S3SourceClient(SourceClient):
                                   f"{explain_key_problems({key: problem})}")
 
     # -- listing -------------------------------------------------------------------------------------------
-    def _list_keys(self, prefix: str, page_size: int) -> list[str]:
+    def _list_keys(self, prefix: str, page_size: int, limit: int | None = None) -> list[str]:
         problem = query_problem(prefix)
         if problem is not None:
             raise DataSourceError(f"S3 prefix {prefix!r} cannot be sent through the node's S3 gateway: {problem}")
@@ -271,6 +272,8 @@ class S3SourceClient(SourceClient):
             page = self._retrying(self.boto3_client().list_objects, **args)
             fresh = [item["Key"] for item in page.get("Contents", []) if last is None or item["Key"] > last]
             keys += fresh
+            if limit is not None and len(keys) >= limit:
+                return keys[:limit]
             if not page.get("IsTruncated"):
                 return keys
             if not fresh and page_size < MAX_LIST_KEYS:

@@ -68,6 +68,14 @@ PAGING_OFFSET = "_getpagesoffset"
 PAGING_BUNDLE_TYPE = "_bundletype"
 #: HAPI's answer (410 Gone) to a paging link whose search is unknown or expired.
 SEARCH_GONE = "Search ID[{search_id}] does not exist and may have expired."
+#: HAPI's answer (400, OperationOutcome issue code ``processing``) to a search parameter the type does not have
+#: (hapi-fhir, hapi-fhir-storage ca/uhn/fhir/jpa/dao/BaseStorageDao.java, Msg.code(524) with the localized
+#: ``invalidSearchParameter`` text; ``valid`` is the sorted list of the type's parameters, meta ones included).
+HAPI_UNKNOWN_PARAMETER = ('HAPI-0524: Unknown search parameter "{name}" for resource type "{rtype}". Valid search '
+                          'parameters for this search are: {valid}')
+#: HAPI's answer (404, ResourceNotFoundException) to a resource type it has no provider for (hapi-fhir,
+#: RestfulServer.throwUnknownResourceTypeException, Msg.code(302)); a JPA server has a provider for every type.
+HAPI_UNKNOWN_RESOURCE_TYPE = "HAPI-0302: Unknown resource type '{rtype}' - Server knows how to handle: {known}"
 
 #: The hub adapter's refusals (FastAPI ``HTTPException`` with a detail object, see ``adapter_error``).
 ADAPTER_NOT_FOUND = "No data store or project found matching {key!r}"

@@ -39,12 +39,15 @@ STATUS_SYNC_GRACE = "FLAME_STATUS_SYNC_GRACE_SECONDS"
 DEFAULT_STATUS_SYNC_GRACE = 100.0
 #: Console prefix of every log line (the simulator sets the node name).
 LOG_PREFIX = "FLAME_LOG_PREFIX"
+#: Seconds a node whose main() returned before the run ended stays up for a partner's analysis_finished.
+FINISH_WAIT = "FLAME_FINISH_WAIT_SECONDS"
+DEFAULT_FINISH_WAIT = 3600.0
 
 #: Classes intermediate data may hold beyond plain data, numpy and pandas (comma-separated ``module.name``
 #: or ``module:qualname``; ``module.*`` for every public class of a module).
 UNPICKLE_ALLOW = "FLAME_UNPICKLE_ALLOW"
 
-SDK_TUNABLES: tuple[str, ...] = (STARTUP_TIMEOUT, STATUS_SYNC_GRACE, LOG_PREFIX, UNPICKLE_ALLOW)
+SDK_TUNABLES: tuple[str, ...] = (STARTUP_TIMEOUT, STATUS_SYNC_GRACE, LOG_PREFIX, FINISH_WAIT, UNPICKLE_ALLOW)
 
 
 def gateway_url(deployment_name: str) -> str:

@@ -29,6 +29,8 @@ UNREAD, READ = "unread", "read"
 READY_CHECK = "ready_check"
 ANALYSIS_FINISHED = "analysis_finished"
 INTERMEDIATE_DATA = "intermediate_data"
+#: This SDK's own: a node whose main() returned before the run ended tells its partners (``flame_sdk.after_main``).
+MAIN_RETURNED = "main_returned"
 #: Body field of an ``intermediate_data`` message: ``{receiver node id: storage id}``.
 RESULT_ID = "result_id"
 

@@ -7,16 +7,22 @@ from typing import Any
 
 from flame_sdk.interface import FlameSDK
 from flame_sdk.star.node import StarNode
+from flame_sdk.star.participation import Participation
 
 
 class StarAggregator(StarNode, ABC):
-    """Subclass it and implement :meth:`aggregation_method` and :meth:`has_converged`."""
+    """Subclass it and implement :meth:`aggregation_method` and :meth:`has_converged`.
+
+    ``self.participation`` (set by :class:`~flame_sdk.star.model.StarModel`) names the data nodes whose results
+    are in the current round (``contributors``) and those dropped under ``min_nodes``.
+    """
 
     expected_role = "aggregator"
 
     def __init__(self, flame: FlameSDK) -> None:
         super().__init__(flame)
         self.delta_criteria = False
+        self.participation: Participation | None = None
 
     def aggregate(self, node_results: list[Any], simple_analysis: bool = True) -> tuple[Any, bool]:
         """One round: aggregate, then decide whether the run is done; returns (result, converged).

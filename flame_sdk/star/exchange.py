@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from flame_sdk.errors import AnalysisError
 from flame_sdk.interface import FlameSDK
+from flame_sdk.protocol.envelope import INTERMEDIATE_DATA
 from flame_sdk.star.run_errors import NodeFailedError, RoundTimeoutError, StarRunError
 
 if TYPE_CHECKING:
@@ -43,17 +44,39 @@ class Exchange:
             self.raise_partner_failure()
             raise RoundTimeoutError(not_acked, round_number, self.round_timeout, "an acknowledgement of our data")
 
-    def receive(self, senders: list[str], round_number: int, what: str) -> dict[str, Any]:
-        """One result per sender. Missing senders raise, unless the run finished meanwhile (then None)."""
+    def receive(self, senders: list[str], round_number: int, what: str, category: str = INTERMEDIATE_DATA,
+                allow_missing: bool = False) -> dict[str, Any]:
+        """One result per sender (None for a missing one). Missing senders raise, unless ``allow_missing`` or
+        the run finished meanwhile."""
         try:
-            received = self.flame.await_intermediate_data(senders, timeout=self.round_timeout)
+            received = self.flame.await_intermediate_data(senders, category, timeout=self.round_timeout)
         except AnalysisError as exc:
             raise self.stopped(f"waiting for {what} of round {round_number}", exc) from exc
         missing = [sender for sender in senders if received.get(sender) is None]
-        if missing and not self.finished():
+        if missing and not allow_missing and not self.finished():
             self.raise_partner_failure()
             raise RoundTimeoutError(missing, round_number, self.round_timeout, what)
         return received
+
+    def tell(self, receivers: list[str], category: str, body: dict[str, Any], round_number: int, what: str) -> None:
+        """Send a control message to every receiver; raise if one did not acknowledge within the round timeout."""
+        try:
+            _, not_acked = self.flame.send_message(receivers, category, body, max_attempts=3,
+                                                   timeout=self.round_timeout,
+                                                   attempt_timeout=min(30.0, self.round_timeout))
+        except AnalysisError as exc:
+            raise self.stopped(f"sending {what} of round {round_number}", exc) from exc
+        if not_acked and not self.finished():
+            self.raise_partner_failure()
+            raise RoundTimeoutError(not_acked, round_number, self.round_timeout, f"an acknowledgement of {what}")
+
+    def listen(self, senders: list[str], category: str, round_number: int, what: str) -> dict[str, dict[str, Any]]:
+        """The latest control message body per sender (absent when it sent none within the round timeout)."""
+        try:
+            found = self.flame.await_messages(senders, category, timeout=self.round_timeout)
+        except AnalysisError as exc:
+            raise self.stopped(f"waiting for {what} of round {round_number}", exc) from exc
+        return {sender: messages[-1].body for sender, messages in found.items() if messages}
 
     # -- notices --------------------------------------------------------------------------------------
     def _messages(self, category: str) -> list[Message]:

@@ -11,6 +11,16 @@ from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.star.model import OutputType, StarModel
 
 
+def check_local_dp(epsilon: Any, sensitivity: Any) -> None:
+    """Raise ValueError unless both are positive numbers, or both None."""
+    if (epsilon is None) != (sensitivity is None):
+        raise ValueError("give both epsilon and sensitivity for local differential privacy, or neither "
+                         f"(got epsilon={epsilon!r}, sensitivity={sensitivity!r})")
+    for name, value in (("epsilon", epsilon), ("sensitivity", sensitivity)):
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
 class StarLocalDPModel(StarModel):
     """Like :class:`StarModel`; with ``epsilon`` and ``sensitivity`` the final result is submitted with
     ``local_dp={'epsilon': ..., 'sensitivity': ...}``.
@@ -39,12 +49,7 @@ class StarLocalDPModel(StarModel):
         env: Mapping[str, str] | None = None,
         **limits: Any,
     ) -> None:
-        if (epsilon is None) != (sensitivity is None):
-            raise ValueError("give both epsilon and sensitivity for local differential privacy, or neither "
-                             f"(got epsilon={epsilon!r}, sensitivity={sensitivity!r})")
-        for name, value in (("epsilon", epsilon), ("sensitivity", sensitivity)):
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        check_local_dp(epsilon, sensitivity)
         self.epsilon = epsilon
         self.sensitivity = sensitivity
         super().__init__(analyzer, aggregator, data_type, query, simple_analysis, output_type, multiple_results,

@@ -45,7 +45,7 @@ class StarModelTester:
                                        or any(role != "default" for role in node_roles)):
             raise ValueError(f"node_roles must list 'default' once per data split ({len(data_splits)}); the "
                              f"aggregator is added as its own node, got {node_roles!r}")
-        self.run = run_local(analyzer, aggregator, data_type, query, data_splits=data_splits,
+        self.run = run_local(analyzer, aggregator, data_type, query=query, data_splits=data_splits,
                              simple_analysis=simple_analysis, output_type=output_type,
                              multiple_results=multiple_results, analyzer_kwargs=analyzer_kwargs,
                              aggregator_kwargs=aggregator_kwargs, epsilon=epsilon, sensitivity=sensitivity,

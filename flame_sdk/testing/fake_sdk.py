@@ -1,19 +1,26 @@
 """FakeFlameSDK: an in-memory stand-in for FlameCoreSDK to unit-test one analyzer or aggregator.
 
 No server, no threads, never blocks. It has every public method of ``FlameCoreSDK``; what a partner would
-send is scripted with :meth:`FakeFlameSDK.push_intermediate_data` and :meth:`FakeFlameSDK.deliver_message`,
-and what the node did is recorded in ``sent_data``, ``sent_messages``, ``final_results`` and ``logs``::
+send is scripted with :meth:`FakeFlameSDK.script_aggregator` / :meth:`FakeFlameSDK.script_analyzers` (whole
+rounds of a star run) or :meth:`FakeFlameSDK.push_intermediate_data` and :meth:`FakeFlameSDK.deliver_message`
+(single items), and what the node did is recorded in ``sent_data``, ``sent_messages``, ``final_results`` and
+``logs``::
 
     flame = FakeFlameSDK("default", s3_data=[{"data.csv": b"x\\n1\\n2\\n"}])
-    analyzer = MyAnalyzer(flame)
-    assert analyzer.analysis_method(flame.get_s3_data(), None) == 1.5
+    flame.script_aggregator()                  # the aggregator finishes after round 1
+    StarModel(MyAnalyzer, MyAggregator, "s3", flame=flame)
+    assert flame.sent_data[0].data == 1.5
 
     flame = FakeFlameSDK("aggregator", partner_ids=["a", "b"])
-    assert MyAggregator(flame).aggregation_method([1.0, 2.0]) == 1.5
+    flame.script_analyzers([1.0, 2.0])         # round 1: a sent 1.0, b sent 2.0
+    StarModel(MyAnalyzer, MyAggregator, "s3", flame=flame)
+    assert flame.final_results[0].result == 1.5
 
 Intermediate data is pickled on the way out and in with the real storage serialization, so data that could
-not travel between nodes fails here too. Status, progress and finishing follow the real run state. A wait with nothing scripted returns None at once (as a timeout
-would). ``local_dp`` is recorded on the submitted result, but no noise is added.
+not travel between nodes fails here too. Status, progress and finishing follow the real run state. A wait
+with nothing scripted returns None at once (as a timeout would). ``local_dp`` is recorded on the submitted
+result, but no noise is added. Data requests answer as the SDK does (unreadable S3 keys refused, missing
+keys reported, empty FHIR searches noticed).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from io import StringIO
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,6 +36,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from flame_sdk.clients.messages import Message
 from flame_sdk.config import NodeConfig, NodeIdentity
 from flame_sdk.config_view import NodeConfigView
+from flame_sdk.data.requests import (
+    KEYS_SHOWN,
+    matched_nothing,
+    missing_keys,
+    missing_keys_error,
+    missing_keys_warning,
+    no_match_notice,
+    node_name,
+    refuse_unreadable,
+)
 from flame_sdk.errors import AnalysisError, RoleError, UnknownNodeError
 from flame_sdk.interface import FlameSDK
 from flame_sdk.logs import FlameLogger, LogRecord
@@ -117,12 +134,42 @@ class FakeFlameSDK:
         self._store: dict[str, Any] = {}
         self._tags: dict[str, list[str]] = {}
         self._number = 0
+        self._finish_when_drained = False
 
     # -- scripting (test side) ------------------------------------------------------------------------
     def push_intermediate_data(self, sender: str, data: Any, message_category: str = "intermediate_data") -> None:
         """Queue data as if ``sender`` had sent it; each await takes the oldest one per sender."""
         self._check(sender, "sender")
         self._queued.setdefault((sender, message_category), deque()).append(_travel(data))
+
+    def script_aggregator(self, *results: Any, finish: bool = True) -> None:
+        """For an analyzer under test: the aggregator answers round 1, 2, ... with ``results`` and then (with
+        ``finish``) ends the analysis, as a real aggregator does with ``analysis_finished``.
+
+        ``StarModel(..., flame=fake)`` then runs ``len(results) + 1`` rounds and ends as on a node. The end
+        is delivered when the analyzer waits for an answer after the last result, so the node's status
+        stays ``executing`` until then."""
+        if self.role != "default":
+            raise RoleError("script_aggregator scripts the aggregator for an analyzer (role 'default'); on the "
+                            "aggregator, script the analyzers with script_analyzers")
+        for result in results:
+            self.push_intermediate_data(self.aggregator_id, result)
+        self._finish_when_drained = finish
+
+    def script_analyzers(self, *rounds: Mapping[str, Any] | Sequence[Any]) -> None:
+        """For an aggregator under test: what the analyzers send in round 1, 2, ...; each round maps analyzer
+        id to its result, or lists one result per partner in ``partner_ids`` order."""
+        if self.role != "aggregator":
+            raise RoleError("script_analyzers scripts the analyzers for the aggregator; on an analyzer, script "
+                            "the aggregator with script_aggregator")
+        for number, results in enumerate(rounds, start=1):
+            if not isinstance(results, Mapping):
+                if len(results) != len(self.partner_ids):
+                    raise ValueError(f"round {number} lists {len(results)} result(s) for {len(self.partner_ids)} "
+                                     f"analyzers {self.partner_ids}; give one per analyzer, or a dict by id")
+                results = dict(zip(self.partner_ids, results, strict=True))
+            for sender, result in results.items():
+                self.push_intermediate_data(sender, result)
 
     def deliver_message(self, sender: str, message_category: str, message: dict[str, Any]) -> Message:
         """Put a message from ``sender`` into this node's inbox (``analysis_finished`` finishes the node)."""
@@ -327,6 +374,9 @@ class FakeFlameSDK:
             self._check(sender, "sender")
             queue = self._queued.get((sender, message_category))
             result[sender] = queue.popleft() if queue else None
+            if not queue and sender == self.aggregator_id and self._finish_when_drained:
+                self._finish_when_drained = False
+                self.deliver_message(sender, ANALYSIS_FINISHED, {})
         return result
 
     def get_local_tags(self, filter: str | None = None) -> list[str]:  # noqa: A002 - documented name
@@ -335,30 +385,54 @@ class FakeFlameSDK:
     # -- data -----------------------------------------------------------------------------------------
     def get_data_sources(self) -> list[dict[str, Any]] | None:
         sources = [("fhir", self.fhir_data), ("s3", self.s3_data)]
-        return [{"id": f"fake-{kind}", "type": kind} for kind, data in sources if data is not None]
+        return [{"id": name, "name": name, "type": kind, "tags": [f"type:{kind}"]}
+                for kind, data in sources for name in (self._source_name(kind, n) for n in range(len(data or ())))]
 
     def get_data_client(self, data_id: str) -> Any:
         return None
 
     def get_fhir_data(self, fhir_queries: list[str] | None = []) -> list[dict[str, Any]] | None:  # noqa: B006
-        """The given FHIR data (whatever the queries); None without queries, as the docs say."""
+        """The given FHIR data (whatever the queries); None without queries, as the docs say. A given Bundle
+        without matches gets the real SDK's notice."""
         if not fhir_queries:
             return None
         if self.fhir_data is None:
             self.logger.log("no FHIR data was given to this FakeFlameSDK (fhir_data=...)", "warn")
             return None
+        for number, source in enumerate(self.fhir_data):
+            for query, bundle in source.items():
+                if matched_nothing(bundle):
+                    self.logger.log(no_match_notice(query, self._source_name("fhir", number),
+                                                    node_name(self.node_id)), "notice")
         return copy.deepcopy(self.fhir_data)
 
     def get_s3_data(self, s3_keys: list[str] | None = []) -> list[dict[str, bytes]] | None:  # noqa: B006
-        """The given S3 data filtered by key (all for ``[]``); None for None, as the docs say."""
+        """The given S3 data filtered by key (all for ``[]``); None for None, as the docs say. Keys a node's
+        S3 gateway cannot carry are refused, and missing keys are reported, as the real SDK does."""
         if s3_keys is None:
             return None
         if self.s3_data is None:
             self.logger.log("no S3 data was given to this FakeFlameSDK (s3_data=...)", "warn")
             return None
-        keys = set(s3_keys or ())
-        return [{name: value for name, value in source.items() if not keys or name in keys}
-                for source in copy.deepcopy(self.s3_data)]
+        named = list(dict.fromkeys(s3_keys))
+        refuse_unreadable(named, "the keys asked for")
+        if not named:
+            for number, source in enumerate(self.s3_data):
+                refuse_unreadable(list(source), f"S3 source {self._source_name('s3', number)!r}",
+                                  " or name the others in get_s3_data([...])")
+        found = [{name: value for name, value in source.items() if not named or name in named}
+                 for source in copy.deepcopy(self.s3_data)]
+        missing = missing_keys(named, found)
+        if missing and self.s3_data:
+            held = {self._source_name("s3", n): list(source)[:KEYS_SHOWN + 1] for n, source in enumerate(self.s3_data)}
+            if len(missing) == len(named):
+                raise missing_keys_error(named, held, node_name(self.node_id))
+            self.logger.log(missing_keys_warning(missing, held, node_name(self.node_id)), "warn")
+        return found
+
+    def _source_name(self, kind: str, number: int) -> str:
+        sources = self.fhir_data if kind == "fhir" else self.s3_data
+        return f"fake-{kind}" if len(sources or ()) <= 1 else f"fake-{kind}-{number}"
 
     # -- lifecycle (extensions) -----------------------------------------------------------------------
     def wait_until_reported(self, timeout: float | None = 600.0) -> bool:

@@ -18,8 +18,9 @@ class GivenDataSDK(FlameCoreSDK):
     """``get_fhir_data`` (``data_type='fhir'``) or ``get_s3_data`` (``'s3'``) returns ``data`` as given,
     whatever the queries or keys; the other one asks the node's data API as usual."""
 
-    def __init__(self, data: Any, data_type: Literal["fhir", "s3"], *, env: Mapping[str, str]) -> None:
-        super().__init__(env=env)
+    def __init__(self, data: Any, data_type: Literal["fhir", "s3"], *, env: Mapping[str, str],
+                 silent: bool = False) -> None:
+        super().__init__(env=env, silent=silent)
         self.given_data = data
         self.given_type = data_type
 

@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from flame_sdk.star.aggregator import StarAggregator
 from flame_sdk.star.analyzer import StarAnalyzer
-from flame_sdk.star.local_dp_model import StarLocalDPModel
-from flame_sdk.star.model import StarModel
+from flame_sdk.star.local_dp_model import StarLocalDPModel, check_local_dp
+from flame_sdk.star.model import StarModel, check_arguments, check_privacy_options
+from flame_sdk.star.participation import METADATA_FILENAME, Participation
 from flame_sdk.star.run_errors import StarRunError
 from flame_sdk.testing.given_data import GivenDataSDK
 
@@ -24,6 +25,8 @@ from flame_sdk.testing.given_data import GivenDataSDK
 DEFAULT_RUN_TIMEOUT = 300.0
 #: Bound on waiting for the hub to record the final statuses once every node thread ended (seconds).
 HUB_SETTLE_TIMEOUT = 10.0
+#: How long a node waits for the simulated PO to poll its final status before its SDK is closed (seconds).
+REPORT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -63,6 +66,7 @@ class LocalRun:
     converged: bool = False
     final_results: list[tuple[str, bytes]] = field(default_factory=list)
     result_before_noise: Any = None
+    participation: Participation | None = None
 
     @property
     def aggregator(self) -> NodeRun:
@@ -90,7 +94,7 @@ class LocalRun:
         return min(errors, key=rank)[1] if errors else None
 
 
-def split_specs(data_splits: list[list[dict[str, Any]]], data_type: Literal["fhir", "s3"]) -> list[list[dict]]:
+def split_specs(data_splits: list[list[dict[str, Any]]], data_type: Literal["fhir", "s3"]) -> list[list[dict[str, Any]]]:
     """Simulator data source specs from per-node data in the shape ``get_fhir_data``/``get_s3_data`` return."""
     specs = []
     for index, split in enumerate(data_splits, start=1):
@@ -168,16 +172,16 @@ def run_local(
     analyzer: type[StarAnalyzer],
     aggregator: type[StarAggregator],
     data_type: Literal["fhir", "s3"],
-    query: str | list[str] | None = None,
     *,
+    query: str | list[str] | None = None,
     data_splits: list[Any] | None = None,
     nodes: int = 3,
     seed: int = 0,
     simple_analysis: bool = True,
     output_type: Any = "str",
     multiple_results: bool = False,
-    analyzer_kwargs: dict | None = None,
-    aggregator_kwargs: dict | None = None,
+    analyzer_kwargs: dict[str, Any] | None = None,
+    aggregator_kwargs: dict[str, Any] | None = None,
     epsilon: float | None = None,
     sensitivity: float | None = None,
     max_rounds: int = 100,
@@ -189,19 +193,31 @@ def run_local(
     raise_on_failure: bool = True,
     faults: float = 0.0,
     fault_seed: int = 0,
+    quiet: bool = False,
+    secure_sum: bool = False,
+    min_nodes: int | None = None,
+    disclosure: Any = None,
 ) -> LocalRun:
     """Run the analysis on a fresh simulator (or on ``simulation``) and return the outcome.
 
-    ``data_splits`` (one entry per data node) replaces the synthetic data; then ``nodes`` is
+    The first three arguments are positional (as in ``StarModel``), every other one is keyword-only; the
+    analysis arguments are those of ``StarModel`` / ``StarLocalDPModel`` and are checked before anything
+    starts. ``data_splits`` (one entry per data node) replaces the synthetic data; then ``nodes`` is
     ``len(data_splits) + 1``. Splits in the shape of ``get_fhir_data``/``get_s3_data`` are served by the
     simulated data services; any other Python object (a list of numbers, a DataFrame, ...) is handed to that
     node's analyzer as given (see :func:`platform_shaped`). ``faults`` gives each request through a node
-    gateway a seeded fault with that probability (``fault_seed``), as ``flame-sim run --faults``. With
-    ``raise_on_failure`` a failed run raises the error of the node that caused it (``StarRunError`` naming
-    it); the run is ``error.run``.
+    gateway a seeded fault with that probability (``fault_seed``), as ``flame-sim run --faults``.
+    ``secure_sum``, ``min_nodes`` and ``disclosure`` are passed to the templates (see
+    :class:`~flame_sdk.star.model.StarModel`); the aggregator's participation record is ``run.participation``.
+    ``quiet=True`` prints nothing (every node's log is still in the returned run). With ``raise_on_failure``
+    a failed run raises the error of the node that caused it (``StarRunError`` naming it); the run is
+    ``error.run``.
     """
     from flame_sdk.sim.run.simulation import SimConfig, Simulation
 
+    check_arguments(analyzer, aggregator, data_type, query, max_rounds, round_timeout, ready_timeout)
+    check_local_dp(epsilon, sensitivity)
+    check_privacy_options(secure_sum, min_nodes, disclosure)
     if simulation is not None and faults:
         raise ValueError("give faults or simulation, not both: set SimConfig(faults=...) on the simulation")
     given: list[Any] | None = None
@@ -217,21 +233,25 @@ def run_local(
                         ready_timeout=ready_timeout, result_filename=result_filename)
     if epsilon is not None or sensitivity is not None:
         model_kwargs.update(epsilon=epsilon, sensitivity=sensitivity)
+    options = {"secure_sum": secure_sum, "min_nodes": min_nodes, "disclosure": disclosure}
+    model_kwargs.update({key: value for key, value in options.items() if value not in (None, False)})
     model_class = StarLocalDPModel if "epsilon" in model_kwargs else StarModel
     if simulation is not None:
         return _run(simulation, model_class, analyzer, aggregator, data_type, model_kwargs, timeout,
-                    raise_on_failure, multiple_results)
+                    raise_on_failure, multiple_results, quiet)
     # Given objects travel in-process; the data nodes keep synthetic data sources, as a node has a data store.
     node_data = None if data_splits is None or given is not None else split_specs(data_splits, data_type)
     with Simulation(SimConfig(nodes=nodes, seed=seed, node_data=node_data, status_interval=0.2, faults=faults,
                               fault_seed=fault_seed)) as sim:
         return _run(sim, model_class, analyzer, aggregator, data_type, model_kwargs, timeout, raise_on_failure,
-                    multiple_results, given)
+                    multiple_results, quiet, given)
 
 
 def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], aggregator: type[StarAggregator],
          data_type: Literal["fhir", "s3"], model_kwargs: dict[str, Any], timeout: float, raise_on_failure: bool,
-         multiple_results: bool, given: list[Any] | None = None) -> LocalRun:
+         multiple_results: bool, quiet: bool, given: list[Any] | None = None) -> LocalRun:
+    from flame_sdk.core import FlameCoreSDK
+
     analysis = sim.create_analysis()
     runs = {node_id: NodeRun(node_id, sim.node(node_id).spec.name,
                              "aggregator" if node_id == analysis.aggregator_id else "default")
@@ -241,18 +261,19 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
 
     def run_node(node_id: str) -> None:
         try:
-            if given is None or node_id == analysis.aggregator_id:
-                models[node_id] = model_class(analyzer, aggregator, data_type, env=analysis.env(node_id),
-                                              report_timeout=30.0, **model_kwargs)
-                return
-            flame = GivenDataSDK(given[data_index[node_id]], data_type, env=analysis.env(node_id))
-            try:
-                models[node_id] = model_class(analyzer, aggregator, data_type, flame=flame, **model_kwargs)
-            finally:
-                flame.wait_until_reported(30.0)
-                flame.close()
+            env = analysis.env(node_id)
+            flame = FlameCoreSDK(env=env, silent=quiet) if given is None or node_id == analysis.aggregator_id \
+                else GivenDataSDK(given[data_index[node_id]], data_type, env=env, silent=quiet)
         except BaseException as exc:  # noqa: BLE001 - reported per node
             runs[node_id].error = exc
+            return
+        try:  # as StarModel does with an SDK of its own: stay until the node saw the final status
+            models[node_id] = model_class(analyzer, aggregator, data_type, flame=flame, **model_kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported per node
+            runs[node_id].error = exc
+        finally:
+            flame.wait_until_reported(REPORT_TIMEOUT)
+            flame.close()
 
     threads = [threading.Thread(target=run_node, args=(n,), name=f"flame-{runs[n].name}", daemon=True)
                for n in analysis.node_ids]
@@ -277,11 +298,12 @@ def _run(sim: Any, model_class: type[StarModel], analyzer: type[StarAnalyzer], a
             node.result, node.data = model.result, model.data
             if node.role == "aggregator":
                 run.result, run.rounds, run.converged = model.result, model.rounds, model.converged
+                run.participation = model.participation
     run.final_results = analysis.final_results()
     if "epsilon" in model_kwargs and run.final_results:
         from flame_sdk.sim.common.laplace import parse_value  # the stored file is the noised number
 
-        released = [parse_value(content) for _, content in run.final_results]
+        released = [parse_value(content) for name, content in run.final_results if name != METADATA_FILENAME]
         run.result_before_noise = run.result
         run.result = released if multiple_results else released[0]
         run.aggregator.result = run.result

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from flame_sdk.star.aggregator import StarAggregator
+from flame_sdk.star.analyzer import StarAnalyzer
 from flame_sdk.testing.local_run import LocalRun, run_local
 
 
@@ -134,11 +136,11 @@ def pooled_data(run: LocalRun) -> list[dict[str, Any]]:
 
 
 def assert_matches_pooled(
-    analyzer: type,
-    aggregator: type,
+    analyzer: type[StarAnalyzer],
+    aggregator: type[StarAggregator],
     data_type: Literal["fhir", "s3"],
-    pooled: Callable[[list[dict[str, Any]]], Any],
     *,
+    pooled: Callable[[list[dict[str, Any]]], Any],
     tolerance: float = 1e-6,
     relative: bool = False,
     result_fields: Callable[[Any], Any] | None = None,
@@ -146,9 +148,13 @@ def assert_matches_pooled(
 ) -> PooledComparison:
     """Run the analysis federated (:func:`run_local`), then ``pooled`` on all nodes' data together.
 
+    Positional and keyword-only parameters as in :func:`run_local` (``query=``, ``data_splits=``,
+    ``quiet=``, ... are passed on to it), plus the comparison's own ``pooled``, ``tolerance``, ``relative``
+    and ``result_fields``.
+
     ``pooled`` gets the pooled data in the shape one node's ``get_fhir_data``/``get_s3_data`` returns (one
-    entry per data source of every node, see :func:`pooled_data`: ids repeat across entries). ``result_fields`` maps the federated result into the pooled
-    result's shape (default: as submitted). Raises AssertionError with a per-field table when a field
+    entry per data source of every node, see :func:`pooled_data`: ids repeat across entries).
+    ``result_fields`` maps the federated result into the pooled result's shape (default: as submitted). Raises AssertionError with a per-field table when a field
     differs by more than ``tolerance`` (absolute, or relative to the pooled value with ``relative=True``).
     """
     run = run_local(analyzer, aggregator, data_type, **run_kwargs)

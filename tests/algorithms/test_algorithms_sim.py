@@ -73,8 +73,7 @@ def test_runs_are_repeatable_with_the_same_seed():
 @pytest.mark.parametrize("name", ["descriptive_statistics", "logistic_regression"])
 def test_the_file_runs_unchanged_in_flame_sim(name, tmp_path, capsys):
     """What `make demo` does: one process per node, `python <file>` with the node's environment."""
-    code = run_analysis(str(ALGORITHMS / f"{name}.py"), nodes=3, seed=7, results_dir=tmp_path, timeout=120,
-                        refresh=5)
+    code = run_analysis(str(ALGORITHMS / f"{name}.py"), nodes=3, seed=7, results_dir=tmp_path, timeout=120)
     assert code == 0, capsys.readouterr().err
     [folder] = tmp_path.iterdir()
     table = pd.read_csv(folder / f"{name}.csv")

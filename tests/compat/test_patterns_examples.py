@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,12 +30,13 @@ def test_star_model_example_runs_as_node_processes(tmp_path):
                           "--seed", "7", "--results", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
                          timeout=240)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    [result] = list(tmp_path.glob("*/result_*.txt"))
-    assert float(result.read_text()) == patients(2, 7)
+    [record] = list(tmp_path.glob("*/run.json"))
+    assert json.loads(record.read_text())["results"] == ["patient_count.txt"]  # an unnamed str result
+    assert float((record.parent / "patient_count.txt").read_text()) == patients(2, 7)
 
 
 def test_local_dp_example_submits_a_noised_count():
-    run = run_local(PatientCounter, CountSummer, "fhir", "Patient?_summary=count", nodes=3, seed=7, epsilon=1.0,
+    run = run_local(PatientCounter, CountSummer, "fhir", query="Patient?_summary=count", nodes=3, seed=7, epsilon=1.0,
                     sensitivity=1.0)
     assert run.result_before_noise == patients(3, 7)  # the aggregator's own sum
     [(_, content)] = run.final_results

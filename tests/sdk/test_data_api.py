@@ -139,7 +139,8 @@ def test_wrong_data_source_token_is_a_clear_error(analysis) -> None:
 
 
 def test_bad_query_reports_the_operation_outcome(data_sdk) -> None:
-    with pytest.raises(DataSourceError, match="HTTP 400.*unknown search parameter 'colour'"):
+    with pytest.raises(DataSourceError, match='HTTP 400: HAPI-0524: Unknown search parameter "colour" for '
+                                              'resource type "Patient"'):
         data_sdk.get_fhir_data(["Patient?colour=green"])
 
 

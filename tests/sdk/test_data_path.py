@@ -174,12 +174,14 @@ def test_2_a_bucket_of_1500_objects_in_folders_reads_with_and_without_named_keys
         403, "SignatureDoesNotMatch")
     listings = requests_of(sdk, "files", "before-send.s3.ListObjects")
     wanted = [f"folder{n % 5}/sub/{n:04d}.csv" for n in (0, 777, 1499)]
-    assert sdk.get_s3_data(wanted + ["absent.csv"]) == [{k: f"{int(k[-8:-4])}\n".encode() for k in wanted}]
+    assert sdk.get_s3_data(wanted) == [{k: f"{int(k[-8:-4])}\n".encode() for k in wanted}]
     assert listings == []  # named keys are read directly
+    assert sdk.get_s3_data(wanted + ["absent.csv"]) == [{k: f"{int(k[-8:-4])}\n".encode() for k in wanted}]
+    assert len(listings) == 1 and "max-keys=21" in listings[0]  # one short listing names what exists
     everything = asyncio.run(sdk.get_data_client("files").get_many(
         [k for k in asyncio.run(sdk.get_data_client("files").list_keys("folder"))]))
     assert len(everything) == FOLDERS and everything["folder4/sub/1499.csv"] == b"1499\n"
-    assert len(listings) == 2  # 1,500 keys in two pages of 1,000, the second after marker 'folder...'
+    assert len(listings) == 1 + 2  # 1,500 keys in two pages of 1,000, the second after marker 'folder...'
 
 
 def test_2_a_marker_with_characters_a_query_cannot_carry_is_cut_short(sdk, monkeypatch) -> None:

@@ -69,3 +69,19 @@ def test_records_carry_the_run_states_status_and_progress():
     state.set_progress(40)
     logger.log("after")
     assert [(r.status, r.progress) for r in logger.history] == [("starting", 0), ("executing", 40)]
+
+
+def test_loggers_sharing_a_console_never_run_lines_together():
+    out = io.StringIO()
+    one, two = FlameLogger(label="node-1", out=out), FlameLogger(label="node-2", out=out)
+    one.log("Connecting...", halt_submission=True)
+    two.log("Starting")
+    two.log("Waiting...", halt_submission=True)
+    one.log("success", append=True)
+    two.log("done", append=True)
+    one.log("Again...", halt_submission=True)
+    one.log("ok", append=True)
+    assert out.getvalue().splitlines() == [
+        "[node-1] Connecting...", "[node-2] Starting", "[node-2] Waiting...", "[node-1] Connecting...success",
+        "[node-2] Waiting...done", "[node-1] Again...ok"]
+    assert [r.log for r in one.history] == ["Connecting...success", "Again...ok"]

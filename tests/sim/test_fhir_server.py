@@ -93,11 +93,19 @@ def test_read_and_metadata(store: FhirStore) -> None:
 
 
 @pytest.mark.parametrize(("query", "status", "fragment"), [
-    ("Observation?foo=1", 400, "unknown search parameter 'foo'"),
+    ("Observation?foo=1", 400, 'HAPI-0524: Unknown search parameter "foo" for resource type "Observation". Valid '
+                               'search parameters for this search are: [_content, _id, _lastUpdated, _profile, '),
     ("Observation?_count=x", 400, "not an integer"),
     ("Observation?_count=5000", 400, "outside"),
     ("Observation?date=yesterday", 400, "date parameter"),
     ("Patient?_summary=true", 400, "_summary=count"),
+    ("Patient?phonetic=smith", 400, "search parameter 'phonetic' of Patient; it searches Patient by _id, "),
+    ("Observation?patient.gender=female", 400, "chained search parameter 'patient.gender' (the simulated FHIR "
+                                               "server does not implement this; a real node's HAPI server does)"),
+    ("Observation?date=ap2022", 400, "the 'ap' prefix"),
+    ("Observation?_include=Patient:link", 400, "is not an include this server can follow"),
+    ("Observation?_sort=foo", 400, "has no search parameter 'foo'"),
+    ("Observation?value-quantity=abc", 400, "quantity value 'abc'"),
 ])
 def test_bad_searches_are_operation_outcomes(store: FhirStore, query: str, status: int, fragment: str) -> None:
     with pytest.raises(FhirError) as info:
@@ -107,11 +115,14 @@ def test_bad_searches_are_operation_outcomes(store: FhirStore, query: str, statu
 
 
 def test_unknown_resource_and_id(store: FhirStore) -> None:
-    with pytest.raises(FhirError, match="is not known"):
+    with pytest.raises(FhirError, match="Resource Patient/nope is not known"):
         store.handle("Patient/nope", "", BASE)
-    with pytest.raises(FhirError, match="not a FHIR resource type"):
+    with pytest.raises(FhirError) as info:
         store.handle("patients", "", BASE)
-    assert search(store, "Encounter")["total"] == 0
+    assert info.value.status == 404 and info.value.diagnostics.startswith(
+        "HAPI-0302: Unknown resource type 'patients' - Server knows how to handle: [Account, ")
+    # a type HAPI knows, without data here: an empty searchset, as HAPI answers an empty table
+    assert search(store, "Procedure?code=123")["total"] == 0 and search(store, "Procedure")["entry"] == []
 
 
 def test_rendered_answers_equal_the_handled_ones(store: FhirStore) -> None:
@@ -121,3 +132,95 @@ def test_rendered_answers_equal_the_handled_ones(store: FhirStore) -> None:
         rendered.pop("id", None)  # a fresh Bundle id per answer
         handled.pop("id", None)
         assert rendered == handled
+
+
+def ids(bundle: dict, mode: str = "match") -> list[str]:
+    return [e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] == mode]
+
+
+def test_the_five_common_types_are_held_and_searchable(store: FhirStore) -> None:
+    for rtype in ("Patient", "Observation", "Condition", "Encounter", "MedicationStatement"):
+        assert search(store, f"{rtype}?_summary=count")["total"] == len(of_type(rtype)) > 0, rtype
+    visits = [r for r in of_type("Encounter") if r["subject"]["reference"] == "Patient/s-p00002"]
+    assert search(store, "Encounter?patient=s-p00002&_count=10")["total"] == len(visits)
+    assert search(store, "Encounter?class=http://terminology.hl7.org/CodeSystem/v3-ActCode|AMB")["total"] == len(
+        of_type("Encounter"))
+    metformin = [r for r in of_type("MedicationStatement") if r["medicationCodeableConcept"]["text"] == "metformin"]
+    assert search(store, "MedicationStatement?code=http://www.whocc.no/atc|A10BA02")["total"] == len(metformin)
+    assert search(store, "MedicationStatement?code=http://www.nlm.nih.gov/research/umls/rxnorm|")["total"] == len(
+        of_type("MedicationStatement"))
+    active = [r for r in of_type("MedicationStatement") if r["status"] == "active"]
+    assert search(store, "MedicationStatement?status=active")["total"] == len(active)
+    hypertension = [r for r in of_type("Condition") if r["code"]["coding"][0]["code"] == "38341003"]
+    assert search(store, "Condition?code=http://snomed.info/sct|38341003")["total"] == len(hypertension)
+    resolved = [r for r in hypertension if r["clinicalStatus"]["coding"][0]["code"] == "resolved"]
+    assert search(store, "Condition?code=38341003&clinical-status=resolved")["total"] == len(resolved)
+    assert search(store, "Condition?code=38341003&abatement-date:missing=false")["total"] == len(resolved)
+
+
+def test_dates_follow_the_ranges_of_the_r4_prefixes(store: FhirStore) -> None:
+    born = sorted(r["birthDate"] for r in of_type("Patient"))
+    year = born[len(born) // 2][:4]
+    assert search(store, f"Patient?birthdate={year}")["total"] == sum(b.startswith(year) for b in born)
+    assert search(store, f"Patient?birthdate=lt{year}")["total"] == sum(b < year for b in born)
+    assert search(store, f"Patient?birthdate=ge{year}")["total"] == sum(b >= year for b in born)
+    assert search(store, f"Patient?birthdate=sa{year}")["total"] == sum(b[:4] > year for b in born)
+    assert search(store, f"Patient?birthdate=ne{year}")["total"] == sum(not b.startswith(year) for b in born)
+    both = search(store, f"Patient?birthdate=ge{year}-01-01&birthdate=le{year}-12-31")["total"]
+    assert both == sum(b.startswith(year) for b in born)  # a repeated parameter is AND
+    ongoing = [r for r in of_type("MedicationStatement") if "end" not in r["effectivePeriod"]]
+    assert search(store, "MedicationStatement?effective=gt2030")["total"] == len(ongoing)  # open periods reach on
+
+
+def test_strings_quantities_and_modifiers() -> None:
+    store = FhirStore([
+        {"resourceType": "Patient", "id": "a", "name": [{"family": "Müller", "given": ["Anna"]}],
+         "address": [{"city": "Köln"}]},
+        {"resourceType": "Patient", "id": "b", "name": [{"family": "Mueller-Schmidt"}], "gender": "male"},
+        {"resourceType": "Observation", "id": "o1", "subject": {"reference": "http://x/fhir/Patient/a"},
+         "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}], "text": "Systolic BP"},
+         "valueQuantity": {"value": 141.5, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+        {"resourceType": "Observation", "id": "o2", "subject": {"reference": "Patient/b"},
+         "valueQuantity": {"value": 120, "code": "mm[Hg]"}},
+    ])
+    assert ids(search(store, "Patient?family=muller")) == ["a"]  # accents and case folded, starts with
+    assert ids(search(store, "Patient?family:exact=Müller")) == ["a"]
+    assert ids(search(store, "Patient?name:contains=schmidt")) == ["b"]
+    assert ids(search(store, "Patient?address-city=koln")) == ["a"]
+    assert ids(search(store, "Patient?gender:not=male")) == ["a"]
+    assert ids(search(store, "Patient?gender:missing=true")) == ["a"]
+    assert ids(search(store, "Observation?value-quantity=gt130")) == ["o1"]
+    assert ids(search(store, "Observation?value-quantity=141.5|http://unitsofmeasure.org|mm[Hg]")) == ["o1"]
+    assert ids(search(store, "Observation?value-quantity=141")) == []  # 141.5 is outside [140.5, 141.5)
+    assert ids(search(store, "Observation?value-quantity=142")) == ["o1"]  # inside [141.5, 142.5)
+    assert ids(search(store, "Observation?value-quantity=le120")) == ["o2"]
+    assert ids(search(store, "Observation?subject=Patient/a")) == ["o1"]  # absolute references resolve
+    assert ids(search(store, "Observation?subject:Patient=b")) == ["o2"]
+    assert ids(search(store, "Observation?code:text=systolic")) == ["o1"]
+    assert ids(search(store, "Observation?code=|8480-6")) == []  # a system is given
+    assert ids(search(store, "Observation?_id=o2,o1&_sort=-_id")) == ["o2", "o1"]
+
+
+def test_include_revinclude_sort_elements_and_total(store: FhirStore) -> None:
+    bundle = search(store, "Observation?code=8480-6&_count=5&_include=Observation:subject")
+    patients = {e["resource"]["subject"]["reference"].split("/")[1] for e in bundle["entry"]
+                if e["search"]["mode"] == "match"}
+    assert set(ids(bundle, "include")) == patients and bundle["total"] == len(
+        [r for r in of_type("Observation") if r["code"]["coding"][0]["code"] == "8480-6"])
+    second = store.handle("", next_link(bundle).removeprefix(BASE + "?"), BASE)  # later pages include too
+    assert ids(second, "include")
+    both = search(store, "Observation?_id=s-p00001-o0-8480-6&_include=Observation:encounter"
+                         "&_include=Observation:patient")
+    assert sorted(ids(both, "include")) == ["s-p00001", "s-p00001-e0"]
+    assert ids(search(store, "Observation?_id=s-p00001-o0-8480-6&_include=*"), "include") == [
+        "s-p00001", "s-p00001-e0"]
+    rev = search(store, "Patient?_id=s-p00001&_revinclude=Encounter:subject")
+    assert ids(rev) == ["s-p00001"] and sorted(ids(rev, "include")) == sorted(
+        r["id"] for r in of_type("Encounter") if r["subject"]["reference"] == "Patient/s-p00001")
+    dates = [e["resource"]["birthDate"] for e in search(store, "Patient?_sort=-birthdate&_count=1000")["entry"]]
+    assert dates == sorted(dates, reverse=True)
+    slim = search(store, "Patient?_elements=gender&_count=2&_total=none")
+    assert "total" not in slim and set(slim["entry"][0]["resource"]) == {"resourceType", "id", "meta", "gender"}
+    assert slim["entry"][0]["resource"]["meta"]["tag"][0]["code"] == "SUBSETTED"
+    rendered = json.loads(store.render("Patient", "_id=s-p00001&_revinclude=Encounter:subject", BASE))
+    assert {e["search"]["mode"] for e in rendered["entry"]} == {"match", "include"}

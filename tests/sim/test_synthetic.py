@@ -132,7 +132,7 @@ def test_write_bundles_layout(tmp_path) -> None:
         bundle = json.loads((fhir_dir / "Patient.json").read_text())
         assert bundle["resourceType"] == "Bundle" and bundle["total"] == default_cohort(node, 2).patients
         assert (tmp_path / f"node-{node}" / f"node{node}-s3" / "cohort.csv").exists()
-        params = json.loads((tmp_path / f"node-{node}" / "params.json").read_text())
+        params = json.loads((tmp_path / "params.json").read_text())[f"node-{node}"]
         assert params[f"node{node}-fhir"]["patients"] == default_cohort(node, 2).patients
     assert all(p.exists() for p in written)
 

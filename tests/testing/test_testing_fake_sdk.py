@@ -125,3 +125,36 @@ def test_s3_keys_select_datasets():
     assert flame.get_s3_data(None) is None
     fhir = FakeFlameSDK("default", fhir_data=[{"Patient?": {"resourceType": "Bundle"}}])
     assert fhir.get_fhir_data() is None and fhir.get_fhir_data(["Patient?"]) == fhir.fhir_data
+
+
+def test_star_model_on_a_fake_analyzer_needs_only_the_scripted_aggregator():
+    from flame_sdk.star import StarModel
+
+    flame = FakeFlameSDK("default", s3_data=[{"x.csv": b"x\n1\n2\n"}])
+    flame.script_aggregator()
+    model = StarModel(MeanAnalyzer, MeanAggregator, "s3", flame=flame)
+    assert [d.data for d in flame.sent_data] == [{"n": 2, "sum": 3.0}] and model.converged
+    assert flame.status == "executed"
+
+    class Iterating(MeanAnalyzer):
+        def analysis_method(self, data, aggregator_results):
+            return (aggregator_results or 0.0) + 1.0
+
+    flame = FakeFlameSDK("default", s3_data=[{"x.csv": b"x\n1\n"}])
+    flame.script_aggregator(10.0, 20.0)
+    model = StarModel(Iterating, MeanAggregator, "s3", simple_analysis=False, flame=flame)
+    assert [d.data for d in flame.sent_data] == [1.0, 11.0, 21.0] and model.rounds == 3
+
+
+def test_star_model_on_a_fake_aggregator_with_scripted_rounds():
+    from flame_sdk.star import StarModel
+
+    flame = FakeFlameSDK("aggregator", partner_ids=["a", "b"])
+    flame.script_analyzers([{"n": 2, "sum": 3.0}, {"n": 2, "sum": 5.0}])
+    StarModel(MeanAnalyzer, MeanAggregator, "s3", flame=flame)
+    assert flame.final_results[0].result == 2.0 and flame.status == "executed"
+    assert flame.sent_messages[-1].category == "analysis_finished"
+    with pytest.raises(ValueError, match="round 1 lists 1 result"):
+        flame.script_analyzers([1.0])
+    with pytest.raises(RoleError, match="script_aggregator"):
+        flame.script_aggregator(1.0)

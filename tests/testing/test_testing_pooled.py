@@ -36,7 +36,7 @@ def pooled_mean(data) -> str:
 
 @pytest.mark.slow
 def test_assert_matches_pooled_passes_and_reports_a_mismatch():
-    comparison = assert_matches_pooled(SumAnalyzer, MeanAggregator, "s3", pooled_mean, data_splits=SPLITS)
+    comparison = assert_matches_pooled(SumAnalyzer, MeanAggregator, "s3", pooled=pooled_mean, data_splits=SPLITS)
     assert comparison.ok and comparison.max_difference < 1e-12 and comparison.pooled_result == "mean,n\n7.2,5\n"
     assert "0.mean" in comparison.report()
 
@@ -45,4 +45,4 @@ def test_assert_matches_pooled_passes_and_reports_a_mismatch():
         return f"mean,n\n{sum(values) / len(values)},{len(values) + 1}\n"
 
     with pytest.raises(AssertionError, match=r"(?s)differs from the pooled computation.*0\.n .*MISMATCH"):
-        assert_matches_pooled(SumAnalyzer, MeanAggregator, "s3", off_by_one, data_splits=SPLITS)
+        assert_matches_pooled(SumAnalyzer, MeanAggregator, "s3", pooled=off_by_one, data_splits=SPLITS)

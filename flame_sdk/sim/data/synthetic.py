@@ -8,8 +8,10 @@ FHIR resources (``cohort_resources``):
 
 * ``Patient``: ``id`` ``<prefix>-p<n>``, ``gender`` (female/male), ``birthDate``, ``deceasedDateTime`` for
   patients who died before the end of follow-up (``FOLLOW_UP_END``).
-* ``Observation`` (``status`` final, ``subject`` ``Patient/<id>``, ``effectiveDateTime``, one per code and
-  visit; 1 to ``max_visits`` visits per patient between 2021 and 2023), LOINC codes (``OBSERVATION_CODES``):
+* ``Encounter``: one per visit (1 to ``max_visits`` per patient between 2021 and 2023), ambulatory check-ups
+  (``ENCOUNTER_CLASS``, ``ENCOUNTER_TYPE``), ``status`` finished, ``period`` the visit day.
+* ``Observation`` (``status`` final, ``subject`` ``Patient/<id>``, ``encounter`` its visit,
+  ``effectiveDateTime``, one per code and visit), LOINC codes (``OBSERVATION_CODES``):
 
   =========  ==============================  =========  ==================
   LOINC      meaning                         unit       value
@@ -28,6 +30,9 @@ FHIR resources (``cohort_resources``):
   ``onsetDateTime``, ``clinicalStatus`` active or resolved, and ``abatementDateTime`` when resolved. For
   survival analysis: time from a condition's onset to ``Patient.deceasedDateTime`` (event) or to
   ``FOLLOW_UP_END`` (censored).
+* ``MedicationStatement`` (``MEDICATION_CODES``, RxNorm and ATC codings): metformin for diabetes, lisinopril
+  for hypertension, ``effectivePeriod`` from the condition's onset (ended, status completed, when it
+  resolved), ``reasonReference`` the condition.
 * ``QuestionnaireResponse`` (for a share of patients): questionnaire ``LIFESTYLE_QUESTIONNAIRE`` with items
   ``smoker`` (valueBoolean), ``alcohol-units-week`` (valueInteger), ``activity-minutes-week`` (valueInteger)
   and ``phq2-score`` (valueInteger 0..6).
@@ -41,6 +46,9 @@ regression on the CSV recovers these coefficients (up to sampling noise).
 
 Binary dataset (``cohort_signals``): a ``.npy`` float32 array of shape (patients, ``signal_length``), one
 noisy signal per patient, for tests of raw-bytes S3 reads.
+
+``describe_markdown()`` renders this description from the constants (README.md's "The synthetic data"
+section is checked against it).
 """
 
 from __future__ import annotations
@@ -73,7 +81,25 @@ OBSERVATION_CODES: dict[str, tuple[str, str | None, str]] = {
 }
 SMOKER_CODES = {True: ("77176002", "Smoker"), False: ("266919005", "Never smoked tobacco")}
 CONDITION_CODES = {"44054006": "Diabetes mellitus type 2", "38341003": "Hypertensive disorder"}
-CSV_COLUMNS = ("patient_id", "age", "sex", "bmi", "systolic_bp", "cholesterol", "smoker", "outcome")
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ATC = "http://www.whocc.no/atc"
+#: condition code -> (RxNorm code, ATC code, display): the medication statement a patient with it gets
+MEDICATION_CODES = {"44054006": ("6809", "A10BA02", "metformin"), "38341003": ("29046", "C09AA03", "lisinopril")}
+ENCOUNTER_CLASS = ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB", "ambulatory")
+ENCOUNTER_TYPE = ("185349003", "Encounter for check up")
+#: Resource types of a cohort, in the order cohort_resources returns them (referenced types first).
+RESOURCE_TYPES = ("Patient", "Encounter", "Observation", "Condition", "MedicationStatement", "QuestionnaireResponse")
+#: linkId -> (text, answer type) of the lifestyle questionnaire's items
+QUESTIONNAIRE_ITEMS = {"smoker": ("Do you smoke?", "valueBoolean"),
+                       "alcohol-units-week": ("Alcohol units per week", "valueInteger"),
+                       "activity-minutes-week": ("Minutes of activity per week", "valueInteger"),
+                       "phq2-score": ("PHQ-2 score", "valueInteger")}
+#: column -> meaning of the tabular dataset (cohort.csv)
+CSV_MEANINGS = {"patient_id": "the Patient id of the FHIR store", "age": "years at 2024-01-01",
+                "sex": "female or male", "bmi": "body mass index, kg/m2", "systolic_bp": "systolic blood pressure, mm[Hg]",
+                "cholesterol": "total cholesterol, mg/dL", "smoker": "0 or 1",
+                "outcome": "0 or 1, drawn from OUTCOME_MODEL (logistic in the other columns)"}
+CSV_COLUMNS = tuple(CSV_MEANINGS)
 OUTCOME_MODEL = {"intercept": -1.2, "age": 0.6, "bmi": 0.5, "systolic_bp": 0.4, "cholesterol": 0.3,
                  "smoker": 0.8, "male": 0.3}
 
@@ -223,12 +249,23 @@ def _visit_values(record: PatientRecord, rng: np.random.Generator) -> dict[str, 
     }
 
 
-def _observation(obs_id: str, record: PatientRecord, code: str, when: date, value: Any) -> dict[str, Any]:
+def _encounter(enc_id: str, record: PatientRecord, when: date) -> dict[str, Any]:
+    system, code, display = ENCOUNTER_CLASS
+    return {
+        "resourceType": "Encounter", "id": enc_id, "status": "finished",
+        "class": {"system": system, "code": code, "display": display},
+        "type": [_coding(SNOMED, *ENCOUNTER_TYPE)], "subject": {"reference": f"Patient/{record.id}"},
+        "period": {"start": when.isoformat(), "end": when.isoformat()},
+    }
+
+
+def _observation(obs_id: str, record: PatientRecord, code: str, when: date, value: Any,
+                 encounter_id: str) -> dict[str, Any]:
     display, unit, category = OBSERVATION_CODES[code]
     resource: dict[str, Any] = {
         "resourceType": "Observation", "id": obs_id, "status": "final", "category": _category(category),
         "code": _coding(LOINC, code, display), "subject": {"reference": f"Patient/{record.id}"},
-        "effectiveDateTime": when.isoformat(),
+        "encounter": {"reference": f"Encounter/{encounter_id}"}, "effectiveDateTime": when.isoformat(),
     }
     if unit is None:
         resource["valueCodeableConcept"] = _coding(SNOMED, *SMOKER_CODES[bool(value)])
@@ -253,41 +290,61 @@ def _condition(cond_id: str, record: PatientRecord, code: str, onset: date, abat
     return resource
 
 
+def _medication(med_id: str, record: PatientRecord, condition: str, start: date, end: date | None) -> dict[str, Any]:
+    rxnorm, atc, display = MEDICATION_CODES[condition]
+    period = {"start": start.isoformat(), **({"end": end.isoformat()} if end else {})}
+    return {
+        "resourceType": "MedicationStatement", "id": med_id, "status": "completed" if end else "active",
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": rxnorm, "display": display},
+                                                 {"system": ATC, "code": atc, "display": display}],
+                                      "text": display},
+        "subject": {"reference": f"Patient/{record.id}"}, "effectivePeriod": period,
+        "reasonReference": [{"reference": f"Condition/{record.id}-c{condition}"}],
+    }
+
+
 def _questionnaire(qr_id: str, record: PatientRecord, rng: np.random.Generator) -> dict[str, Any]:
-    answers = [
-        ("smoker", "Do you smoke?", {"valueBoolean": record.smoker}),
-        ("alcohol-units-week", "Alcohol units per week", {"valueInteger": int(rng.poisson(4 + 4 * record.smoker))}),
-        ("activity-minutes-week", "Minutes of activity per week",
-         {"valueInteger": int(max(0, rng.normal(220 - 3 * (record.bmi - 25), 60)))}),
-        ("phq2-score", "PHQ-2 score", {"valueInteger": int(rng.integers(0, 7))}),
-    ]
+    answers = {
+        "smoker": record.smoker,
+        "alcohol-units-week": int(rng.poisson(4 + 4 * record.smoker)),
+        "activity-minutes-week": int(max(0, rng.normal(220 - 3 * (record.bmi - 25), 60))),
+        "phq2-score": int(rng.integers(0, 7)),
+    }
     return {
         "resourceType": "QuestionnaireResponse", "id": qr_id, "questionnaire": LIFESTYLE_QUESTIONNAIRE,
         "status": "completed", "subject": {"reference": f"Patient/{record.id}"},
         "authored": record.visits[0].isoformat(),
-        "item": [{"linkId": link, "text": text, "answer": [answer]} for link, text, answer in answers],
+        "item": [{"linkId": link, "text": QUESTIONNAIRE_ITEMS[link][0],
+                  "answer": [{QUESTIONNAIRE_ITEMS[link][1]: value}]} for link, value in answers.items()],
     }
 
 
 def cohort_resources(params: CohortParams, records: list[PatientRecord] | None = None) -> list[dict[str, Any]]:
-    """All FHIR resources of a cohort: Patients, Observations, Conditions, QuestionnaireResponses."""
+    """All FHIR resources of a cohort, by type in ``RESOURCE_TYPES`` order (referenced types first): Patients,
+    Encounters (one per visit), Observations, Conditions, MedicationStatements (one per condition, from its
+    onset; ended when it resolved), QuestionnaireResponses."""
     records = generate_patients(params) if records is None else records
     rng = np.random.default_rng([params.seed, zlib.crc32(params.id_prefix.encode()), 1])
-    patients, observations, conditions, questionnaires = [], [], [], []
+    by_type: dict[str, list[dict[str, Any]]] = {rtype: [] for rtype in RESOURCE_TYPES}
     for record in records:
-        patients.append(_patient(record))
+        by_type["Patient"].append(_patient(record))
         for v, when in enumerate(record.visits):
+            encounter_id = f"{record.id}-e{v}"
+            by_type["Encounter"].append(_encounter(encounter_id, record, when))
             values = _visit_values(record, rng)
             for code, value in values.items():
-                observations.append(_observation(f"{record.id}-o{v}-{code}", record, code, when, value))
-        if record.diabetes_onset:
-            conditions.append(_condition(f"{record.id}-c44054006", record, "44054006", record.diabetes_onset, None))
-        if record.hypertension_onset:
-            conditions.append(_condition(f"{record.id}-c38341003", record, "38341003", record.hypertension_onset,
-                                         record.hypertension_resolved))
+                by_type["Observation"].append(
+                    _observation(f"{record.id}-o{v}-{code}", record, code, when, value, encounter_id))
+        onsets = [("44054006", record.diabetes_onset, None),
+                  ("38341003", record.hypertension_onset, record.hypertension_resolved)]
+        for code, onset, resolved in onsets:
+            if onset:
+                by_type["Condition"].append(_condition(f"{record.id}-c{code}", record, code, onset, resolved))
+                by_type["MedicationStatement"].append(_medication(f"{record.id}-m{code}", record, code, onset,
+                                                                  resolved))
         if rng.random() < params.questionnaire_share:
-            questionnaires.append(_questionnaire(f"{record.id}-q", record, rng))
-    return patients + observations + conditions + questionnaires
+            by_type["QuestionnaireResponse"].append(_questionnaire(f"{record.id}-q", record, rng))
+    return [resource for rtype in RESOURCE_TYPES for resource in by_type[rtype]]
 
 
 # ------------------------------------------------------------------ tabular and binary datasets

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from flame_sdk.sim.run import results_view
+from flame_sdk.sim.services.po_lifecycle import REAL_HEALTH_TIMEOUT, PoLimits
 
 
-def _run(args: argparse.Namespace) -> int:
-    from flame_sdk.sim.run.runner import run_analysis
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from flame_sdk.sim.run.runner import RunOptions, run_analysis
 
-    return run_analysis(args.analysis, nodes=args.nodes, seed=args.seed, results_dir=Path(args.results),
-                        timeout=args.timeout, refresh=args.refresh, faults=args.faults, fault_seed=args.fault_seed,
-                        kills=args.kill)
+    options = RunOptions(nodes=args.nodes, seed=args.seed, results_dir=Path(args.results), timeout=args.timeout,
+                         data=Path(args.data) if args.data else None, quiet=args.quiet,
+                         health_timeout=args.health_timeout, faults=args.faults, fault_seed=args.fault_seed,
+                         kills=args.kill, arguments=argv)
+    return run_analysis(args.analysis, options)
 
 
 def _fault_rate(text: str) -> float:
@@ -48,7 +52,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    return results_view.show(Path(args.results), args.analysis, args.file, args.out)
+    return results_view.show(Path(args.results), args.run, args.file, args.out)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -74,20 +78,37 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run an analysis on a simulated hub and N nodes",
                               description="Start a hub and N node stacks on loopback, run the analysis once per "
                                           "node as its own process with the env vars a FLAME node sets, show "
-                                          "status and logs, and write the final results. Node 0 aggregates; "
-                                          "nodes 1..N-1 hold data.")
+                                          "status and logs, and record the run in its own results folder. Node 0 "
+                                          "aggregates; nodes 1..N-1 hold data.")
     run.add_argument("analysis", help="analysis file (path/to/analysis.py) or module (package.module)")
-    run.add_argument("--nodes", type=int, default=3, help="number of nodes including the aggregator (default 3)")
-    run.add_argument("--seed", type=int, default=0, help="seed of node ids and synthetic data (default 0)")
-    run.add_argument("--results", default="results", help="folder for final results (default ./results)")
-    run.add_argument("--timeout", type=float, default=600, help="seconds before the run is aborted (default 600)")
-    run.add_argument("--refresh", type=float, default=1.0, help="status table refresh interval in seconds")
-    run.add_argument("--faults", type=_fault_rate, default=0.0, metavar="RATE",
-                     help="give each request through a node gateway (both directions) a seeded fault with this "
-                          "probability: dropped request or response, HTTP 500/502/503/429, or a delay up to 2 s")
-    run.add_argument("--fault-seed", type=int, default=0, metavar="N", help="seed of the fault decisions (default 0)")
-    run.add_argument("--kill", type=kill_spec, action="append", default=[], metavar="NODE@SECONDS",
-                     help="SIGKILL a node's analysis process SECONDS after it started (NODE: node-1 or 1); repeatable")
+    what = run.add_argument_group("what to run")
+    what.add_argument("--nodes", type=int, default=None,
+                      help="number of nodes including the aggregator (default 3, or one per --data folder + 1)")
+    what.add_argument("--seed", type=int, default=0, help="seed of node ids and synthetic data (default 0)")
+    what.add_argument("--data", metavar="DIR",
+                      help="serve your own data: one subfolder per data node (in sorted order); its files become "
+                           "the node's S3 objects, *.json bundles and *.ndjson are loaded into its FHIR server "
+                           "(`flame-sim data --out DIR` writes this layout)")
+    how = run.add_argument_group("how it runs")
+    how.add_argument("--timeout", type=float, default=600, help="seconds before the run is stopped (default 600)")
+    how.add_argument("--health-timeout", type=float, default=PoLimits().health_timeout, metavar="SECONDS",
+                     help="seconds the simulated PO waits for a node's /healthz before it fails the node "
+                          f"(default {PoLimits().health_timeout:g}; the real PO waits "
+                          f"{REAL_HEALTH_TIMEOUT:g}, the simulator more because all nodes share this machine)")
+    chaos = run.add_argument_group("fault injection")
+    chaos.add_argument("--faults", type=_fault_rate, default=0.0, metavar="RATE",
+                       help="give each request through a node gateway (both directions) a seeded fault with this "
+                            "probability: dropped request or response, HTTP 500/502/503/429, or a delay up to 2 s")
+    chaos.add_argument("--fault-seed", type=int, default=0, metavar="N",
+                       help="seed of the fault decisions (default 0)")
+    chaos.add_argument("--kill", type=kill_spec, action="append", default=[], metavar="NODE@SECONDS",
+                       help="SIGKILL a node's analysis process SECONDS after it started (NODE: node-1 or 1); "
+                            "repeatable")
+    shown = run.add_argument_group("output")
+    shown.add_argument("--results", default="results",
+                       help="folder of run records: each run gets <results>/<run id>/ (default ./results)")
+    shown.add_argument("--quiet", action="store_true",
+                       help="do not show the nodes' log lines (they are still in the run's logs/ folder)")
     run.set_defaults(func=_run)
 
     data = commands.add_parser("data", help="write the synthetic FHIR bundles and S3 datasets of each node",
@@ -97,12 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     data.set_defaults(func=_data)
 
-    res = commands.add_parser("results", help="list final results, or show/copy one (CSV as a table)",
-                              description="Without arguments, list the analyses and files in the results folder.")
-    res.add_argument("analysis", nargs="?", help="analysis id (or a unique prefix); default: list all")
+    res = commands.add_parser("results", help="list runs, or show one run (its nodes, results and logs)",
+                              description="Without arguments, list the recorded runs, newest first. With a run "
+                                          "id (or a unique prefix, or 'last'), show that run; with a file name "
+                                          "too, show only that result (CSV as a table).")
+    res.add_argument("run", nargs="?", help="run id, a unique prefix of it, or 'last'; default: list all runs")
     res.add_argument("file", nargs="?", help="result file name to show")
-    res.add_argument("--results", default="results", help="results folder (default ./results)")
-    res.add_argument("--out", help="copy the file (or all files of the analysis) into this folder")
+    res.add_argument("--results", default="results", help="folder of run records (default ./results)")
+    res.add_argument("--out", help="copy the file (or all result files of the run) into this folder")
     res.set_defaults(func=_results)
 
     srv = commands.add_parser("serve", help="serve the hub or one node stack from a topology file (docker)",
@@ -130,13 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        code: int = args.func(args)
+        code: int = args.func(args, argv) if args.func is _run else args.func(args)
         return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `flame-sim results last | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (FileNotFoundError, ValueError) as exc:
         print(f"flame-sim: error: {exc}", file=sys.stderr)
         return 2

@@ -1,88 +1,84 @@
-"""Final results on disk: ``<results>/<analysis id>/<file>``; shown as tables when they are CSV."""
+"""``flame-sim results``: the recorded runs, newest first; one run with its nodes, results and logs."""
 
 from __future__ import annotations
 
-import io
-import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
+from flame_sdk.sim.run.live_view import text_table
+from flame_sdk.sim.run.result_files import render
+from flame_sdk.sim.run.run_record import LOGS, RUN_FILE, RunRecord, run_folders
 
 
-def save(results_dir: Path, analysis_id: str, files: list[tuple[str, bytes]]) -> list[Path]:
-    """Write result files of one analysis; return their paths."""
-    folder = results_dir / analysis_id
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, content in files:
-        path = folder / Path(name).name
-        path.write_bytes(content)
-        paths.append(path)
-    return paths
+def listing(results_dir: Path) -> list[str]:
+    """One line per run, newest first: run id, start, analysis, status, nodes, result files."""
+    rows = [("run", "started", "analysis", "status", "nodes", "results")]
+    for folder in run_folders(results_dir):
+        record = RunRecord.read(folder)
+        rows.append((record.run_id, record.started_at.replace("T", " "), Path(record.analysis).name, record.status,
+                     str(len(record.nodes)), str(len(record.results))))
+    return text_table(rows)
 
 
-def as_table(content: bytes) -> pd.DataFrame | None:
-    """Parse CSV text into a DataFrame, or None when the content is not tabular."""
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if len(lines) < 2 or "," not in lines[0]:
-        return None
-    try:
-        frame = pd.read_csv(io.StringIO(text))
-    except (pd.errors.ParserError, ValueError):
-        return None
-    return frame.convert_dtypes() if frame.shape[1] > 1 else None
-
-
-def render(content: bytes) -> str:
-    """Human view of a result: a table for CSV, indented JSON, text, or a size for binary data."""
-    table = as_table(content)
-    if table is not None:
-        with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 160):
-            return str(table.to_string(index=False))
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"<{len(content)} bytes of binary data>"
-    try:
-        return json.dumps(json.loads(text), indent=2)
-    except ValueError:
-        return text
-
-
-def print_file(path: Path) -> None:
-    print(f"== {path.name} ==")
-    print(render(path.read_bytes()))
-
-
-def show(results_dir: Path, analysis: str | None, file: str | None, out: str | None) -> int:
-    """The ``flame-sim results`` command."""
-    if not results_dir.is_dir():
-        print(f"no results folder at {results_dir}; run `flame-sim run ...` first")
-        return 1
-    runs = sorted(p for p in results_dir.iterdir() if p.is_dir())
-    if analysis is None:
-        for run in runs:
-            names = sorted(f.name for f in run.iterdir())
-            print(f"{run.name}: {', '.join(names) or '(no files)'}")
-        return 0
-    matches = [r for r in runs if r.name.startswith(analysis)]
+def find_run(results_dir: Path, run: str) -> Path:
+    """The run folder for a run id, a unique prefix of one, or ``last``; ValueError naming the choices."""
+    folders = run_folders(results_dir)
+    if run == "last" and folders:
+        return folders[0]
+    matches = [f for f in folders if f.name == run] or [f for f in folders if f.name.startswith(run)]
     if len(matches) != 1:
-        print(f"analysis {analysis!r} matches {len(matches)} result folders: {[m.name for m in matches]}")
+        known = ", ".join(f.name for f in folders[:10]) or "none"
+        raise ValueError(f"run {run!r} matches {len(matches)} recorded runs in {results_dir} (newest: {known})")
+    return matches[0]
+
+
+def describe(folder: Path) -> list[str]:
+    """A run's record as text: what ran, how it ended, its nodes, results and logs."""
+    record = RunRecord.read(folder)
+    lines = [f"run {record.run_id}: {record.status}",
+             f"  analysis  {record.analysis}  (analysis id {record.analysis_id})",
+             f"  command   flame-sim {' '.join(record.arguments) or '(called from Python)'}",
+             f"  seed      {record.seed}" + (f", data from {record.data}" if record.data else ""),
+             f"  time      {record.started_at} .. {record.ended_at or '?'} ({record.duration_s} s)"]
+    if record.rounds is not None:
+        converged = "" if record.converged is None else (", converged" if record.converged else ", not converged")
+        lines.append(f"  rounds    {record.rounds}{converged}")
+    if record.failure:
+        lines.append(f"  failure   {record.failure}")
+    rows = [("node", "role", "status", "time", "process", "reason")]
+    rows += [(n.label, n.role, n.status, f"{n.duration_s} s", n.process or "-", n.reason or "") for n in record.nodes]
+    lines += ["", *text_table(rows), ""]
+    lines.append("results   " + (", ".join(record.results) if record.results else "(none)"))
+    lines.append(f"logs      {folder / LOGS}/")
+    return lines
+
+
+def show(results_dir: Path, run: str | None, file: str | None, out: str | None) -> int:
+    """The ``flame-sim results`` command."""
+    if run is None:
+        if not run_folders(results_dir):
+            print(f"no recorded runs in {results_dir}/ (looked for */{RUN_FILE}); run `flame-sim run ...` first")
+            return 1
+        print("\n".join(listing(results_dir)))
+        return 0
+    try:
+        folder = find_run(results_dir, run)
+    except ValueError as exc:
+        print(exc)
         return 1
-    files = sorted(matches[0].iterdir())
-    chosen = [f for f in files if file is None or f.name == file]
-    if not chosen:
-        print(f"no file {file!r} in {matches[0]}; files: {[f.name for f in files]}")
+    record = RunRecord.read(folder)
+    chosen = [name for name in record.results if file is None or name == file]
+    if file is not None and not chosen:
+        print(f"no result {file!r} in run {record.run_id}; its results: {record.results}")
         return 1
-    for path in chosen:
-        if out:
-            Path(out).mkdir(parents=True, exist_ok=True)
-            print(shutil.copy2(path, Path(out) / path.name))
-        else:
-            print_file(path)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for name in chosen:
+            print(shutil.copy2(folder / name, Path(out) / name))
+        return 0
+    if file is None:
+        print("\n".join(describe(folder)))
+    for name in chosen:
+        print(f"== {name} ==")
+        print(render((folder / name).read_bytes()))
     return 0

@@ -27,7 +27,7 @@ from aiohttp import web
 from flame_sdk.protocol.status import AnalysisStatus, is_final
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.common.platform_model import HubAnalysis
-from flame_sdk.sim.run import results_view
+from flame_sdk.sim.run import result_files
 from flame_sdk.sim.run.seed import s3_endpoint
 from flame_sdk.sim.run.topology import SECRET_VAR, Topology, TopologyError, load_topology
 from flame_sdk.sim.services.hub import Hub
@@ -172,7 +172,7 @@ def _verdict(analysis: HubAnalysis, names: dict[str, str], stored: list[StoredRe
         _say("hub", "FAILED: every node executed but no final result was submitted")
         return 1
     for result in stored:
-        shown = results_view.render(result.path.read_bytes()) if result.size <= SHOW_LIMIT else f"<{result.size} bytes>"
+        shown = result_files.render(result.path.read_bytes()) if result.size <= SHOW_LIMIT else f"<{result.size} bytes>"
         _say("hub", f"final result {result.filename}:\n{shown}")
     _say("hub", "analysis executed on every node")
     return 0

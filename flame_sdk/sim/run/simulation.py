@@ -15,23 +15,30 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flame_sdk.protocol import env as names
-from flame_sdk.protocol.status import is_final
+from flame_sdk.protocol.status import AnalysisStatus, is_final
 from flame_sdk.runtime import EventLoopThread
 from flame_sdk.sim.common.faults import FaultPlan
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
 from flame_sdk.sim.services.hub import Hub
 from flame_sdk.sim.services.node_stack import SimNode, free_port
+from flame_sdk.sim.services.po_lifecycle import PoLimits
+from flame_sdk.sim.services.po_service import DeploymentRecord
 
 
 @dataclass
 class SimConfig:
-    """What to simulate. ``node_data[i]`` replaces the data sources of data node i+1 (inline splits)."""
+    """What to simulate. ``node_data[i]`` replaces the data sources of data node i+1 (inline splits).
+
+    ``status_interval``: seconds between the PO's status loop iterations (the real PO: 10 s); ``po_limits``: how
+    long the PO waits for a node's ``/healthz`` before it fails the node.
+    """
 
     nodes: int = 3
     seed: int = 0
@@ -41,6 +48,7 @@ class SimConfig:
     status_interval: float = 0.5
     token_ttl: float = 3600.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    po_limits: PoLimits = field(default_factory=PoLimits)
     #: Probability of a seeded fault on each request through a node gateway (see sim/common/faults.py).
     faults: float = 0.0
     fault_seed: int = 0
@@ -117,6 +125,36 @@ class SimAnalysis:
         progress: int = self.sim.hub.analyses[self.analysis_id].statuses[node_id]["progress"]
         return progress
 
+    def po_status(self, node_id: str) -> AnalysisStatus:
+        """The node's status as its PO records it (``started``, ``executing``, then final; never goes back)."""
+        return self._po_record(node_id).db_status
+
+    def removed(self, node_id: str) -> AnalysisStatus | None:
+        """The final status with which the node's PO removed the deployment, None while it runs."""
+        return self._po_record(node_id).removed
+
+    def po_reason(self, node_id: str) -> str | None:
+        """Why the PO itself failed the node (no answer, stuck, process gone); None if the node said so."""
+        return self._po_record(node_id).reason
+
+    def _po_record(self, node_id: str) -> DeploymentRecord:
+        return self.sim.node(node_id).po.records[self.deployments[node_id].deployment_name]
+
+    def on_removed(self, listener: Callable[[str, AnalysisStatus], None]) -> None:
+        """Call ``listener(node id, final status)`` (on the simulator's loop) when a node's PO removes it."""
+        for node_id, deployment in self.deployments.items():
+            def forward(removed: Deployment, status: AnalysisStatus, node_id: str = node_id,
+                        name: str = deployment.deployment_name) -> None:
+                if removed.deployment_name == name:
+                    listener(node_id, status)
+
+            self.sim.node(node_id).po.on_removed.append(forward)
+
+    def process_gone(self, node_id: str, reason: str) -> None:
+        """The node's process ended without a final status (simulator extension, see ``POService.pod_terminated``)."""
+        node = self.sim.node(node_id)
+        self.sim.call_soon(node.po.pod_terminated, self.deployments[node_id].deployment_name, reason)
+
     def logs(self, node_id: str) -> list[dict[str, Any]]:
         """Log records this node's analysis streamed to its PO (as forwarded to the hub)."""
         return list(self.sim.hub.analyses[self.analysis_id].logs.get(node_id, []))
@@ -160,6 +198,11 @@ class Simulation:
                 return node
         raise KeyError(f"no node {node_id_or_name!r}; nodes: {[n.spec.name for n in self.nodes.values()]}")
 
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn`` on the simulator loop (from any thread)."""
+        assert self._loop is not None, "the simulation is not started"
+        self._loop.call_soon(fn, *args)
+
     def run(self, coro: Any, timeout: float | None = 120) -> Any:
         """Run a coroutine on the simulator loop (from another thread)."""
         assert self._loop is not None, "the simulation is not started"
@@ -186,6 +229,7 @@ class Simulation:
         for spec in self.specs:  # the hub is called in process: its hops are ones the SDK never sees
             node = SimNode(spec, self.config.seed, self.hub, self.state_dir / spec.name, self.tokens, host=host,
                            s3_endpoint=self.s3_endpoint, status_interval=self.config.status_interval,
+                           po_limits=self.config.po_limits,
                            faults=FaultPlan(self.config.faults, self.config.fault_seed))
             await node.start()
             self.nodes[node.node_id] = node

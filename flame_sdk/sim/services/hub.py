@@ -179,7 +179,9 @@ class Hub:
     # -- statuses and logs --------------------------------------------------------------------------
     async def post_status(self, call: HubCall) -> HubAnswer:
         analysis = self.analysis(call)
-        analysis.statuses[call.params["node_id"]] = {"status": call.body["status"], "progress": call.body["progress"]}
+        node = call.params["node_id"]
+        progress = call.body.get("progress", analysis.statuses.get(node, {}).get("progress", 0))  # optional, as for the PO
+        analysis.statuses[node] = {"status": call.body["status"], "progress": progress}
         return HubAnswer(200, {})
 
     async def post_log(self, call: HubCall) -> HubAnswer:

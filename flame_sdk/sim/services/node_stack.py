@@ -21,6 +21,7 @@ from flame_sdk.sim.services.broker_service import BrokerService
 from flame_sdk.sim.services.data_service import DataService
 from flame_sdk.sim.services.gateway import GatewayIngress, build_gateway_app
 from flame_sdk.sim.services.hub_link import HttpHubLink, LocalHubLink
+from flame_sdk.sim.services.po_lifecycle import PoLimits
 from flame_sdk.sim.services.po_service import POService
 from flame_sdk.sim.services.result_service import StorageService
 from flame_sdk.sim.services.service_interfaces import HubLink, Ingress
@@ -42,7 +43,7 @@ class SimNode:
 
     def __init__(self, spec: NodeSpec, seed: int, hub: str | Hub, state_dir: Path, tokens: TokenIssuer,
                  host: str = "127.0.0.1", s3_endpoint: Any = None, status_interval: float = 0.5,
-                 faults: FaultPlan | None = None) -> None:
+                 po_limits: PoLimits | None = None, faults: FaultPlan | None = None) -> None:
         """``hub``: the hub object when it runs in this process (called directly), else its URL."""
         self.spec = spec
         self.node_id = spec.node_id
@@ -61,7 +62,7 @@ class SimNode:
         self.peer_secret = secrets.token_hex(16)
         self.hub: HubLink = None  # type: ignore[assignment]  # set in start()
         self.broker = BrokerService(self)
-        self.po = POService(self)
+        self.po = POService(self, po_limits)
         self.storage = StorageService(self)
         self.data = DataService(self)
         self.deployments: dict[str, Deployment] = {}
