@@ -80,7 +80,6 @@ class DataApiClient:
         self._sources: list[dict[str, Any]] = []
         self._clients: dict[str, FhirSourceClient | S3SourceClient] = {}
         self._links: OrderedDict[str, SourceClient] = OrderedDict()  # next link -> the source that gave it
-        self._prepared: asyncio.Future[None] | None = None
 
     async def connect(self) -> None:
         """Fetch this project's data sources; raise DataSourceError when the answer is unusable."""
@@ -104,9 +103,6 @@ class DataApiClient:
                 continue
             client_cls = FhirSourceClient if kind == "fhir" else S3SourceClient
             self._clients[str(source.get("id", source["name"]))] = client_cls(self, source)
-        s3: list[S3SourceClient] = self._of_kind("s3")
-        if s3:  # boto3 is imported and its clients built in the background, not on the first read
-            self._prepared = asyncio.ensure_future(asyncio.to_thread(_prepare, s3))
 
     # -- sync ---------------------------------------------------------------------------------------
     def get_data_sources(self) -> list[dict[str, Any]]:
@@ -202,13 +198,3 @@ class DataApiClient:
         names = [c.name for c in fhir]
         raise DataSourceError(f"cannot tell which FHIR source serves {url_or_query!r} (sources: {names or 'none'}); "
                               f"use get_data_client(data_id).fetch_page(...) instead")
-
-
-def _prepare(clients: list[S3SourceClient]) -> None:
-    """Build the boto3 clients (a worker thread at connect time); a failure is left to the first real use."""
-    for client in clients:
-        try:
-            client.boto3_client()
-        except Exception:  # noqa: BLE001, S112 - the first read builds it again and reports what fails
-            continue
-
