@@ -76,7 +76,7 @@ def main() -> None:
         try:
             elapsed, own_mb, child_mb, rounds = run_child(job, name, timeout=RUN_TIMEOUT)
         except ChildError as exc:
-            row(name, f"FAILED ({str(exc).splitlines()[0]})")
+            row(name, f"FAILED ({exc.summary()})")
             continue
         children = f" (largest node process {child_mb:.1f} MiB)" if child_mb else ""
         row(name, f"{elapsed:7.2f} s   peak RSS {own_mb:7.1f} MiB{children}   rounds {rounds}")

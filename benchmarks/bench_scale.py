@@ -75,7 +75,7 @@ def main() -> None:
         try:
             got = run_child(federated_mean, nodes, timeout=RUN_TIMEOUT + 120)
         except ChildError as exc:
-            failed(name, str(exc).splitlines()[0])
+            failed(name, exc.summary())
             continue
         per_node[nodes] = got["seconds"] / nodes
         row(f"federated mean, {nodes} nodes", f"{got['seconds']:7.2f} s   {per_node[nodes]:.3f} s per node   "

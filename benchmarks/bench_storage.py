@@ -127,7 +127,7 @@ def main() -> None:
             try:
                 got = run_child(_peak_memory, envs, kind, timeout=600)
             except ChildError as exc:
-                failed(name, str(exc).splitlines()[0])
+                failed(name, exc.summary())
                 continue
             if kind == "numpy":
                 target(name, got["peak"] / MIB, 1.3 * got["size"] / MIB, "MiB", at_most=True,

@@ -28,6 +28,12 @@ POLL = 0.2
 class ChildError(RuntimeError):
     """A child process failed, died or did not answer in time."""
 
+    def summary(self) -> str:
+        """What happened, in one line: the first line, and the exception the child raised (the traceback's last
+        line) when there is one."""
+        lines = [line.strip() for line in str(self).splitlines() if line.strip()]
+        return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+
 
 def _receive(conn: Connection, process: Any, timeout: float, what: str) -> Any:
     """The next message from a child; ChildError when it died or the deadline passed first."""

@@ -84,5 +84,7 @@ def summary() -> str:
     """One line per checked target, for the end of a run."""
     lines = [f"  {r.name:<52} " + (f"ratio {r.ratio:5.2f}  {'PASS' if r.passed else 'FAIL'}"
                                   if isinstance(r, Target) else "FAIL (did not complete)") for r in RESULTS]
+    if not RESULTS:
+        return "  (no targets in these modules)"
     passed = sum(r.passed for r in RESULTS)
     return "\n".join([*lines, f"  {passed} of {len(RESULTS)} targets passed"])
