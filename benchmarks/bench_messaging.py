@@ -1,80 +1,115 @@
-"""Message broker figures between two nodes of the simulator (real HTTP on loopback).
+"""Message broker figures between two nodes, each in its own process as on the platform: the sending node's SDK
+in this process, the receiving node's SDK and the simulator in child processes.
 
-* round trip: send_message until the receiver's acknowledgement arrived (p50/p99);
-* throughput: acknowledged messages per second, one sender, sequential and 8 concurrent senders;
-* await latency: from the message landing in the receiver's inbox to await_messages returning.
+Targets (issue 14):
+* send_message until the receiver's acknowledgement arrived, p50 <= 3 x a bare two-POST round trip
+  (``baselines.two_post_round_trips``: message POST, acknowledgement POST back, between two processes) on
+  loopback;
+* 8 concurrent senders (threads sharing one SDK object) >= 3 x the acknowledged messages/s of one sender.
+Informative: p99, and the await_messages latency once a message landed in the inbox.
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks.report import percentiles, row
+from benchmarks.baselines import two_post_round_trips
+from benchmarks.processes import ChildProcess, SimulatorProcess
+from benchmarks.report import percentiles, row, target
 from flame_sdk import FlameCoreSDK
-from flame_sdk.sim.run.simulation import SimConfig, Simulation
+from flame_sdk.sim.run.simulation import SimConfig
 
 ROUND_TRIPS = 300
 THROUGHPUT_MESSAGES = 600
+CONCURRENT_SENDERS = 8
 AWAITS = 200
+PAYLOAD = {"values": list(range(32))}
 
 
-def _await_latency(a: FlameCoreSDK, b: FlameCoreSDK, a_id: str, b_id: str, category: str, payload: dict) -> float:
-    """Seconds from the message landing in b's inbox to b's blocked await_messages returning."""
+def _start_node(env: dict[str, str]) -> tuple[FlameCoreSDK, str]:
+    """The child: the receiving node's SDK (it acknowledges on its own)."""
+    sdk = FlameCoreSDK(env=env, silent=True)
+    return sdk, sdk.get_id()
+
+
+def _stop_node(sdk: FlameCoreSDK) -> None:
+    sdk.close()
+
+
+def _send_from_node(sdk: FlameCoreSDK, to: str, category: str) -> None:
+    sdk.send_message([to], category, PAYLOAD, timeout=10)
+
+
+def _clear_node(sdk: FlameCoreSDK) -> None:
+    sdk.clear_messages("all")
+
+
+def _await_latency(a: FlameCoreSDK, b: ChildProcess, a_id: str, b_id: str, category: str) -> float:
+    """Seconds from a message of b landing in a's inbox to a's blocked await_messages returning."""
     result: dict[str, float] = {}
 
     def receiver() -> None:
-        msgs = b.await_messages([a_id], category, timeout=10)[a_id]
+        msgs = a.await_messages([b_id], category, timeout=10)[b_id]
         result["returned"] = time.monotonic()
-        result["arrived"] = msgs[0].received_at
+        result["arrived"] = msgs[0].received_at if msgs else float("nan")
 
     thread = threading.Thread(target=receiver)
     thread.start()
     time.sleep(0.002)  # let the receiver block first
-    a.send_message([b_id], category, payload, timeout=10)
-    thread.join(10)
-    return result["returned"] - result["arrived"]
+    b.call(_send_from_node, a_id, category, timeout=30)
+    thread.join(20)
+    return result.get("returned", float("nan")) - result.get("arrived", float("nan"))
+
+
+def _throughput(a: FlameCoreSDK, b_id: str, senders: int) -> float:
+    """Acknowledged messages per second with ``senders`` threads sending on one SDK object."""
+    def send(_: int) -> None:
+        acked, _ = a.send_message([b_id], "throughput", PAYLOAD, timeout=30)
+        assert acked == [b_id]
+
+    with ThreadPoolExecutor(senders) as pool:
+        start = time.perf_counter()
+        list(pool.map(send, range(THROUGHPUT_MESSAGES)))
+        return THROUGHPUT_MESSAGES / (time.perf_counter() - start)
 
 
 def main() -> None:
+    bare = two_post_round_trips(ROUND_TRIPS, PAYLOAD)
+    row("bare two-POST round trip (loopback, two processes)", percentiles(bare))
     tiny_source = [{"kind": "fhir", "name": "tiny", "resources": []}]
-    with Simulation(SimConfig(nodes=2, seed=1, node_data=[tiny_source])) as sim:
-        analysis = sim.create_analysis()
-        a_id, b_id = analysis.node_ids
-        a = FlameCoreSDK(env=analysis.env(a_id), silent=True)
-        b = FlameCoreSDK(env=analysis.env(b_id), silent=True)
+    with SimulatorProcess(SimConfig(nodes=2, seed=1, node_data=[tiny_source])) as sim:
+        a_id, b_id = sim.node_ids
+        a = FlameCoreSDK(env=sim.envs[a_id], silent=True)
         try:
-            payload = {"values": list(range(32))}
-            for _ in range(20):  # warm up connections
-                a.send_message([b_id], "warmup", payload, timeout=10)
-            samples = []
-            for _ in range(ROUND_TRIPS):
-                start = time.perf_counter()
-                acked, _ = a.send_message([b_id], "rt", payload, timeout=10)
-                samples.append(time.perf_counter() - start)
-                assert acked == [b_id]
-            row("send_message round trip (ack received)", percentiles(samples))
+            with ChildProcess(_start_node, sim.envs[b_id], teardown=_stop_node) as b:
+                for _ in range(20):  # warm up connections
+                    a.send_message([b_id], "warmup", PAYLOAD, timeout=10)
+                samples = []
+                for _ in range(ROUND_TRIPS):
+                    start = time.perf_counter()
+                    acked, _ = a.send_message([b_id], "rt", PAYLOAD, timeout=10)
+                    samples.append(time.perf_counter() - start)
+                    assert acked == [b_id]
+                row("send_message round trip (ack received)", percentiles(samples))
+                bare_p50 = statistics.median(bare)
+                target("send_message with ack, p50", statistics.median(samples) * 1e3, 3 * bare_p50 * 1e3, "ms",
+                       at_most=True, basis=f"3 x bare two-POST round trip p50 {bare_p50 * 1e3:.2f} ms")
 
-            start = time.perf_counter()
-            for _ in range(THROUGHPUT_MESSAGES):
-                a.send_message([b_id], "tp", payload, timeout=10)
-            elapsed = time.perf_counter() - start
-            row("acked messages/s, 1 sender", f"{THROUGHPUT_MESSAGES / elapsed:8.0f} msg/s")
+                one = _throughput(a, b_id, 1)
+                many = _throughput(a, b_id, CONCURRENT_SENDERS)
+                b.call(_clear_node)
+                row("acked messages/s, 1 sender", f"{one:8.0f} msg/s")
+                target(f"acked messages/s, {CONCURRENT_SENDERS} concurrent senders", many, 3 * one, "msg/s",
+                       at_most=False, basis=f"3 x one sender's {one:.0f} msg/s")
 
-            with ThreadPoolExecutor(8) as pool:
-                start = time.perf_counter()
-                list(pool.map(lambda _: a.send_message([b_id], "tp8", payload, timeout=10),
-                              range(THROUGHPUT_MESSAGES)))
-                elapsed = time.perf_counter() - start
-            row("acked messages/s, 8 concurrent senders", f"{THROUGHPUT_MESSAGES / elapsed:8.0f} msg/s")
-            b.clear_messages("all")
-
-            waits = [_await_latency(a, b, a_id, b_id, f"await-{i}", payload) for i in range(AWAITS)]
-            row("await_messages latency after arrival", percentiles(waits))
+                waits = [_await_latency(a, b, a_id, b_id, f"await-{i}") for i in range(AWAITS)]
+                a.clear_messages("all")
+                row("await_messages latency after arrival", percentiles(waits))
         finally:
             a.close()
-            b.close()
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ class AsyncFlameCoreSDK:
         state = RunState(status_sync, grace)  # status_sync is checked after the environment
         logger.state = state  # the records so far carry the same (starting, 0) as the new state
         tokens = TokenHolder(config.keycloak_token)
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT))
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT),
+                                        cookie_jar=aiohttp.DummyCookieJar())  # node services set no cookies
         sdk = cls(config, logger, state, tokens, session)
         sdk.finish_wait = float(env.get(names.FINISH_WAIT, names.DEFAULT_FINISH_WAIT))
         startup = Startup(config, session, tokens, logger, state, sdk._on_partner_finished)
@@ -223,17 +224,19 @@ class AsyncFlameCoreSDK:
         if data is None:
             self._logger.log("Data API is not available on this node, cannot convert FHIR to CSV", "warn")
             return None
-        from flame_sdk.data.fhir_to_csv import fhir_to_csv
-
         loop = asyncio.get_running_loop()
 
         def next_page(url: str) -> dict[str, Any]:
             return asyncio.run_coroutine_threadsafe(data.fetch_fhir_page(url), loop).result()
 
-        return await asyncio.to_thread(
-            fhir_to_csv, fhir_data, col_key_seq, value_key_seq, input_resource, row_key_seq=row_key_seq,
-            row_id_filters=row_id_filters, col_id_filters=col_id_filters, row_col_name=row_col_name,
-            separator=separator, output_type=output_type, next_page=next_page)
+        def convert() -> StringIO | dict[Any, dict[Any, Any]]:
+            from flame_sdk.data.fhir_to_csv import fhir_to_csv  # imported here: never on the SDK loop
+
+            return fhir_to_csv(fhir_data, col_key_seq, value_key_seq, input_resource, row_key_seq=row_key_seq,
+                               row_id_filters=row_id_filters, col_id_filters=col_id_filters, row_col_name=row_col_name,
+                               separator=separator, output_type=output_type, next_page=next_page)
+
+        return await asyncio.to_thread(convert)
 
     # ============================================ messages ===========================================
     async def send_message(self, receivers: list[str], message_category: str, message: dict[str, Any],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import random
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -104,28 +106,43 @@ class ServiceClient:
         url = self.url(path)
         policy = self.retry
         req_timeout = aiohttp.ClientTimeout(total=timeout if timeout is not None else policy.request_timeout)
+
+        async def attempt() -> aiohttp.ClientResponse:
+            token_version = self.token.version if self.token else 0
+            all_headers = {**self.headers, **(self.token.bearer() if self.token else {}), **(headers or {})}
+            if data_factory is not None:
+                kwargs["data"] = data_factory()
+            resp = await self.session.request(method, url, headers=all_headers, timeout=req_timeout, **kwargs)
+            if resp.status in policy.retry_statuses:
+                body = (await resp.text(errors="replace"))[:500]
+                resp.release()
+                raise _TransientError(f"HTTP {resp.status}: {body[:300]}", resp.status, body)
+            if (resp.status in self.auth_statuses and self.token is not None
+                    and self.token.version != token_version):
+                resp.release()  # the token was refreshed while this request was in flight: retry once
+                raise _TransientError(f"HTTP {resp.status} with a token that was just replaced", resp.status)
+            return resp
+
+        started = time.monotonic()
+        try:  # most requests succeed at once: the retry machinery is built only for those that do not
+            return await attempt()
+        except Exception as exc:  # noqa: BLE001 - only transient failures are retried, the rest re-raised
+            if not _is_transient(exc):
+                raise
+            first = exc
+        end = started + (deadline if deadline is not None else policy.deadline)
+        if time.monotonic() >= end:
+            raise ServiceUnavailableError(self.service, url, first) from first
+        await asyncio.sleep(min(end - time.monotonic(), random.uniform(0, policy.initial_wait)))  # the first backoff
         retrying = AsyncRetrying(
-            stop=stop_after_delay(deadline if deadline is not None else policy.deadline),
+            stop=stop_after_delay(max(0.0, end - time.monotonic())),
             wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
             retry=retry_if_exception(_is_transient),
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    token_version = self.token.version if self.token else 0
-                    all_headers = {**self.headers, **(self.token.bearer() if self.token else {}), **(headers or {})}
-                    if data_factory is not None:
-                        kwargs["data"] = data_factory()
-                    resp = await self.session.request(method, url, headers=all_headers, timeout=req_timeout, **kwargs)
-                    if resp.status in policy.retry_statuses:
-                        body = (await resp.text(errors="replace"))[:500]
-                        resp.release()
-                        raise _TransientError(f"HTTP {resp.status}: {body[:300]}", resp.status, body)
-                    if (resp.status in self.auth_statuses and self.token is not None
-                            and self.token.version != token_version):
-                        resp.release()  # the token was refreshed while this request was in flight: retry once
-                        raise _TransientError(f"HTTP {resp.status} with a token that was just replaced", resp.status)
-                    return resp
+            async for retry in retrying:
+                with retry:
+                    return await attempt()
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise ServiceUnavailableError(self.service, url, last or "retry deadline exceeded") from last

@@ -9,12 +9,17 @@ used once and only for the exchange it was sent in.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from typing import Any, cast
 
 from flame_sdk.errors import FlameError
 from flame_sdk.protocol.envelope import RESULT_ID
 from flame_sdk.startup import Components
 from flame_sdk.storage import intermediate_binding as binding
+
+#: Downloads of the senders' data in flight at once in ``await_intermediate_data``.
+DOWNLOAD_CONCURRENCY = 8
 
 
 async def send_intermediate_data(components: Components, receivers: list[str], data: Any, message_category: str,
@@ -35,13 +40,14 @@ async def send_intermediate_data(components: Components, receivers: list[str], d
 
 async def await_intermediate_data(components: Components, senders: list[str], message_category: str,
                                   timeout: float | None) -> dict[str, Any]:
-    """The data each sender stored for this node; None for senders whose message did not arrive."""
+    """The data each sender stored for this node (in the senders' order); None for senders whose message did
+    not arrive. The senders' data is downloaded concurrently, at most ``DOWNLOAD_CONCURRENCY`` at a time."""
     messages = await components.require_broker().await_messages(senders, message_category, timeout=timeout)
     own_id = components.require_identity().node_id
-    data: dict[str, Any] = {}
+    storage = components.require_storage()
+    storage_ids: dict[str, str] = {}
     for sender, found in messages.items():
         if not found:
-            data[sender] = None
             continue
         ids = found[-1].body.get(RESULT_ID)
         storage_id = ids.get(own_id) if isinstance(ids, dict) else None
@@ -49,8 +55,27 @@ async def await_intermediate_data(components: Components, senders: list[str], me
             raise FlameError(f"message from {sender} in category {message_category!r} carries no storage id "
                              f"for this node (body: {str(found[-1].body)[:200]})")
         components.ledger.check_unused(storage_id, sender, message_category)
-        stored = await components.require_storage().get_intermediate_data("global", storage_id, None, "all",
-                                                                           sender_id=sender)
-        bound, data[sender] = binding.unwrap(stored, storage_id, sender)
+        storage_ids[sender] = storage_id
+    limit = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+
+    async def fetch(sender: str, storage_id: str) -> Any:
+        async with limit:
+            return await storage.get_intermediate_data("global", storage_id, None, "all", sender_id=sender)
+
+    stored = await _all_or_none([fetch(sender, storage_id) for sender, storage_id in storage_ids.items()])
+    data: dict[str, Any] = dict.fromkeys(messages)
+    for (sender, storage_id), obj in zip(storage_ids.items(), stored, strict=True):
+        bound, data[sender] = binding.unwrap(obj, storage_id, sender)
         components.ledger.accept(storage_id, sender, message_category, bound)
     return data
+
+
+async def _all_or_none(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """The results of ``coros`` run concurrently, in order; the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(coro) for coro in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

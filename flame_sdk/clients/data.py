@@ -198,4 +198,3 @@ class DataApiClient:
         names = [c.name for c in fhir]
         raise DataSourceError(f"cannot tell which FHIR source serves {url_or_query!r} (sources: {names or 'none'}); "
                               f"use get_data_client(data_id).fetch_page(...) instead")
-

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flame_sdk.clients.messages import Inbox, Message, encode_request
+from flame_sdk.clients.messages import Inbox, Message, WaitKey, ack_key, encode_request, message_key
 from flame_sdk.config import NodeConfig, NodeIdentity
 from flame_sdk.errors import AnalysisError, FlameError, ServiceUnavailableError, UnknownNodeError
 from flame_sdk.http import ServiceClient
@@ -215,10 +215,10 @@ class MessageBrokerClient:
             return set(receivers) <= self.inbox.acked_by(message_id)
 
         await self._wait(done, bound, lambda: [r for r in receivers if r not in self.inbox.acked_by(message_id)],
-                         f"acknowledgement of message {message_id}")
+                         f"acknowledgement of message {message_id}", [ack_key(message_id)])
 
     async def _wait(self, done: Callable[[], bool], bound: float | None, silent: Callable[[], list[str]],
-                    what: str) -> None:
+                    what: str, keys: list[WaitKey]) -> None:
         """Wait for ``done`` or the end of the run, at most ``bound`` seconds (None: no bound, warning
         periodically naming the silent nodes). The subscription is checked whenever deliveries went quiet.
 
@@ -235,7 +235,7 @@ class MessageBrokerClient:
             step = self.subscription_check_interval
             if deadline is not None:
                 step = min(step, deadline - time.monotonic())
-            if step <= 0 or await self.inbox.wait_for(finished, step):
+            if step <= 0 or await self.inbox.wait_for(finished, step, keys):
                 break
             self._check_subscription_when_quiet()
             now = time.monotonic()
@@ -304,7 +304,8 @@ class MessageBrokerClient:
         def done() -> bool:
             return not missing()
 
-        await self._wait(done, timeout, missing, f"messages of category {message_category!r}")
+        await self._wait(done, timeout, missing, f"messages of category {message_category!r}",
+                         [message_key(s, message_category) for s in senders])
         result: dict[str, list[Message] | None] = {}
         for sender in senders:
             found = self.inbox.matching(sender, message_category, message_id)

@@ -7,6 +7,7 @@ import datetime
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from flame_sdk.errors import MessageTooLargeError
@@ -83,14 +84,38 @@ def encode_request(recipients: list[str], body: dict[str, Any]) -> bytes:
         raise (MessageTooLargeError if exc.too_large else TypeError)(str(exc)) from None
 
 
+#: What a change to the inbox concerns: a message of (sender, category), or the acknowledgements of a message id.
+WaitKey = tuple[str, str, str]
+
+
+def message_key(sender: str, category: str) -> WaitKey:
+    return ("message", sender, category)
+
+
+def ack_key(message_id: str) -> WaitKey:
+    return ("ack", message_id, "")
+
+
+@dataclass
+class _Waiter:
+    predicate: Callable[[], bool]
+    keys: frozenset[WaitKey] | None  # None: re-checked on every change
+    woken: asyncio.Future[None]
+
+
 class Inbox:
-    """Received messages and acknowledgements of this node. Lives on the SDK loop."""
+    """Received messages and acknowledgements of this node. Lives on the SDK loop.
+
+    Messages are indexed by (sender, category), so finding a sender's messages does not scan the inbox, and a
+    waiter names the keys its predicate depends on, so an arrival re-checks only the waiters it concerns.
+    """
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self._known_ids: set[str] = set()
+        self._by_key: dict[tuple[str, str], list[Message]] = {}
         self._acks: dict[str, set[str]] = {}
-        self._changed = asyncio.Condition()
+        self._waiters: list[_Waiter] = []
         #: ``time.monotonic()`` of the last webhook delivery (message or acknowledgement, duplicates included).
         self.last_delivery = time.monotonic()
 
@@ -98,12 +123,13 @@ class Inbox:
         """Note that the broker delivered something (deliveries going quiet make waits check the subscription)."""
         self.last_delivery = time.monotonic()
 
-    def _notify(self) -> None:
-        async def _wake() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        asyncio.ensure_future(_wake())
+    def _notify(self, key: WaitKey | None) -> None:
+        """Wake the waiters whose predicate now holds, among those that depend on ``key`` (all for None)."""
+        for waiter in self._waiters:
+            if waiter.woken.done() or (key is not None and waiter.keys is not None and key not in waiter.keys):
+                continue
+            if waiter.predicate():
+                waiter.woken.set_result(None)
 
     def add(self, message: Message) -> bool:
         """Store a new message; return False for a duplicate delivery (same id)."""
@@ -111,12 +137,13 @@ class Inbox:
             return False
         self._known_ids.add(message.id)
         self.messages.append(message)
-        self._notify()
+        self._by_key.setdefault((message.sender, message.category), []).append(message)
+        self._notify(message_key(message.sender, message.category))
         return True
 
     def add_ack(self, message_id: str, acknowledged_by: str) -> None:
         self._acks.setdefault(message_id, set()).add(acknowledged_by)
-        self._notify()
+        self._notify(ack_key(message_id))
 
     def acked_by(self, message_id: str) -> set[str]:
         return self._acks.get(message_id, set())
@@ -129,31 +156,43 @@ class Inbox:
         deliveries that were retried may arrive out of order)."""
         found = [
             m
-            for m in self.messages
-            if m.sender == sender
-            and m.category == category
-            and m.status == "unread"
-            and (message_id is None or m.id == message_id)
+            for m in self._by_key.get((sender, category), ())
+            if m.status == "unread" and (message_id is None or m.id == message_id)
         ]
         return sorted(found, key=_send_order)
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
-        """Wait until ``predicate()`` holds (re-checked on every change); False on timeout."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
-                return True
-            except asyncio.TimeoutError:
-                return predicate()
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None,
+                       keys: Iterable[WaitKey] | None = None) -> bool:
+        """Wait until ``predicate()`` holds, at most ``timeout`` seconds; False on timeout. It is re-checked when
+        something arrives under one of ``keys`` (``message_key``, ``ack_key``), or on every change without
+        them, and on ``wake``."""
+        if predicate():
+            return True
+        waiter = _Waiter(predicate, None if keys is None else frozenset(keys),
+                         asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter.woken, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return predicate()
+        finally:
+            self._waiters.remove(waiter)
 
     def wake(self) -> None:
         """Re-check every waiter (used when the run status changes)."""
-        self._notify()
+        self._notify(None)
+
+    def _reindex(self) -> None:
+        self._by_key = {}
+        for message in self.messages:
+            self._by_key.setdefault((message.sender, message.category), []).append(message)
 
     def delete(self, message_ids: Iterable[str]) -> int:
         ids = set(message_ids)
         before = len(self.messages)
         self.messages = [m for m in self.messages if m.id not in ids]
+        self._reindex()
         return before - len(self.messages)
 
     def clear(self, status: str, min_age: float | None) -> int:
@@ -166,4 +205,5 @@ class Inbox:
 
         before = len(self.messages)
         self.messages = [m for m in self.messages if not doomed(m)]
+        self._reindex()
         return before - len(self.messages)

@@ -134,6 +134,22 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, HTTPClientError, IncompleteReadError, ResponseStreamingError))
 
 
+_session_lock = threading.Lock()
+_sessions: list[Any] = []
+
+
+def _new_client(**kwargs: Any) -> Any:
+    """An S3 client from the one boto3 session of the process: it loads the service models once (a session per
+    client loads them again, ~0.1 s each). A session is not thread-safe, so clients are made under a lock (the
+    clients themselves are)."""
+    import boto3
+
+    with _session_lock:
+        if not _sessions:
+            _sessions.append(boto3.session.Session())
+        return _sessions[0].client("s3", **kwargs)
+
+
 class S3SourceClient(SourceClient):
     """Async access to one S3 bucket through its Kong route (boto3 in worker threads)."""
 
@@ -188,7 +204,6 @@ class S3SourceClient(SourceClient):
 
     # -- boto3 ---------------------------------------------------------------------------------------------
     def _make_client(self) -> Any:
-        import boto3
         from botocore import UNSIGNED
         from botocore.config import Config
 
@@ -196,8 +211,8 @@ class S3SourceClient(SourceClient):
                         read_timeout=READ_TIMEOUT, retries={"total_max_attempts": 1},
                         max_pool_connections=max(10, self.api.concurrency),
                         request_checksum_calculation="when_required", response_checksum_validation="when_required")
-        client = boto3.session.Session().client("s3", endpoint_url=f"{self.api.config.base_url}/kong/{self.name}",
-                                                region_name="us-east-1", config=config)
+        client = _new_client(endpoint_url=f"{self.api.config.base_url}/kong/{self.name}", region_name="us-east-1",
+                             config=config)
         apikey = self.api.config.data_source_token or ""
 
         def shape_request(request: Any, **_: Any) -> None:

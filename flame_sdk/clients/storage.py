@@ -14,10 +14,12 @@ import io
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
+import aiohttp.payload
+from aiohttp.abc import AbstractStreamWriter
 
 from flame_sdk.config import IdentifiedNodeConfig
 from flame_sdk.errors import (
@@ -35,7 +37,16 @@ from flame_sdk.storage import global_frames as frames
 from flame_sdk.storage import local_dp as dp_mechanism
 from flame_sdk.storage import sealed as sealing
 from flame_sdk.storage.final_files import FinalFile, plan_final_files
-from flame_sdk.storage.serialization import BytesLike, dump_object, encode_final, load_object
+from flame_sdk.storage.serialization import (
+    BytesLike,
+    dump_object,
+    dump_parts,
+    encode_final,
+    is_parts,
+    load_object,
+    load_parts,
+    parts_size,
+)
 from flame_sdk.storage.tags import check_storage_id, check_tag
 
 CHUNK = 256 * 1024
@@ -57,15 +68,47 @@ async def _slices(content: BytesLike) -> AsyncIterator[memoryview]:
             yield flat[start : start + CHUNK]
 
 
-def _form(content: BytesLike, filename: str, fields: dict[str, str]) -> aiohttp.FormData:
+class _SealedPayload(aiohttp.payload.Payload):
+    """An upload body: the sealed stream of a payload, produced (and hashed) while it is sent. Its size is known
+    beforehand, so the part and the request carry a Content-Length."""
+
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        super().__init__(chunks, content_type="application/octet-stream")
+        self._chunks = chunks
+        self._sealed_size = size
+        self._digest = hashlib.sha256()
+        self.complete = False
+
+    @property
+    def size(self) -> int:
+        return self._sealed_size
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a sealed stream is binary")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        for chunk in self._chunks:
+            self._digest.update(chunk)
+            await writer.write(chunk)
+        self.complete = True
+
+
+def _form(content: BytesLike | _SealedPayload, filename: str, fields: dict[str, str]) -> aiohttp.FormData:
     form = aiohttp.FormData()
     for name, value in fields.items():  # fields first, so the service can stream the file through
         form.add_field(name, value)
     # Written in small pieces with flow control, so the transport never buffers a second full copy of a
     # large payload: BytesIO shares the buffer of bytes (and keeps the length known); other buffers are
     # sliced (sent chunked).
-    body: io.BytesIO | AsyncIterator[memoryview] = io.BytesIO(content) if isinstance(content, bytes) \
-        else _slices(content)
+    body: io.BytesIO | AsyncIterator[memoryview] | _SealedPayload
+    if isinstance(content, _SealedPayload):
+        body = content
+    else:
+        body = io.BytesIO(content) if isinstance(content, bytes) else _slices(content)
     form.add_field(api.FILE, body, filename=filename, content_type="application/octet-stream")
     return form
 
@@ -214,20 +257,33 @@ class StorageClient:
     def _route(self, sender: str, recipient: str) -> frames.Route:
         return frames.Route(self.config.analysis_id, sender, recipient)
 
-    async def _upload_sealed(self, payload: bytes) -> frames.SealedRef:
-        """Seal ``payload`` under a fresh key and store it as is (no ``remote_node_id``: the service passes it
-        through unencrypted, and can return it in full)."""
+    async def _upload_sealed(self, pieces: list[BytesLike]) -> frames.SealedRef:
+        """Seal the payload (``pieces`` one after the other) under a fresh key and store it as is (no
+        ``remote_node_id``: the service passes it through unencrypted, and can return it in full). The sealed
+        stream is produced while it is sent, a segment at a time, and hashed on the way."""
         key = sealing.new_key()
-        sealed = sealing.seal(key, frames.sealed_context(self.config.analysis_id, self.node_id), payload)
-        answer = await self._upload(api.INTERMEDIATE, sealed, "data.sealed")
-        return frames.SealedRef(str(answer["object_id"]), key, len(payload), hashlib.sha256(sealed).hexdigest())
+        context = frames.sealed_context(self.config.analysis_id, self.node_id)
+        attempts: list[_SealedPayload] = []
+        size = parts_size(pieces)
+
+        def form() -> aiohttp.FormData:  # called once per attempt: each seals afresh (a new nonce prefix)
+            attempts.append(_SealedPayload(sealing.seal_pieces(key, context, pieces), sealing.sealed_size(size)))
+            return _form(attempts[-1], "data.sealed", {})
+
+        answer = await self.service.json("PUT", api.INTERMEDIATE, ok=(200, 201, 204), data_factory=form)
+        sent = attempts[-1]
+        if not sent.complete:
+            raise FlameError("the result service answered before the sealed upload was sent completely")
+        return frames.SealedRef(str(answer["object_id"]), key, size, sent.sha256)
 
     async def _save_global(self, data: Any, recipients: list[str]) -> dict[str, dict[str, str]]:
-        payload = dump_object(data)
+        pieces = dump_parts(data)  # nothing of data's buffers is copied
         inline = {r: frames.inline_frame(self._route(self.node_id, r), b"") for r in recipients}
+        # small data goes inline as one plain pickle; the rest is sealed as parts
+        payload = dump_object(data) if parts_size(pieces) <= api.MAX_DECRYPTABLE_PLAINTEXT else b""
         sealed = None
-        if any(len(header) + len(payload) > api.MAX_DECRYPTABLE_PLAINTEXT for header in inline.values()):
-            sealed = await self._upload_sealed(payload)
+        if not payload or any(len(header) + len(payload) > api.MAX_DECRYPTABLE_PLAINTEXT for header in inline.values()):
+            sealed = await self._upload_sealed(pieces)
 
         async def save_for(node_id: str) -> dict[str, str]:
             route = self._route(self.node_id, node_id)
@@ -304,8 +360,10 @@ class StorageClient:
                 raise self._explain(exc, f"global data {object_id!r}") from None
             frame = frames.parse_frame(data)
             frames.check_route(frame.route, self._route(candidate, self.node_id), object_id)
-            payload = frame.payload if frame.sealed is None else await self._open_sealed(frame.sealed, candidate)
-            return load_object(payload)
+            if frame.sealed is None:
+                return load_object(frame.payload)
+            payload = await self._open_sealed(frame.sealed, candidate)
+            return load_parts(payload) if is_parts(payload) else load_object(payload)
         raise await self._undecryptable(object_id, None)
 
     async def _undecryptable(self, object_id: str, sender: str | None) -> FlameError:
@@ -326,19 +384,32 @@ class StorageClient:
         return TamperedDataError(f"this node's result service could not decrypt global data {object_id}: it was not "
                                  f"encrypted {who} for this node ({self.node_id}), or it was modified")
 
-    async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytes | bytearray:
+    async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytearray:
+        """Download and open a sealed payload as it streams in: hashed and decrypted chunk by chunk into one
+        buffer of the announced size; only a stream whose digest matches the key frame's is returned."""
+        opener = sealing.StreamOpener(sealed.key, frames.sealed_context(self.config.analysis_id, sender), sealed.size)
+        digest = hashlib.sha256()
+        tampered: TamperedDataError | None = None
         try:
-            stored = await self._download(api.INTERMEDIATE_OBJECT.format(object_id=sealed.object_id))
+            async with self.service.stream("GET", api.INTERMEDIATE_OBJECT.format(object_id=sealed.object_id)) as resp:
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    digest.update(chunk)
+                    if tampered is None:
+                        try:
+                            opener.feed(chunk)
+                        except TamperedDataError as exc:  # reported after the digest: a swapped object says so
+                            tampered = exc
         except ServiceHTTPError as exc:
             raise self._explain(exc, f"sealed global data {sealed.object_id!r}") from None
-        if hashlib.sha256(stored).hexdigest() != sealed.sha256:
+        if digest.hexdigest() != sealed.sha256:
             raise TamperedDataError(f"sealed global data {sealed.object_id} does not match the digest its sender "
                                     f"{sender} announced: it was modified")
-        payload = sealing.open_sealed(sealed.key, frames.sealed_context(self.config.analysis_id, sender), stored)
-        if len(payload) != sealed.size:
-            raise TamperedDataError(f"sealed global data {sealed.object_id} has {len(payload)} bytes, its sender "
-                                    f"announced {sealed.size}")
-        return payload
+        if tampered is not None:
+            raise tampered
+        try:
+            return opener.finish()
+        except TamperedDataError as exc:
+            raise TamperedDataError(f"sealed global data {sealed.object_id}: {exc}") from None
 
     async def get_local_tags(self, filter: str | None = None) -> list[str]:  # noqa: A002 - documented name
         """Tags of this project's local storage in alphabetical order, optionally only those containing

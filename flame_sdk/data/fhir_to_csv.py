@@ -1,4 +1,4 @@
-"""fhir_to_csv: pivot FHIR Observations or QuestionnaireResponses into a table (pandas), as CSV or dict.
+"""fhir_to_csv: pivot FHIR Observations or QuestionnaireResponses into a table, as CSV or dict.
 
 Key sequences are dot paths into each Bundle entry (``resource.code.coding.code``). Lists on the way are
 searched in order and the first match wins. If the last key is not present verbatim, the first field whose
@@ -18,41 +18,48 @@ too; a page loop or more than ``max_pages`` pages is an error.
 
 from __future__ import annotations
 
+import csv
+import math
 from collections.abc import Callable, Iterable, Iterator
 from io import StringIO
-from typing import Any, Literal
-
-import pandas as pd
+from typing import Any, Literal, TextIO
 
 from flame_sdk.data.bundles import next_link
 
 KNOWN_RESOURCES = ("Observation", "QuestionnaireResponse")
 DEFAULT_MAX_PAGES = 10_000
 _QR_PREFIX = ["resource", "item"]
+_ABSENT = object()
 
 Table = dict[Any, dict[Any, Any]]
 
 
 def find_value(node: Any, keys: list[str]) -> Any:
     """Follow ``keys`` into nested dicts/lists; None when the path does not exist."""
-    if not keys:
-        return node
-    if isinstance(node, list):
-        for item in node:
-            found = find_value(item, keys)
-            if found is not None:
-                return found
+    return _find(node, keys, 0)
+
+
+def _find(node: Any, keys: list[str], at: int) -> Any:
+    end = len(keys)
+    while at < end:
+        if isinstance(node, dict):
+            key = keys[at]
+            value = node.get(key, _ABSENT)
+            if value is not _ABSENT:
+                node, at = value, at + 1
+                continue
+            if at == end - 1:  # the last key may be a prefix: valueQuantity for "value"
+                for name, value in node.items():
+                    if key in name:
+                        return value
+            return None
+        if isinstance(node, list):
+            for item in node:
+                found = _find(item, keys, at)
+                if found is not None:
+                    return found
         return None
-    if not isinstance(node, dict):
-        return None
-    key, rest = keys[0], keys[1:]
-    if key in node:
-        return find_value(node[key], rest)
-    if not rest:
-        for name, value in node.items():
-            if key in name:
-                return value
-    return None
+    return node
 
 
 def _split(name: str, seq: str | None) -> list[str]:
@@ -124,7 +131,9 @@ def _table(pages: Iterator[dict[str, Any]], resource: str, col_keys: list[str], 
                 col_id = find_value(entry, col_keys)
                 found_row |= row_id is not None
                 found_col |= col_id is not None
-                if row_id is None or col_id is None or not _keep(row_id, row_filters) or not _keep(col_id, col_filters):
+                if row_id is None or col_id is None:
+                    continue
+                if (row_filters or col_filters) and not (_keep(row_id, row_filters) and _keep(col_id, col_filters)):
                     continue
                 table.setdefault(col_id, {})[row_id] = find_value(entry, value_keys)
             else:
@@ -146,14 +155,22 @@ def _table(pages: Iterator[dict[str, Any]], resource: str, col_keys: list[str], 
     return table
 
 
-def table_frame(table: Table, row_col_name: str = "") -> pd.DataFrame:
-    """The pivot table as a DataFrame: columns and rows in first-seen order, missing cells None."""
+def _missing_cell(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def write_csv(table: Table, out: TextIO, row_col_name: str = "", separator: str = ",") -> None:
+    """The pivot table as CSV: a header (``row_col_name``, then the column ids), one line per row id; columns
+    and rows in first-seen order, missing cells (and None or NaN values) empty. Written as pandas'
+    ``DataFrame.to_csv`` writes such a table of objects, with the csv module."""
     columns = list(table)
     rows = list(dict.fromkeys(row for column in table.values() for row in column))
-    data = {col: pd.Series([table[col].get(row) for row in rows], dtype=object) for col in columns}
-    frame = pd.DataFrame(data, columns=columns)
-    frame.index = pd.Index(rows, name=row_col_name or None, dtype=object)
-    return frame
+    writer = csv.writer(out, delimiter=separator, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow([row_col_name, *columns])
+    cells = [table[column] for column in columns]
+    for row in rows:
+        values = [cell.get(row) for cell in cells]
+        writer.writerow([row, *("" if _missing_cell(v) else v for v in values)])
 
 
 def fhir_to_csv(
@@ -199,6 +216,6 @@ def fhir_to_csv(
     if output_type == "dict":
         return table
     out = StringIO()
-    table_frame(table, row_col_name).to_csv(out, sep=separator, index_label=row_col_name, lineterminator="\n")
+    write_csv(table, out, row_col_name, separator)
     out.seek(0)
     return out

@@ -176,9 +176,31 @@ def env_allowed(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+class _ViewReader(io.RawIOBase):
+    """Reads a buffer in place (``io.BytesIO`` would copy a bytearray or memoryview first)."""
+
+    def __init__(self, payload: bytes | bytearray | memoryview) -> None:
+        super().__init__()
+        self._view = memoryview(payload).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        count = min(len(target), len(self._view) - self._pos)
+        target[:count] = self._view[self._pos : self._pos + count]
+        self._pos += count
+        return count
+
+
+def _reader(payload: bytes | bytearray | memoryview) -> io.BufferedReader:
+    return io.BufferedReader(_ViewReader(payload), buffer_size=64 * 1024)
+
+
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: io.BytesIO, extra: tuple[str, ...]) -> None:
-        super().__init__(data)
+    def __init__(self, data: io.BufferedReader, extra: tuple[str, ...], buffers: Iterable[Any] | None = None) -> None:
+        super().__init__(data, buffers=buffers)
         self._extra = extra
 
     def find_class(self, module: str, name: str) -> Any:
@@ -190,13 +212,15 @@ class _Unpickler(pickle.Unpickler):
         return _POLICY.find(module, name, self._extra)
 
 
-def loads(payload: bytes | bytearray | memoryview, allow: Iterable[str] = ()) -> Any:
-    """Unpickle with the allow-list, plus ``allow`` and what ``FLAME_UNPICKLE_ALLOW`` lists.
+def loads(payload: bytes | bytearray | memoryview, allow: Iterable[str] = (),
+          buffers: Iterable[Any] | None = None) -> Any:
+    """Unpickle with the allow-list, plus ``allow`` and what ``FLAME_UNPICKLE_ALLOW`` lists; ``buffers``: the
+    stream's out-of-band buffers (pickle protocol 5).
 
     ``UnsafePickleError`` for a refused global; ``pickle.UnpicklingError`` naming the cause for anything else
     that is not a readable pickle (truncated, corrupted, or objects that do not rebuild)."""
     try:
-        return _Unpickler(io.BytesIO(payload), (*env_allowed(), *allow)).load()
+        return _Unpickler(_reader(payload), (*env_allowed(), *allow), buffers).load()
     except UnsafePickleError:
         raise
     except (Exception, RecursionError) as exc:  # garbage makes pickle raise nearly anything

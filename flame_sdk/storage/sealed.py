@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable, Iterator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -28,6 +29,7 @@ TAG_SIZE = 16
 _HEADER = struct.Struct(">4sI7s")
 HEADER_SIZE = _HEADER.size
 _MAX_SEGMENTS = 2**32
+BytesLike = bytes | bytearray | memoryview
 
 
 def new_key() -> bytes:
@@ -79,6 +81,10 @@ class Sealer(_SegmentCipher):
                 pos += size
         del self._buffer[:pos]
         return out
+
+    def encrypt_segment(self, plaintext: BytesLike, final: bool) -> bytes:
+        """Encrypt the next segment as it is given (the caller cuts the segments)."""
+        return self._aead.encrypt(self.nonce(final), plaintext, self._ad)
 
     def finalize(self) -> bytes:
         """The final segment (possibly of empty plaintext)."""
@@ -134,40 +140,98 @@ class Opener(_SegmentCipher):
         return last
 
 
-def seal(key: bytes, context: bytes, data: bytes | bytearray | memoryview,
-         segment_size: int = DEFAULT_SEGMENT_SIZE) -> bytearray:
-    """Whole-buffer convenience wrapper around ``Sealer`` (one output buffer, no further copies)."""
+def seal_pieces(key: bytes, context: bytes, pieces: Iterable[BytesLike],
+                segment_size: int = DEFAULT_SEGMENT_SIZE) -> Iterator[bytes]:
+    """The sealed stream of the concatenated ``pieces``, a segment at a time (header first); nothing holds the
+    whole plaintext or ciphertext. Segments are encrypted straight from the pieces' memory; only a segment that
+    spans two pieces is assembled first. The same stream as ``Sealer`` gives."""
     sealer = Sealer(key, context, segment_size)
-    out = bytearray(sealer.header)
-    with memoryview(data) as view:
-        for start in range(0, len(view), segment_size):
-            for segment in sealer.update(view[start : start + segment_size]):
-                out += segment
-    out += sealer.finalize()
+    yield sealer.header
+    held: BytesLike | None = None  # a complete segment, until it is known whether more data follows it
+    carry = bytearray()  # the start of a segment that continues in the next piece
+    for piece in pieces:
+        flat = memoryview(piece).cast("B")
+        pos, end = 0, len(flat)
+        while pos < end:
+            if held is not None:  # more data follows: the held segment is not the last
+                yield sealer.encrypt_segment(held, final=False)
+                held = None
+            if carry or end - pos < segment_size:
+                take = min(segment_size - len(carry), end - pos)
+                carry += flat[pos : pos + take]
+                pos += take
+                if len(carry) == segment_size:
+                    held, carry = bytes(carry), bytearray()
+            else:
+                held = flat[pos : pos + segment_size]
+                pos += segment_size
+    # nothing followed a held segment (a carry would have released it): it is the last, else the carry is
+    yield sealer.encrypt_segment(held if held is not None else carry, final=True)
+
+
+def seal(key: bytes, context: bytes, data: BytesLike, segment_size: int = DEFAULT_SEGMENT_SIZE) -> bytearray:
+    """Whole-buffer convenience wrapper around ``seal_pieces`` (one output buffer, no further copies)."""
+    out = bytearray()
+    for chunk in seal_pieces(key, context, [data], segment_size):
+        out += chunk
     return out
 
 
-def open_sealed(key: bytes, context: bytes, sealed: bytes | bytearray) -> bytearray:
-    """Whole-buffer convenience wrapper around ``Opener`` (one output buffer, fed a segment at a time)."""
-    header = parse_header(sealed)
-    if header is None:
-        raise TamperedDataError("sealed data is truncated (incomplete header)")
-    opener = Opener(key, context, header)
-    step = _HEADER.unpack(header)[1] + TAG_SIZE
-    segments = max(1, -(-(len(sealed) - HEADER_SIZE) // step))
-    out = bytearray(max(0, len(sealed) - HEADER_SIZE - segments * TAG_SIZE))  # the plaintext size, if intact
-    pos = 0
+class StreamOpener:
+    """Opens a sealed stream fed in chunks of any size into one preallocated plaintext buffer of ``size`` bytes
+    (the size the sender announced), so neither the whole ciphertext nor a second plaintext copy is held."""
 
-    def put(plain: bytes) -> None:
-        nonlocal pos
-        if pos + len(plain) > len(out):
-            raise TamperedDataError("sealed data has more plaintext than its length allows")
-        out[pos : pos + len(plain)] = plain
-        pos += len(plain)
+    def __init__(self, key: bytes, context: bytes, size: int) -> None:
+        self._key, self._context = key, context
+        self._head = bytearray()
+        self._opener: Opener | None = None
+        self.plaintext = bytearray(size)
+        self._pos = 0
 
+    def feed(self, chunk: BytesLike) -> None:
+        if self._opener is None:
+            self._head += chunk
+            header = parse_header(self._head)
+            if header is None:
+                return
+            self._opener = Opener(self._key, self._context, header)
+            rest, self._head = self._head[HEADER_SIZE:], bytearray()
+            self._put_all(self._opener.update(rest))
+            return
+        self._put_all(self._opener.update(chunk))
+
+    def finish(self) -> bytearray:
+        """The plaintext; TamperedDataError when the stream was cut short or holds another size than announced."""
+        if self._opener is None:
+            raise TamperedDataError("sealed data is truncated (incomplete header)")
+        self._put_all([self._opener.finalize()])
+        if self._pos != len(self.plaintext):
+            raise TamperedDataError(f"sealed data has {self._pos} plaintext bytes, its sender announced "
+                                    f"{len(self.plaintext)}")
+        return self.plaintext
+
+    def _put_all(self, plains: list[bytes]) -> None:
+        for plain in plains:
+            end = self._pos + len(plain)
+            if end > len(self.plaintext):
+                raise TamperedDataError(f"sealed data has more plaintext than the {len(self.plaintext)} bytes its "
+                                        f"sender announced")
+            self.plaintext[self._pos : end] = plain
+            self._pos = end
+
+
+def open_sealed(key: bytes, context: bytes, sealed: BytesLike, size: int | None = None) -> bytearray:
+    """Whole-buffer convenience wrapper around ``StreamOpener``; ``size`` defaults to what the stream's length
+    implies for an intact stream."""
+    if size is None:
+        header = parse_header(bytes(memoryview(sealed)[:HEADER_SIZE]))
+        if header is None:
+            raise TamperedDataError("sealed data is truncated (incomplete header)")
+        step = _HEADER.unpack(header)[1] + TAG_SIZE
+        segments = max(1, -(-(len(sealed) - HEADER_SIZE) // step))
+        size = max(0, len(sealed) - HEADER_SIZE - segments * TAG_SIZE)
+    opener = StreamOpener(key, context, size)
     with memoryview(sealed) as view:
-        for start in range(HEADER_SIZE, len(view), step):
-            for plain in opener.update(view[start : start + step]):
-                put(plain)
-    put(opener.finalize())
-    return out
+        for start in range(0, len(view), DEFAULT_SEGMENT_SIZE):
+            opener.feed(view[start : start + DEFAULT_SEGMENT_SIZE])
+    return opener.finish()

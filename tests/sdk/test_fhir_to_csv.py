@@ -150,3 +150,43 @@ def test_frames_and_models() -> None:
     assert len(to_models(bundle(OBSERVATIONS[:5]))) == 5
     with pytest.raises(ValueError, match="no frame builder"):
         resources_frame(bundle(RESPONSES))
+
+
+def _pandas_csv(table: dict, row_col_name: str, separator: str) -> str:
+    """What pandas writes for the pivot table (the oracle the csv module writer must match)."""
+    columns = list(table)
+    rows = list(dict.fromkeys(row for column in table.values() for row in column))
+    data = {col: pd.Series([table[col].get(row) for row in rows], dtype=object) for col in columns}
+    frame = pd.DataFrame(data, columns=columns)
+    frame.index = pd.Index(rows, name=row_col_name or None, dtype=object)
+    out = StringIO()
+    frame.to_csv(out, sep=separator, index_label=row_col_name, lineterminator="\n")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("table", [
+    {},
+    {"a": {}},
+    {"a": {"r1": 1.5, "r2": None}, "b": {"r2": float("nan"), "r3": "x,y"}},
+    {"8480-6": {"Patient/1": 120.0, "Patient/2": 1e-7}, "c;d": {"Patient/1": 'he said "hi"\nnext', "Patient/3": True}},
+    {"q1": {"0": [1, 2], "1": {"a": 1}}, 2: {"0": 10**20, "": ""}},
+    {"x": {"r": 0.1 + 0.2, "s": -0.0, "t": float("inf")}},
+])
+def test_csv_is_written_as_pandas_writes_the_table(table: dict) -> None:
+    from flame_sdk.data.fhir_to_csv import write_csv
+
+    for row_col_name in ("", "id", "a,b"):
+        for separator in (",", ";", "\t"):
+            out = StringIO()
+            write_csv(table, out, row_col_name, separator)
+            assert out.getvalue() == _pandas_csv(table, row_col_name, separator)
+
+
+def test_fhir_to_csv_does_not_import_pandas() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from flame_sdk.data.fhir_to_csv import fhir_to_csv; "
+            "fhir_to_csv({'resourceType': 'Bundle', 'entry': []}, 'a.b', 'a.c', 'Observation', row_key_seq='a.d'); "
+            "assert 'pandas' not in sys.modules, 'pandas was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -36,6 +36,25 @@ def test_round_trip_sizes(size):
     assert open_sealed(key, CONTEXT, stream) == data
 
 
+@pytest.mark.parametrize("cuts", [[], [0], [1], [SEG], [SEG - 1, SEG + 1], [5, 6, 7], [2 * SEG, 3 * SEG], [3 * SEG + 5]])
+def test_sealing_pieces_gives_the_sealer_s_segments(cuts):
+    """Pieces cut anywhere (segments spanning pieces, empty pieces) seal to what the one buffer seals to."""
+    key, data = new_key(), os.urandom(3 * SEG + 5)
+    bounds = [0, *cuts, len(data)]
+    pieces = [memoryview(data)[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    stream = b"".join(crypto.seal_pieces(key, CONTEXT, pieces, SEG))
+    assert len(stream) == crypto.sealed_size(len(data), SEG)
+    assert open_sealed(key, CONTEXT, stream) == data
+    opener = crypto.StreamOpener(key, CONTEXT, len(data))
+    for start in range(0, len(stream), 777):
+        opener.feed(stream[start : start + 777])
+    assert opener.finish() == data
+    with pytest.raises(TamperedDataError, match="announced"):
+        short = crypto.StreamOpener(key, CONTEXT, len(data) - 1)
+        short.feed(stream)
+        short.finish()
+
+
 def test_streaming_in_odd_chunks_matches():
     key, data = new_key(), os.urandom(7 * SEG + 5)
     sealer = Sealer(key, CONTEXT, SEG)

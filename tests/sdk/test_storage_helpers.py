@@ -105,3 +105,27 @@ def test_local_names_sort_in_save_order():
     names = [local_filename() for _ in range(50)]
     assert sorted(names, key=save_order_key) == names
     assert save_order_key("upload.bin") == (0, 0) < save_order_key(names[0])
+
+
+def test_parts_keep_buffers_out_of_band_and_rebuild_them_in_place():
+    import pickle
+
+    import pandas as pd
+
+    from flame_sdk.storage.serialization import PART_ALIGNMENT, dump_parts, is_parts, load_parts, parts_size
+
+    weights = np.arange(1000, dtype=np.float64)
+    data = {"weights": weights, "frame": pd.DataFrame({"a": np.arange(50), "b": np.linspace(0, 1, 50)}),
+            "meta": {"round": 3, "bytes": b"x" * 100}}
+    pieces = dump_parts(data)
+    assert any(np.shares_memory(np.frombuffer(piece, dtype=np.uint8), weights) for piece in pieces[1:]
+               if isinstance(piece, memoryview))  # sent from the array's own memory
+    payload = bytearray(b"".join(bytes(memoryview(piece).cast("B")) for piece in pieces))
+    assert len(payload) == parts_size(pieces) and is_parts(payload) and not is_parts(dump_object(data))
+    got = load_parts(payload)
+    assert np.array_equal(got["weights"], weights) and got["frame"].equals(data["frame"]) and got["meta"] == data["meta"]
+    assert np.shares_memory(got["weights"], np.frombuffer(payload, dtype=np.uint8))  # a view, not a copy
+    assert got["weights"].ctypes.data % 16 == 0 and PART_ALIGNMENT % 16 == 0
+    for broken in (payload[:-1], payload + b"\0", b"FLP5" + bytes(3)):
+        with pytest.raises(pickle.UnpicklingError):
+            load_parts(bytearray(broken))

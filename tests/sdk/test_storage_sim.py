@@ -264,3 +264,14 @@ def test_local_data_survives_a_second_analysis_of_the_project(sim, shared):
     finally:
         for sdk in (*later.values(), *stranger.values()):
             sdk.close()
+
+
+def test_numpy_and_pandas_payloads_travel_sealed_as_parts(nodes):
+    import pandas as pd
+
+    agg, first, _ = nodes
+    data = {"weights": np.random.default_rng(1).random((300, 7)), "frame": pd.DataFrame({"n": np.arange(500)})}
+    saved = agg.save_intermediate_data(data, "global", remote_node_ids=[first.get_id()])
+    got = first.get_intermediate_data("global", query=saved[first.get_id()]["id"])
+    assert np.array_equal(got["weights"], data["weights"]) and got["frame"].equals(data["frame"])
+    assert got["weights"].flags.writeable  # rebuilt in the recipient's own buffer

@@ -32,16 +32,27 @@ def public_key_from_hex(hex_pem: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def _aead(private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCurvePublicKey) -> AESGCM:
+def shared_cipher(private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCurvePublicKey) -> AESGCM:
+    """The AES-256-GCM cipher of a node pair (ECDH; the first 32 bytes of the secret). The pair's cipher never
+    changes, so callers keep it per peer instead of agreeing on the key for every object."""
     return AESGCM(private_key.exchange(ec.ECDH(), public_key)[:SECRET_SIZE])
+
+
+def encrypt_with(cipher: AESGCM, data: bytes | bytearray) -> bytes:
+    iv = os.urandom(IV_SIZE)
+    return iv + cipher.encrypt(iv, data, b"")
+
+
+def decrypt_with(cipher: AESGCM, data: bytes) -> bytes:
+    """Raises ``cryptography.exceptions.InvalidTag`` when ``data`` was not encrypted with this pair's cipher."""
+    return cipher.decrypt(data[:IV_SIZE], data[IV_SIZE:], b"")
 
 
 def encrypt(private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCurvePublicKey,
             data: bytes | bytearray) -> bytes:
-    iv = os.urandom(IV_SIZE)
-    return iv + _aead(private_key, public_key).encrypt(iv, data, b"")
+    return encrypt_with(shared_cipher(private_key, public_key), data)
 
 
 def decrypt(private_key: ec.EllipticCurvePrivateKey, public_key: ec.EllipticCurvePublicKey, data: bytes) -> bytes:
     """Raises ``cryptography.exceptions.InvalidTag`` when ``data`` was not encrypted between these two keys."""
-    return _aead(private_key, public_key).decrypt(data[:IV_SIZE], data[IV_SIZE:], b"")
+    return decrypt_with(shared_cipher(private_key, public_key), data)

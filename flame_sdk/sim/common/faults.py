@@ -36,6 +36,11 @@ class Fault(Enum):
 _STATUS = {Fault.HTTP_500: 500, Fault.HTTP_502: 502, Fault.HTTP_503: 503, Fault.HTTP_429: 429}
 
 
+def fault_status(fault: Fault) -> int:
+    """The HTTP status a fault answers with (for the faults that answer one)."""
+    return _STATUS[fault]
+
+
 @dataclass(frozen=True)
 class FaultPlan:
     """A fault rate in [0, 1) and the seed its decisions are drawn from."""

@@ -8,6 +8,10 @@ from typing import Any
 
 import jwt
 
+#: Verified tokens whose claims are kept (the oldest is dropped first).
+VERIFIED_KEPT = 4096
+EXPIRED = "the bearer token has expired; the node refreshes it via /analysis/token_refresh"
+
 
 class TokenError(Exception):
     """A bearer token is missing, malformed, expired or for another analysis."""
@@ -29,6 +33,7 @@ class TokenIssuer:
             raise ValueError(f"the token secret has {len(secret)} bytes; use at least 32 (64 hex digits)")
         self._secret = secrets.token_bytes(32) if secret is None else secret
         self.ttl_seconds = ttl_seconds
+        self._verified: dict[str, dict[str, Any]] = {}  # token -> claims, oldest first
 
     def issue(self, analysis_id: str, ttl_seconds: float | None = None) -> str:
         now = int(time.time())
@@ -39,15 +44,29 @@ class TokenIssuer:
     def verify(self, token: str, analysis_id: str | None) -> dict[str, Any]:
         """The token's claims; TokenError unless it is signed here, unexpired and (when ``analysis_id`` is given)
         issued for that analysis. Services that only check signature and expiry pass None."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._decode(token)
+        elif claims["exp"] <= int(time.time()):  # PyJWT's rule, without leeway
+            self._verified.pop(token, None)
+            raise TokenExpiredError(EXPIRED)
+        if analysis_id is not None and claims["client_id"] != analysis_id:
+            raise TokenError(f"the token belongs to analysis {claims['client_id']}, not {analysis_id}")
+        return claims
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """Check signature, structure and expiry; a valid token's claims are kept, so that the next request
+        with it costs a dictionary lookup and an expiry check."""
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "client_id"]})
         except jwt.ExpiredSignatureError:
-            raise TokenExpiredError("the bearer token has expired; the node refreshes it via /analysis/token_refresh") \
-                from None
+            self._verified.pop(token, None)
+            raise TokenExpiredError(EXPIRED) from None
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"invalid bearer token ({exc})") from None
-        if analysis_id is not None and claims["client_id"] != analysis_id:
-            raise TokenError(f"the token belongs to analysis {claims['client_id']}, not {analysis_id}")
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_KEPT:
+            self._verified.pop(next(iter(self._verified)))
         return claims
 
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from flame_sdk.protocol import env as names
 from flame_sdk.protocol.status import AnalysisStatus, is_final
 from flame_sdk.runtime import EventLoopThread
@@ -191,10 +189,8 @@ class Simulation:
         self.tokens = TokenIssuer(self.config.token_ttl)
         self.hub = Hub()
         self.nodes: dict[str, SimNode] = {}
-        self.hub_url = ""
         self.s3_endpoint: Any = None
         self._loop: EventLoopThread | None = None
-        self._runners: list[web.AppRunner] = []
         self._rng = random.Random(self.config.seed + 1)
 
     def node(self, node_id_or_name: str) -> SimNode:
@@ -231,14 +227,8 @@ class Simulation:
             self.s3_endpoint = S3Endpoint(host=host)
             await asyncio.to_thread(self.s3_endpoint.start)
         await self.hub.start()
-        runner = web.AppRunner(self.hub.create_app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-        self._runners.append(runner)
-        self.hub_url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-        for spec in self.specs:
-            node = SimNode(spec, self.config.seed, self.hub_url, self.state_dir / spec.name, self.tokens, host=host,
+        for spec in self.specs:  # the hub is called in process: its hops are ones the SDK never sees
+            node = SimNode(spec, self.config.seed, self.hub, self.state_dir / spec.name, self.tokens, host=host,
                            s3_endpoint=self.s3_endpoint, status_interval=self.config.status_interval,
                            po_limits=self.config.po_limits,
                            faults=FaultPlan(self.config.faults, self.config.fault_seed))
@@ -261,8 +251,6 @@ class Simulation:
     async def _stop(self) -> None:
         for node in self.nodes.values():
             await node.stop()
-        for runner in self._runners:
-            await runner.cleanup()
         await self.hub.stop()
 
     def __enter__(self) -> Simulation:

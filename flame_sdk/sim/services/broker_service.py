@@ -11,8 +11,11 @@ It does what PrivateAIM/node-message-broker does (facts and sources in ``flame_s
   the delivery; an undelivered message is logged (``flame_sdk.sim.message_broker``) and dropped.
 
 Webhook hosts ``nginx-<DEPLOYMENT_NAME>`` resolve to that deployment's gateway on this node, as the
-cluster's DNS resolves them on a real node. Deliveries carry the node's peer header, by which the gateway
-recognises the broker (the stand-in for nginx's ``allow <message broker ip>``).
+cluster's DNS resolves them on a real node. The broker-to-gateway hop is one the SDK never sees, so it is made
+in process (``gateway.GatewayIngress``: nginx's rules and the fault plan as over HTTP, then the real HTTP
+request to the analysis); a webhook elsewhere gets an HTTP request with the node's peer header, by which a
+gateway recognises the broker (the stand-in for nginx's ``allow <message broker ip>``). Messages from the hub
+arrive in process too when the hub runs in this process (``accept``), else on the node's inbox route.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ class BrokerService:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
-                headers=self.node.peer_headers)
+                headers=self.node.peer_headers, cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     def _spawn(self, coro: Any) -> None:
@@ -248,11 +251,15 @@ class BrokerService:
 
     # -- inbound from the hub -------------------------------------------------------------------------
     async def from_hub(self, request: web.Request) -> web.Response:
-        envelope = await request.json()
+        """The hub's delivery over HTTP (node stacks in other processes)."""
+        await self.accept(await request.json())
+        return web.Response(status=202)
+
+    async def accept(self, envelope: dict[str, Any]) -> None:
+        """A message the hub relays to this node: delivered to every subscription of its analysis."""
         message_id = str(envelope.get("message_id") or uuid.uuid4())
         for url in list(self.subscriptions.get(envelope["analysis_id"], {}).values()):
             self._spawn(self._deliver(message_id, envelope["analysis_id"], url, envelope["payload"]))
-        return web.Response(status=202)
 
     def resolve(self, url: str) -> str:
         """``http://nginx-<DEPLOYMENT_NAME>[:80]/...`` -> that deployment's gateway on this node; else ``url``."""
@@ -268,22 +275,32 @@ class BrokerService:
         base: float = api.DELIVERY_FIRST_BACKOFF * 2.0**retry
         return max(0.0, base * (1.0 + api.DELIVERY_JITTER * (2.0 * self._rng.random() - 1.0)))
 
+    async def _post_webhook(self, url: str, payload: Any) -> tuple[int, str]:
+        """POST a message to a webhook: status and body. The node's own gateways are called in process (the
+        same rules and faults as over HTTP); other webhook hosts over HTTP."""
+        local = self.node.ingress(url)
+        if local is not None:
+            ingress, path = local
+            async with ingress.request("POST", path, json_body=payload) as resp:
+                return resp.status, await resp.text() if resp.status >= 400 else ""
+        async with self.session.post(self.resolve(url), json=payload) as response:
+            return response.status, await response.text() if response.status >= 400 else ""
+
     async def _deliver(self, message_id: str, analysis_id: str, url: str, payload: Any) -> None:
-        target = self.resolve(url)
         reason = ""
         for retry in range(api.DELIVERY_ATTEMPTS):
             if retry:
                 await asyncio.sleep(self._backoff(retry - 1))
             try:
-                async with self.session.post(target, json=payload) as resp:
-                    if api.retries_delivery(resp.status):
-                        reason = f"HTTP {resp.status}: {(await resp.text())[:200]}"
-                        continue
-                    if resp.status >= 400:
-                        reason = f"HTTP {resp.status}: {(await resp.text())[:200]} (not retried)"
-                        break
-                    self.delivered += 1
-                    return
+                status, text = await self._post_webhook(url, payload)
+                if api.retries_delivery(status):
+                    reason = f"HTTP {status}: {text[:200]}"
+                    continue
+                if status >= 400:
+                    reason = f"HTTP {status}: {text[:200]} (not retried)"
+                    break
+                self.delivered += 1
+                return
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 reason = f"{type(exc).__name__}: {exc} (not retried)"
                 break

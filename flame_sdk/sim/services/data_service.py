@@ -144,7 +144,8 @@ class DataService:
                 upstream = URL(endpoint.url)
                 service.update(host=upstream.host, port=upstream.port, path=f"/{source.bucket}")
             self.sources[spec.name] = source
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                              cookie_jar=aiohttp.DummyCookieJar())
 
     async def stop(self) -> None:
         if self._session is not None:

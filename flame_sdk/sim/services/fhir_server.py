@@ -60,6 +60,17 @@ _SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationVal
               "display": "subsetted"}
 
 
+#: ``json.dumps`` of a str, without its Python-level calls (the encoder json.dumps uses for str by default).
+_json_text = json.encoder.encode_basestring_ascii
+_SEARCH_MODES = {mode: json.dumps({"mode": mode}) for mode in ("match", "include")}
+
+
+def _search_json(search: dict[str, Any]) -> str:
+    """``json.dumps`` of an entry's ``search`` (the two modes are written once)."""
+    text = _SEARCH_MODES.get(search.get("mode", "")) if len(search) == 1 else None
+    return text if text is not None else json.dumps(search)
+
+
 @dataclass(frozen=True)
 class _Options:
     """What a search's pages carry besides its matches (kept with the search id for later pages)."""
@@ -113,8 +124,8 @@ class FhirStore:
         if entries is None:
             return json.dumps(answer).encode()
         head = json.dumps({k: v for k, v in answer.items() if k != "entry"})[:-1]
-        body = ",".join(f'{{"fullUrl":{json.dumps(e["fullUrl"])},"resource":{self._serialized(e["resource"])},'
-                        f'"search":{json.dumps(e["search"])}}}' for e in entries)
+        body = ",".join(f'{{"fullUrl":{_json_text(e["fullUrl"])},"resource":{self._serialized(e["resource"])},'
+                        f'"search":{_search_json(e["search"])}}}' for e in entries)
         return f'{head},"entry":[{body}]}}'.encode()
 
     def _serialized(self, resource: dict[str, Any]) -> str:

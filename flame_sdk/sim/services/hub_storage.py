@@ -1,10 +1,11 @@
 """Hub-side storage: each analysis' temp bucket (global intermediate data) and its final results.
 
 The hub only ever stores what nodes upload: objects the sending node's result service encrypted for one
-recipient, or objects the SDK sealed itself (it can read neither), and final result files. Callers identify themselves with ``X-Node-Id``
-(checked against registered nodes by the hub's middleware); the routes below check analysis membership.
+recipient, or objects the SDK sealed itself (it can read neither), and final result files. Callers identify
+themselves (``X-Node-Id`` over HTTP; checked against registered nodes by the hub); the routes below check
+analysis membership. Files are written and read in worker threads, never on the event loop.
 
-Routes (bodies are streamed both ways):
+Routes (``storage_routes``; bodies are streamed over HTTP, handed over whole in process):
 
 * ``PUT  /analyses/{analysis_id}/buckets/temp?filename=<name>`` -> 201 ``{"object_id"}``
 * ``GET  /analyses/{analysis_id}/buckets/temp/{object_id}`` -> the stored envelope
@@ -15,23 +16,18 @@ Routes (bodies are streamed both ways):
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from aiohttp import web
-
-from flame_sdk.sim.common.platform_model import NODE_HEADER
-from flame_sdk.sim.common.web import json_error
+from flame_sdk.sim.services.hub_calls import Content, HubAnswer, HubCall, HubError, HubRoute
 
 if TYPE_CHECKING:
     from flame_sdk.sim.common.platform_model import HubAnalysis
-    from flame_sdk.sim.services.service_interfaces import HubRegistry as Hub
-CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,106 +56,146 @@ class HubStore:
     root: Path
     objects: dict[str, StoredObject] = field(default_factory=dict)
     results: dict[str, list[StoredResult]] = field(default_factory=dict)
+    _owned: bool = False
+
+    @classmethod
+    def create(cls, root: Path | None = None) -> HubStore:
+        """A store under ``root``, or under a fresh temporary folder that ``remove`` deletes."""
+        if root is None:
+            return cls(Path(tempfile.mkdtemp(prefix="flame-hub-store-")), _owned=True)
+        return cls(root)
 
     def files(self) -> list[Path]:
         """Every stored file (tests scan them for plaintext)."""
         return sorted(p for p in self.root.rglob("*") if p.is_file())
 
-
-_STORES: weakref.WeakKeyDictionary[Hub, HubStore] = weakref.WeakKeyDictionary()
-
-
-def hub_store(hub: Hub) -> HubStore:
-    """The store of a hub whose app has been created."""
-    return _STORES[hub]
+    def remove(self) -> None:
+        """Delete the store's temporary folder (blocking)."""
+        if self._owned:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
-def final_results(hub: Hub, analysis_id: str) -> list[tuple[str, bytes]]:
-    """Final result files stored for an analysis, in upload order: (filename, content)."""
-    store = _STORES.get(hub)
-    if store is None:
-        return []
-    return [(r.filename, r.path.read_bytes()) for r in store.results.get(analysis_id, [])]
+class HubRegistry(Protocol):
+    """The hub as its storage routes see it: analysis lookup by call, and its store."""
+
+    @property
+    def store(self) -> HubStore: ...
+
+    def analysis(self, call: HubCall) -> HubAnalysis:
+        """The analysis named by the call's ``analysis_id`` (HubError 404 when unknown)."""
+        ...
 
 
+def hub_store(hub: HubRegistry) -> HubStore:
+    """The store of a hub."""
+    return hub.store
 
-async def _receive_file(request: web.Request, path: Path) -> int:
-    """Stream the request body to ``path``; return its size. A failed upload leaves no file."""
+
+def final_results(hub: HubRegistry, analysis_id: str) -> list[tuple[str, bytes]]:
+    """Final result files stored for an analysis, in upload order: (filename, content). Blocking."""
+    return [(r.filename, r.path.read_bytes()) for r in hub.store.results.get(analysis_id, [])]
+
+
+def _write_whole(path: Path, content: bytes | bytearray | memoryview) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part")
-    size = 0
     try:
         with partial.open("wb") as out:
-            async for chunk in request.content.iter_chunked(CHUNK):
-                out.write(chunk)
-                size += len(chunk)
+            out.write(content)
         partial.rename(path)
     finally:
         partial.unlink(missing_ok=True)
+    return len(memoryview(content).cast("B"))
+
+
+def _open_partial(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_suffix(".part").open("wb")
+
+
+def _finish_partial(out: BinaryIO, path: Path, complete: bool) -> None:
+    out.close()
+    partial = path.with_suffix(".part")
+    if complete:
+        partial.rename(path)
+    else:
+        partial.unlink(missing_ok=True)
+
+
+async def _receive(content: Content | None, path: Path) -> int:
+    """Store an upload at ``path`` (in worker threads); return its size. A failed upload leaves no file."""
+    if content is None:
+        content = b""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return await asyncio.to_thread(_write_whole, path, content)
+    out = await asyncio.to_thread(_open_partial, path)
+    size, complete = 0, False
+    try:
+        async for chunk in content:
+            await asyncio.to_thread(out.write, chunk)
+            size += len(chunk)
+        complete = True
+    finally:
+        await asyncio.to_thread(_finish_partial, out, path, complete)
     return size
 
 
-def add_hub_storage_routes(app: web.Application, hub: Hub) -> None:
-    """Register the hub's storage routes on ``app``; the files live in a temporary directory until cleanup."""
-    store = HubStore(Path(tempfile.mkdtemp(prefix="flame-hub-store-")))
-    _STORES[hub] = store
+def storage_routes(hub: HubRegistry, store: HubStore) -> list[HubRoute]:
+    """The hub's storage routes over ``store``."""
 
-    def member(request: web.Request) -> tuple[HubAnalysis, str]:
-        analysis = hub.analysis(request)
-        caller = request.headers.get(NODE_HEADER, "")
-        if caller not in analysis.participants:
-            raise web.HTTPForbidden(text=f"node {caller!r} is not a participant of analysis {analysis.analysis_id}")
-        return analysis, caller
+    def member(call: HubCall) -> HubAnalysis:
+        analysis = hub.analysis(call)
+        if call.caller not in analysis.participants:
+            raise HubError(403, f"node {call.caller!r} is not a participant of analysis {analysis.analysis_id}")
+        return analysis
 
-    async def put_temp(request: web.Request) -> web.Response:
-        analysis, sender = member(request)
+    async def put_temp(call: HubCall) -> HubAnswer:
+        analysis = member(call)
         object_id = str(uuid.uuid4())
         path = store.root / "temp" / analysis.analysis_id / object_id
-        size = await _receive_file(request, path)
-        store.objects[object_id] = StoredObject(object_id, analysis.analysis_id, sender,
-                                                request.query.get("filename", "data.bin"), path, size)
-        return web.json_response({"object_id": object_id}, status=201)
+        size = await _receive(call.content, path)
+        store.objects[object_id] = StoredObject(object_id, analysis.analysis_id, call.caller,
+                                                call.query.get("filename", "data.bin"), path, size)
+        return HubAnswer(201, {"object_id": object_id})
 
-    async def get_temp(request: web.Request) -> web.StreamResponse:
-        analysis, _ = member(request)
-        stored = store.objects.get(request.match_info["object_id"])
+    async def get_temp(call: HubCall) -> HubAnswer:
+        analysis = member(call)
+        stored = store.objects.get(call.params["object_id"])
         if stored is None or stored.analysis_id != analysis.analysis_id:
-            return json_error(404, f"object {request.match_info['object_id']} does not exist in this analysis' bucket")
-        return web.FileResponse(stored.path, headers={"Content-Type": "application/octet-stream"})
+            raise HubError(404, f"object {call.params['object_id']} does not exist in this analysis' bucket")
+        return HubAnswer(200, file=stored.path, headers={"Content-Type": "application/octet-stream"})
 
-    async def put_result(request: web.Request) -> web.Response:
-        analysis, caller = member(request)
-        if analysis.participants[caller] != "aggregator":
-            return json_error(403, f"only the aggregator of analysis {analysis.analysis_id} may submit final results")
-        filename = request.query.get("filename") or "result.bin"
+    async def put_result(call: HubCall) -> HubAnswer:
+        analysis = member(call)
+        if analysis.participants[call.caller] != "aggregator":
+            raise HubError(403, f"only the aggregator of analysis {analysis.analysis_id} may submit final results")
+        filename = call.query.get("filename") or "result.bin"
         file_id = str(uuid.uuid4())
         path = store.root / "results" / analysis.analysis_id / file_id
-        size = await _receive_file(request, path)
+        size = await _receive(call.content, path)
         store.results.setdefault(analysis.analysis_id, []).append(
             StoredResult(file_id, analysis.analysis_id, filename, path, size))
-        return web.json_response({"id": file_id, "filename": filename, "size": size}, status=201)
+        return HubAnswer(201, {"id": file_id, "filename": filename, "size": size})
 
-    async def list_results(request: web.Request) -> web.Response:
-        analysis = hub.analysis(request)
-        return web.json_response([{"id": r.file_id, "filename": r.filename, "size": r.size}
-                                  for r in store.results.get(analysis.analysis_id, [])])
+    async def list_results(call: HubCall) -> HubAnswer:
+        analysis = hub.analysis(call)
+        return HubAnswer(200, [{"id": r.file_id, "filename": r.filename, "size": r.size}
+                               for r in store.results.get(analysis.analysis_id, [])])
 
-    async def get_result(request: web.Request) -> web.StreamResponse:
-        analysis = hub.analysis(request)
-        found = [r for r in store.results.get(analysis.analysis_id, []) if r.file_id == request.match_info["file_id"]]
+    async def get_result(call: HubCall) -> HubAnswer:
+        analysis = hub.analysis(call)
+        found = [r for r in store.results.get(analysis.analysis_id, []) if r.file_id == call.params["file_id"]]
         if not found:
-            return json_error(404, f"final result {request.match_info['file_id']} does not exist")
-        return web.FileResponse(found[0].path, headers={
+            raise HubError(404, f"final result {call.params['file_id']} does not exist")
+        return HubAnswer(200, file=found[0].path, headers={
             "Content-Type": "application/octet-stream",
             "Content-Disposition": 'attachment; filename="{}"'.format(found[0].filename.replace('"', "'")),
         })
 
-    async def cleanup(_: web.Application) -> None:
-        shutil.rmtree(store.root, ignore_errors=True)
-
-    app.router.add_put("/analyses/{analysis_id}/buckets/temp", put_temp)
-    app.router.add_get("/analyses/{analysis_id}/buckets/temp/{object_id}", get_temp)
-    app.router.add_put("/analyses/{analysis_id}/results", put_result)
-    app.router.add_get("/analyses/{analysis_id}/results", list_results)
-    app.router.add_get("/analyses/{analysis_id}/results/{file_id}", get_result)
-    app.on_cleanup.append(cleanup)
+    return [
+        HubRoute("PUT", "/analyses/{analysis_id}/buckets/temp", put_temp, "content"),
+        HubRoute("GET", "/analyses/{analysis_id}/buckets/temp/{object_id}", get_temp),
+        HubRoute("PUT", "/analyses/{analysis_id}/results", put_result, "content"),
+        HubRoute("GET", "/analyses/{analysis_id}/results", list_results),
+        HubRoute("GET", "/analyses/{analysis_id}/results/{file_id}", get_result),
+    ]

@@ -1,13 +1,20 @@
 """A node's local result store: files plus an SQLite index, persistent across analyses of a project.
 
 Objects live in ``<root>/<project id>/<object id>``; the index records which analysis wrote each
-object and which project tags point at it, in insertion order.
+object and which project tags point at it, in insertion order. The methods block (file and database I/O);
+the result service calls them through ``run``, on the store's own thread, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -27,6 +34,16 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="flame-sim-local-store")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the store's thread (its database connection belongs to that thread)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def shutdown(self) -> None:
+        """Close the index and end the store's thread."""
+        await self.run(self.close)
+        self._thread.shutdown(wait=False)
 
     def open(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -46,6 +63,14 @@ class LocalStore:
 
     def object_path(self, project_id: str, object_id: str) -> Path:
         return self.root / project_id / object_id
+
+    def save(self, project_id: str, analysis_id: str, object_id: str, filename: str, tag: str | None,
+             content: bytes | bytearray) -> None:
+        """Write an object's file, then index it."""
+        path = self.object_path(project_id, object_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        self.add(project_id, analysis_id, object_id, filename, tag)
 
     def add(self, project_id: str, analysis_id: str, object_id: str, filename: str, tag: str | None) -> None:
         with self.db:

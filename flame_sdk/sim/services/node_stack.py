@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flame_sdk.sim.common.faults import FaultInjector, FaultPlan
 from flame_sdk.sim.common.keycloak import TokenIssuer
-from flame_sdk.sim.common.platform_model import NODE_HEADER, PEER_HEADER, Deployment, NodeSpec
+from flame_sdk.sim.common.platform_model import PEER_HEADER, Deployment, NodeSpec
 from flame_sdk.sim.common.web import fixed_json
 from flame_sdk.sim.services.broker_service import BrokerService
 from flame_sdk.sim.services.data_service import DataService
-from flame_sdk.sim.services.gateway import build_gateway_app
+from flame_sdk.sim.services.gateway import GatewayIngress, build_gateway_app
+from flame_sdk.sim.services.hub_link import HttpHubLink, LocalHubLink
 from flame_sdk.sim.services.po_lifecycle import PoLimits
 from flame_sdk.sim.services.po_service import POService
 from flame_sdk.sim.services.result_service import StorageService
+from flame_sdk.sim.services.service_interfaces import HubLink, Ingress
+
+if TYPE_CHECKING:
+    from flame_sdk.sim.services.hub import Hub
 
 
 class SimNode:
     """Node-level state and services. Runs on the simulator's event loop."""
 
-    def __init__(self, spec: NodeSpec, seed: int, hub_url: str, state_dir: Path, tokens: TokenIssuer,
+    def __init__(self, spec: NodeSpec, seed: int, hub: str | Hub, state_dir: Path, tokens: TokenIssuer,
                  host: str = "127.0.0.1", s3_endpoint: Any = None, status_interval: float = 0.5,
                  po_limits: PoLimits | None = None, faults: FaultPlan | None = None) -> None:
+        """``hub``: the hub object when it runs in this process (called directly), else its URL."""
         self.spec = spec
         self.node_id = spec.node_id
         self.seed = seed
-        self.hub_url = hub_url.rstrip("/")
+        self._hub_target = hub
         self.state_dir = state_dir
         self.tokens = tokens
         self.host = host
@@ -44,18 +51,40 @@ class SimNode:
         self.private_key = ec.generate_private_key(ec.SECP384R1())
         #: Known to this node's broker and PO only: their requests to the node's gateways carry it.
         self.peer_secret = secrets.token_hex(16)
-        self.hub_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in start()
+        self.hub: HubLink = None  # type: ignore[assignment]  # set in start()
         self.broker = BrokerService(self)
         self.po = POService(self, po_limits)
         self.storage = StorageService(self)
         self.data = DataService(self)
         self.deployments: dict[str, Deployment] = {}
         self._runners: list[web.AppRunner] = []
+        self._ingresses: dict[str, GatewayIngress] = {}
+        self._resolved: dict[str, tuple[Ingress, str]] = {}
         self.inbox_url = ""
 
     @property
     def peer_headers(self) -> dict[str, str]:
         return {PEER_HEADER: self.peer_secret}
+
+    def ingress(self, url: str) -> tuple[Ingress, str] | None:
+        """The gateway of this node that ``url`` names (``http://nginx-<DEPLOYMENT_NAME>[:80]/...``, as the
+        cluster's DNS resolves it, or the gateway's own address) and the path and query for it; None for any
+        other URL. The node's broker and PO use it in process."""
+        if url in self._resolved:
+            return self._resolved[url]
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        found: tuple[Ingress, str] | None = None
+        for name, deployment in self.deployments.items():
+            gateway = urlsplit(deployment.gateway_url) if deployment.gateway_url else None
+            named = parts.hostname == f"nginx-{name}" and parts.port in (None, 80)
+            own = gateway is not None and (parts.hostname, parts.port) == (gateway.hostname, gateway.port)
+            if (named or own) and name in self._ingresses:
+                found = self._ingresses[name], target
+                break
+        if found is not None:  # deployments stay while the node runs, so a found gateway is remembered
+            self._resolved[url] = found
+        return found
 
     def public_key_hex(self) -> str:
         pem = self.private_key.public_key().public_bytes(
@@ -64,11 +93,8 @@ class SimNode:
         return pem.hex()
 
     async def hub_json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call the hub as this node; raise on HTTP errors."""
-        async with self.hub_session.request(method, self.hub_url + path, **kwargs) as resp:
-            if resp.status >= 400:
-                raise RuntimeError(f"hub {method} {path} -> HTTP {resp.status}: {await resp.text()}")
-            return await resp.json() if resp.content_type == "application/json" else await resp.read()
+        """Call the hub as this node (``json=``, ``params=``); RuntimeError on an error status."""
+        return await self.hub.json(method, path, **kwargs)
 
     async def _serve(self, app: web.Application, port: int = 0) -> int:
         runner = web.AppRunner(app, access_log=None)
@@ -80,15 +106,20 @@ class SimNode:
         return bound
 
     async def start(self, inbox_port: int = 0, inbox_url: str | None = None) -> None:
-        """Serve the hub inbox and register at the hub. ``inbox_url``: the address the hub should use
-        when it differs from the listen address (a container name)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.hub_session = aiohttp.ClientSession(headers={NODE_HEADER: self.node_id})
-        inbox = web.Application(client_max_size=64 * 1024 * 1024)
-        inbox.router.add_post("/hub/messages", self.broker.from_hub)
-        inbox.router.add_get("/healthz", fixed_json({"status": "ok"}))
-        port = await self._serve(inbox, inbox_port)
-        self.inbox_url = inbox_url or f"http://{self.host}:{port}"
+        """Connect to the hub, serve the inbox it delivers messages to (unless it is in this process and hands
+        them to the broker directly) and register. ``inbox_url``: the address the hub should use when it differs
+        from the listen address (a container name)."""
+        await asyncio.to_thread(self.state_dir.mkdir, parents=True, exist_ok=True)
+        self.hub = HttpHubLink(self._hub_target, self.node_id) if isinstance(self._hub_target, str) \
+            else LocalHubLink(self._hub_target, self.node_id)
+        if self.hub.deliver_locally(self.broker.accept):  # the hub in this process hands messages over directly
+            self.inbox_url = inbox_url or "in-process"
+        else:
+            inbox = web.Application(client_max_size=64 * 1024 * 1024)
+            inbox.router.add_post("/hub/messages", self.broker.from_hub)
+            inbox.router.add_get("/healthz", fixed_json({"status": "ok"}))
+            port = await self._serve(inbox, inbox_port)
+            self.inbox_url = inbox_url or f"http://{self.host}:{port}"
         await self.hub_json("POST", "/nodes", json={"node_id": self.node_id, "name": self.spec.name,
                                                     "public_key": self.public_key_hex(), "inbox_url": self.inbox_url})
         await self.storage.start()
@@ -103,8 +134,9 @@ class SimNode:
         if self.fault_plan.active:
             faults = self.fault_injectors[deployment.deployment_name] = self.fault_plan.injector(
                 deployment.deployment_name)
-        app = build_gateway_app(deployment, self.tokens, broker=self.broker, po=self.po, storage=self.storage,
-                                data=self.data, peer_secret=self.peer_secret, faults=faults)
+        app, self._ingresses[deployment.deployment_name] = build_gateway_app(
+            deployment, self.tokens, broker=self.broker, po=self.po, storage=self.storage, data=self.data,
+            peer_secret=self.peer_secret, faults=faults)
         port = await self._serve(app, port)
         deployment.gateway_url = deployment.gateway_url or f"http://{self.host}:{port}"
         self.po.watch(deployment)
@@ -117,5 +149,5 @@ class SimNode:
             await runner.cleanup()
         await self.data.stop()
         await self.storage.stop()
-        if self.hub_session is not None:
-            await self.hub_session.close()
+        if self.hub is not None:
+            await self.hub.close()

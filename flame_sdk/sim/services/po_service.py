@@ -3,14 +3,17 @@
 Per deployment the loop pushes partner statuses (``/analysis/partner_status``), reads ``/analysis/healthz``,
 refreshes the analysis token before it expires (``/analysis/token_refresh``), reports the status to the hub and
 removes the deployment once it reached a final status, deciding as the real PO does (``po_lifecycle``). Removal
-calls ``on_removed`` listeners: ``flame-sim run`` ends the node's process there, as Kubernetes would.
+calls ``on_removed`` listeners: ``flame-sim run`` ends the node's process there, as Kubernetes would. The PO
+calls its own node's gateways in process (``gateway.GatewayIngress``: a hop the SDK never sees, with the same
+rules and faults as over HTTP); the analysis gets real HTTP requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +39,7 @@ from flame_sdk.sim.services.po_lifecycle import (
 )
 
 if TYPE_CHECKING:
-    from flame_sdk.sim.services.service_interfaces import NodeContext
+    from flame_sdk.sim.services.service_interfaces import IngressReply, NodeContext
 
 #: Refresh the token when less than this many seconds remain (the real PO: two loop intervals + 1 s).
 REFRESH_MARGIN = 2.0
@@ -181,14 +184,12 @@ class POService:
     async def _internal_status(self, deployment: Deployment,
                                record: DeploymentRecord) -> tuple[AnalysisStatus, str | None]:
         """``/analysis/healthz`` as the PO maps it, retried for ``health_timeout`` s; then ``failed``, with why."""
-        assert self._session is not None
         url = deployment.gateway_url + analysis_api.PREFIX + analysis_api.HEALTH
         deadline = time.monotonic() + self.limits.health_timeout
         while record.terminated is None:
             remaining = deadline - time.monotonic()
             try:
-                timeout = aiohttp.ClientTimeout(total=max(0.1, min(REQUEST_TIMEOUT, remaining)))
-                async with self._session.get(url, timeout=timeout) as resp:
+                async with self._call("GET", url, max(0.1, min(REQUEST_TIMEOUT, remaining))) as resp:
                     resp.raise_for_status()
                     health = await resp.json()
                 status, remaining_token = health[analysis_api.STATUS], health[analysis_api.TOKEN_REMAINING_TIME]
@@ -227,10 +228,23 @@ class POService:
             pass
 
     async def _post(self, deployment: Deployment, route: str, body: dict[str, Any]) -> None:
-        assert self._session is not None
         url = deployment.gateway_url + analysis_api.PREFIX + route
         try:
-            async with self._session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            async with self._call("POST", url, 10.0, body) as resp:
                 await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError):
             pass  # the real PO logs and goes on; the next iteration tries again
+
+    @asynccontextmanager
+    async def _call(self, method: str, url: str, timeout: float, body: Any = None) -> AsyncIterator[IngressReply]:
+        """A request to an analysis through its gateway: in process when the gateway is this node's (a hop the SDK
+        never sees; the same rules and faults), else over HTTP with the node's peer header."""
+        local = self.node.ingress(url)
+        if local is not None:
+            ingress, path = local
+            async with ingress.request(method, path, json_body=body, timeout=timeout) as reply:
+                yield reply
+            return
+        assert self._session is not None
+        async with self._session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            yield resp

@@ -17,15 +17,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from aiohttp import BodyPartReader, web
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from flame_sdk.protocol import result_api as api
 from flame_sdk.sim.common import crypto as node_crypto
@@ -42,6 +45,7 @@ CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 class HTTPFail(Exception):
@@ -78,22 +82,37 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, b
     """Text fields and the ``file`` part (name, content) of a multipart body."""
     fields: dict[str, str] = {}
     file: tuple[str, bytes | bytearray] | None = None
-    if not request.content_type.startswith("multipart/"):
+    if not request.headers.get("Content-Type", "").lower().startswith("multipart/"):  # cheaper than .content_type
         return fields, file
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             continue
+        name, filename = _disposition(part)
         data = bytearray()
         async for chunk in _part_chunks(part):
             data += chunk
-            if part.name != "file" and len(data) > MAX_FIELD_BYTES:
-                raise HTTPFail(413, f"form field {part.name!r} is larger than {MAX_FIELD_BYTES} bytes")
-        if part.name == "file":
-            file = (part.filename or "", data)
+            if name != "file" and len(data) > MAX_FIELD_BYTES:
+                raise HTTPFail(413, f"form field {name!r} is larger than {MAX_FIELD_BYTES} bytes")
+        if name == "file":
+            file = (filename or "", data)
         else:
-            fields[part.name or ""] = data.decode("utf-8", errors="replace")
+            fields[name or ""] = data.decode("utf-8", errors="replace")
     return fields, file
+
+
+_SIMPLE_DISPOSITION = re.compile(r'form-data(?:; *(?:name="([^"\\%]*)"|filename="([^"\\%]*)"))*', re.IGNORECASE)
+
+
+def _disposition(part: BodyPartReader) -> tuple[str | None, str | None]:
+    """The part's name and filename, read once. The plain ``name="..."; filename="..."`` that HTTP clients write
+    is read with one expression; anything else (escapes, ``filename*=``) by aiohttp's full parser, whose every
+    ``part.name`` is a parse of a millisecond."""
+    header = part.headers.get("Content-Disposition", "")
+    simple = _SIMPLE_DISPOSITION.fullmatch(header)
+    if simple is not None:
+        return simple.group(1), simple.group(2)
+    return part.name, part.filename
 
 
 def _require_file(file: tuple[str, bytes | bytearray] | None) -> tuple[str, bytes | bytearray]:
@@ -135,20 +154,21 @@ class StorageService:
         digest = hashlib.sha256(node.node_id.encode()).digest()
         self.rng = np.random.default_rng([node.seed, int.from_bytes(digest[:8], "big")])
         self._keys: dict[str, ec.EllipticCurvePublicKey | None] = {}
+        self._ciphers: dict[str, AESGCM] = {}
 
     async def start(self) -> None:
         """Open node-local stores (kept across analyses)."""
-        self.local.open()
+        await self.local.run(self.local.open)
 
     async def stop(self) -> None:
         """Close node-local stores."""
-        self.local.close()
+        await self.local.shutdown()
 
     # -- hub access ---------------------------------------------------------------------------------
     async def public_key(self, node_id: str) -> ec.EllipticCurvePublicKey:
         """The node's key from the hub: 404/400 with the real service's details when unknown or keyless."""
         if node_id not in self._keys:
-            async with self.node.hub_session.get(f"{self.node.hub_url}/nodes/{node_id}") as resp:
+            async with self.node.hub.request("GET", f"/nodes/{node_id}") as resp:
                 if resp.status == 404:
                     raise HTTPFail(404, api.REMOTE_NODE_MISSING.format(node_id=node_id))
                 if resp.status >= 400:
@@ -161,13 +181,16 @@ class StorageService:
             raise HTTPFail(400, api.REMOTE_NODE_KEYLESS.format(node_id=node_id))
         return key
 
-    async def hub_upload(self, path: str, params: dict[str, str], content: bytes | bytearray) -> Any:
-        async def pieces() -> AsyncIterator[memoryview]:  # flow-controlled: no second copy in the transport
-            with memoryview(content) as view:
-                for start in range(0, len(view), CHUNK):
-                    yield view[start : start + CHUNK]
+    async def cipher(self, node_id: str) -> AESGCM:
+        """The cipher between this node and ``node_id``, agreed once per peer (node keys do not change)."""
+        cipher = self._ciphers.get(node_id)
+        if cipher is None:
+            cipher = self._ciphers[node_id] = node_crypto.shared_cipher(self.node.private_key,
+                                                                       await self.public_key(node_id))
+        return cipher
 
-        async with self.node.hub_session.put(self.node.hub_url + path, params=params, data=pieces()) as resp:
+    async def hub_upload(self, path: str, params: dict[str, str], content: bytes | bytearray) -> Any:
+        async with self.node.hub.request("PUT", path, params=params, content=content) as resp:
             if resp.status >= 400:  # the real service re-raises any hub error as 502
                 raise HTTPFail(502, api.HUB_ERROR.format(status=resp.status))
             return await resp.json()
@@ -257,8 +280,7 @@ class _DeploymentRoutes:
         filename, content = _require_file(file)
         recipient = fields.get(api.REMOTE_NODE_ID)
         if recipient is not None:  # "encryption requested"; without it the file is stored as it is
-            content = node_crypto.encrypt(self.service.node.private_key, await self.service.public_key(recipient),
-                                          content)
+            content = node_crypto.encrypt_with(await self.service.cipher(recipient), content)
         answer = await self.service.hub_upload(self.temp_path, {"filename": filename or "file"}, content)
         object_id = answer["object_id"]
         return web.json_response({"url": _service_url(request, f"/intermediate/{object_id}"),
@@ -268,8 +290,7 @@ class _DeploymentRoutes:
         self._authenticate(request)
         object_id = _uuid(request.match_info["object_id"], "object_id")
         sender = request.query.get(api.SENDER_QUERY)
-        url = f"{self.service.node.hub_url}{self.temp_path}/{object_id}"
-        async with self.service.node.hub_session.get(url) as hub:
+        async with self.service.node.hub.request("GET", f"{self.temp_path}/{object_id}") as hub:
             if hub.status == 404:
                 raise HTTPFail(404, api.OBJECT_MISSING.format(object_id=object_id))
             if hub.status >= 400:
@@ -277,22 +298,21 @@ class _DeploymentRoutes:
             response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
             if sender is None:  # relayed as stored (the real service relays 1024-byte chunks; only speed differs)
                 await response.prepare(request)
-                async for chunk in hub.content.iter_chunked(CHUNK):
+                async for chunk in hub.chunks():
                     await response.write(chunk)
                 await response.write_eof()
                 return response
-            chunks = _exact_chunks(hub.content.iter_chunked(CHUNK), api.DECRYPT_CHUNK)
+            chunks = _exact_chunks(hub.chunks(), api.DECRYPT_CHUNK)
             first = await anext(chunks, b"")
-            key = await self.service.public_key(sender)
-            private = self.service.node.private_key
+            cipher = await self.service.cipher(sender)
             try:
-                plain = node_crypto.decrypt(private, key, first)
+                plain = node_crypto.decrypt_with(cipher, first)
             except (InvalidTag, ValueError):
                 raise HTTPFail(400, api.UNDECRYPTABLE.format(object_id=object_id, node_id=sender)) from None
             await response.prepare(request)
             await response.write(plain)
             async for chunk in chunks:  # as the real service: each further chunk on its own (an error aborts)
-                await response.write(node_crypto.decrypt(private, key, chunk))
+                await response.write(node_crypto.decrypt_with(cipher, chunk))
             await response.write_eof()
             return response
 
@@ -305,34 +325,39 @@ class _DeploymentRoutes:
         if tag is not None and not is_valid_tag(tag):
             raise HTTPFail(400, api.INVALID_TAG.format(tag=tag))
         project, object_id = self.deployment.project_id, str(uuid.uuid4())
-        path = self.service.local.object_path(project, object_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        self.service.local.add(project, self.analysis_id, object_id, filename or "data.bin", tag)
+        local = self.service.local
+        await local.run(local.save, project, self.analysis_id, object_id, filename or "data.bin", tag, content)
         return web.json_response({"url": _service_url(request, f"/local/{object_id}")})
 
     async def get_tags(self, request: web.Request) -> web.StreamResponse:
         self._authenticate(request)
         return web.json_response({"tags": [{"name": tag, "url": _service_url(request, f"/local/tags/{tag}")}
-                                           for tag in self.service.local.tags(self.deployment.project_id)]})
+                                           for tag in await self._local(self.service.local.tags)]})
 
     async def get_tagged(self, request: web.Request) -> web.StreamResponse:
         self._authenticate(request)
         tag = request.match_info["tag"]  # not validated by the service: an unknown tag lists nothing
         return web.json_response({"results": [
             {"filename": name, "url": _service_url(request, f"/local/{object_id}")}
-            for object_id, name in self.service.local.tagged(self.deployment.project_id, tag)]})
+            for object_id, name in await self._local(self.service.local.tagged, tag)]})
 
     async def get_local(self, request: web.Request) -> web.StreamResponse:
         self._authenticate(request)
         object_id = _uuid(request.match_info["object_id"], "object_id")
-        path = self.service.local.find(self.deployment.project_id, object_id)
+        path = await self._local(self.service.local.find, object_id)
         if path is None:
             raise HTTPFail(404, api.OBJECT_MISSING.format(object_id=object_id))
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)  # streamed without Content-Length, as the real service does
-        with path.open("rb") as source:
-            while chunk := source.read(CHUNK):
+        source = await asyncio.to_thread(path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(source.read, CHUNK):
                 await response.write(chunk)
+        finally:
+            await asyncio.to_thread(source.close)
         await response.write_eof()
         return response
+
+    async def _local(self, query: Callable[..., T], *args: Any) -> T:
+        """A query of the local store for this deployment's project, on the store's thread."""
+        return await self.service.local.run(query, self.deployment.project_id, *args)
