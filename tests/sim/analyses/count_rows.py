@@ -1,5 +1,8 @@
 """Every data node counts the rows of its CSV files and FHIR patients; the aggregator submits the totals."""
 
+# Analyzers resend (same message id) until acknowledged: the aggregator's process may subscribe to the broker
+# after this one sends, and the broker drops what arrives before, as the real one does.
+
 import io
 
 import pandas as pd
@@ -21,7 +24,7 @@ def main() -> None:
         rows = sum(len(pd.read_csv(io.BytesIO(v))) for k, v in objects.items() if k.endswith(".csv"))
         bundles = flame.get_fhir_data(["Patient"]) or []
         patients = sum(len(b["Patient"].get("entry", [])) for b in bundles)
-        flame.send_intermediate_data([aggregator], {"rows": rows, "patients": patients}, timeout=60)
+        flame.send_intermediate_data([aggregator], {"rows": rows, "patients": patients}, max_attempts=6, timeout=60)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Like returns_after_sending.py, but the aggregator forgets analysis_finished(): the run must fail saying so."""
 
+# Analyzers resend (same message id) until acknowledged: the aggregator's process may subscribe to the broker
+# after this one sends, and the broker drops what arrives before, as the real one does.
+
 from flame import FlameCoreSDK
 
 
@@ -10,7 +13,7 @@ def main() -> None:
         values = flame.await_intermediate_data(partners, timeout=60)
         flame.submit_final_result(f"nodes,total\n{len(values)},{sum(values.values())}\n", filename="total.csv")
     else:
-        flame.send_intermediate_data([flame.get_aggregator_id()], 21, timeout=60)
+        flame.send_intermediate_data([flame.get_aggregator_id()], 21, max_attempts=6, timeout=60)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """The first data node is killed (SIGKILL) in the middle of the run; the others wait for it."""
 
+# Analyzers resend (same message id) until acknowledged: the aggregator's process may subscribe to the broker
+# after this one sends, and the broker drops what arrives before, as the real one does.
+
 import os
 import signal
 
@@ -19,7 +22,7 @@ def main() -> None:
         if flame.get_id() == analyzers[0]:
             flame.flame_log("150 complete rows, 28 events")
             os.kill(os.getpid(), signal.SIGKILL)
-        flame.send_intermediate_data([aggregator], 21, timeout=60)
+        flame.send_intermediate_data([aggregator], 21, max_attempts=6, timeout=60)
 
 
 if __name__ == "__main__":
