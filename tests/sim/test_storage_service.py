@@ -116,10 +116,10 @@ def test_undecryptable_answers_400_whatever_the_cause(sim, analysis):
                                    params={"node_id": agg}))
     assert status == 400 and "cannot be decrypted" in body["detail"]
     # tampered on the hub
-    stored = hub_store(sim.hub).objects[object_id]
-    content = bytearray(stored.path.read_bytes())
+    store = hub_store(sim.hub)
+    content = bytearray(store.read(object_id))
     content[-1] ^= 1
-    stored.path.write_bytes(content)
+    store.replace(object_id, bytes(content))
     status, body, _ = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}",
                                    params={"node_id": agg}))
     assert status == 400 and "cannot be decrypted" in body["detail"]

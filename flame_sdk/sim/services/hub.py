@@ -103,6 +103,8 @@ class Hub:
             call = HubCall(request.headers.get(NODE_HEADER, ""), dict(request.match_info), request.query, body,
                            content)
             answer = await self._answer(route, call)
+            if answer.content is not None:
+                return web.Response(body=answer.content, status=answer.status, headers=answer.headers)
             if answer.file is not None:
                 return web.FileResponse(answer.file, status=answer.status, headers=answer.headers)
             return web.json_response(answer.body, status=answer.status, headers=answer.headers)

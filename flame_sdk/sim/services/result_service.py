@@ -78,10 +78,10 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes | bytearray] | None]:
+async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes] | None]:
     """Text fields and the ``file`` part (name, content) of a multipart body."""
     fields: dict[str, str] = {}
-    file: tuple[str, bytes | bytearray] | None = None
+    file: tuple[str, bytes] | None = None
     if not request.headers.get("Content-Type", "").lower().startswith("multipart/"):  # cheaper than .content_type
         return fields, file
     reader = await request.multipart()
@@ -89,11 +89,14 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, b
         if not isinstance(part, BodyPartReader):
             continue
         name, filename = _disposition(part)
-        data = bytearray()
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in _part_chunks(part):
-            data += chunk
-            if name != "file" and len(data) > MAX_FIELD_BYTES:
+            chunks.append(chunk)
+            size += len(chunk)
+            if name != "file" and size > MAX_FIELD_BYTES:
                 raise HTTPFail(413, f"form field {name!r} is larger than {MAX_FIELD_BYTES} bytes")
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy at most, into immutable bytes
         if name == "file":
             file = (filename or "", data)
         else:
@@ -115,7 +118,7 @@ def _disposition(part: BodyPartReader) -> tuple[str | None, str | None]:
     return part.name, part.filename
 
 
-def _require_file(file: tuple[str, bytes | bytearray] | None) -> tuple[str, bytes | bytearray]:
+def _require_file(file: tuple[str, bytes] | None) -> tuple[str, bytes]:
     if file is None:
         raise _invalid("missing", ["body", "file"], "Field required", None)
     return file
@@ -299,7 +302,9 @@ class _DeploymentRoutes:
             if sender is None:  # relayed as stored (the real service relays 1024-byte chunks; only speed differs)
                 await response.prepare(request)
                 async for chunk in hub.chunks():
-                    await response.write(chunk)
+                    with memoryview(chunk) as view:  # in pieces: the transport never copies a whole object
+                        for start in range(0, len(view), CHUNK):
+                            await response.write(view[start : start + CHUNK])
                 await response.write_eof()
                 return response
             chunks = _exact_chunks(hub.chunks(), api.DECRYPT_CHUNK)
