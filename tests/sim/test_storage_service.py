@@ -154,6 +154,13 @@ def test_upload_without_file_answers_422(sim, analysis):
     assert status == 422 and body["detail"][0]["loc"] == ["body", "file"]
 
 
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=xyz", "multipart/form-data"])
+def test_malformed_form_answers_fastapi_s_400(sim, analysis, content_type):
+    status, body, _ = sim.run(call(analysis, analysis.aggregator_id, "PUT", "/storage/intermediate/",
+                                   data=aiohttp.BytesPayload(b"--abc\r\ngarbage", content_type=content_type)))
+    assert (status, body) == (400, {"detail": "There was an error parsing the body"})
+
+
 # -- point 4: local DP takes one number --------------------------------------------------------------------------
 def test_local_dp_takes_a_single_number(sim, analysis):
     agg = analysis.aggregator_id
