@@ -21,6 +21,7 @@ from typing import Any
 from benchmarks.report import row
 from flame_sdk import FlameCoreSDK
 from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
+from flame_sdk.sim.services.po_lifecycle import REAL_HEALTH_TIMEOUT, PoLimits
 
 MESSAGES = 2000
 #: A call counts as late when it returns more than this after its timeout (scheduling slack, seconds).
@@ -120,8 +121,10 @@ flame.await_messages(partners, "never-sent")
 
 
 def dead_node_named() -> None:
-    """Kill one node's process; time until every partner's run failed with a log naming the dead node."""
-    with tempfile.TemporaryDirectory() as folder, Simulation(SimConfig(nodes=3, seed=23)) as sim:
+    """Kill one node's process; time until every partner's run failed with a log naming the dead node. The PO
+    waits for ``/healthz`` as long as the real one (10 s), not the simulator's default allowance for load."""
+    limits = PoLimits(health_timeout=REAL_HEALTH_TIMEOUT)
+    with tempfile.TemporaryDirectory() as folder, Simulation(SimConfig(nodes=3, seed=23, po_limits=limits)) as sim:
         script = Path(folder) / "waiter.py"
         script.write_text(WAITER)
         analysis = sim.create_analysis()
@@ -199,7 +202,7 @@ def fifty_nodes() -> None:
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "flame_sdk.sim.run.cli", "run",
                                str(ROOT / "algorithms" / "odds_ratio.py"), "--nodes", "50", "--seed", "7",
-                               "--results", results, "--refresh", "600", "--timeout", "1500"],
+                               "--results", results, "--quiet", "--timeout", "1500"],
                               capture_output=True, text=True)
         tail = (proc.stderr.strip().splitlines() or [""])[-1][:150]
         row("flame-sim run odds_ratio --nodes 50", f"exit {proc.returncode} ({'OK' if proc.returncode == 0 else tail})"

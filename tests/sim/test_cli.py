@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from flame_sdk.sim.run.result_files import repeated_uploads
+
 pytestmark = pytest.mark.sim
 
 ANALYSES = Path(__file__).parent / "analyses"
@@ -170,3 +172,23 @@ def test_missing_analysis_file_is_reported(tmp_path):
 def test_results_without_runs_says_what_to_do(tmp_path):
     listing = flame_sim("results", cwd=tmp_path)
     assert listing.returncode == 1 and "run `flame-sim run ...` first" in listing.stdout
+
+
+@pytest.mark.slow
+def test_a_run_under_faults_gives_the_result_files_of_the_run_without(tmp_path):
+    """Issue 11: ``--faults 0.1 --fault-seed 7`` changes nothing in the results folder (a final upload retried
+    after a lost answer reaches the hub twice, as on a real node, and the run record keeps it once)."""
+    odds_ratio = str(Path(__file__).parents[2] / "algorithms" / "odds_ratio.py")
+    files = {}
+    for label, extra in (("plain", ()), ("faults", ("--faults", "0.1", "--fault-seed", "7"))):
+        run = flame_sim("run", odds_ratio, "--nodes", "3", "--seed", "7", "--quiet", *extra,
+                        "--results", str(tmp_path / label), cwd=tmp_path)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        folder = run_folder(tmp_path / label)
+        files[label] = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "run.json"}
+    assert files["faults"] == files["plain"] and files["plain"]
+
+
+def test_repeated_uploads_of_the_same_bytes_are_kept_once():
+    kept, repeats = repeated_uploads([("a.csv", b"1"), ("a.csv", b"1"), ("a.csv", b"2"), ("b.txt", b"1")])
+    assert kept == [("a.csv", b"1"), ("a.csv", b"2"), ("b.txt", b"1")] and repeats == ["a.csv"]

@@ -4,6 +4,9 @@ A result the analysis named itself (``filename=`` of ``submit_final_result``) ke
 (``result_<4 hex>_<timestamp>.<ext>``, as the SDK and the reference SDK name unnamed results) becomes
 ``<analysis>.<ext>``, or ``<analysis>_<n>.<ext>`` for several, where the extension comes from the content: the
 output type alone cannot tell a PNG from other bytes.
+
+An upload repeated with the same name and the same bytes (the SDK retried a request whose answer was lost; the
+real result service then stores it on the hub twice) is kept once (``repeated_uploads``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,20 @@ def content_extension(content: bytes) -> str:
     except ValueError:
         pass
     return ".csv" if as_table(content) is not None else ".txt"
+
+
+def repeated_uploads(files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """``files`` without exact repeats of an earlier (name, content), and the names of the repeats."""
+    seen: set[tuple[str, bytes]] = set()
+    kept: list[tuple[str, bytes]] = []
+    repeats: list[str] = []
+    for name, content in files:
+        if (name, content) in seen:
+            repeats.append(name)
+        else:
+            seen.add((name, content))
+            kept.append((name, content))
+    return kept, repeats
 
 
 def record_names(analysis: str, files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

@@ -80,6 +80,8 @@ class RunRecord:
     converged: bool | None = None
     failure: str | None = None
     results: list[str] = field(default_factory=list)
+    #: Final results uploaded again with the same name and bytes (a retry after a lost answer), kept once.
+    repeated_uploads: list[str] = field(default_factory=list)
 
     def write(self, folder: Path) -> None:
         (folder / RUN_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

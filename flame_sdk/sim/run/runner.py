@@ -335,7 +335,8 @@ class Run:
 
     def _save_results(self, analysis: SimAnalysis, record: RunRecord, folder: Path) -> list[Path]:
         saved = []
-        for name, content in result_files.record_names(analysis_name(self.analysis_ref), analysis.final_results()):
+        files, record.repeated_uploads = result_files.repeated_uploads(analysis.final_results())
+        for name, content in result_files.record_names(analysis_name(self.analysis_ref), files):
             path = folder / name
             path.write_bytes(content)
             saved.append(path)
@@ -388,6 +389,9 @@ class Run:
         out.write("\n".join(summary_table(list(self.rows.values()))) + "\n")
         for path in saved:
             out.write(f"== {path.name} ==\n{result_files.render(path.read_bytes())}\n")
+        for name in record.repeated_uploads:
+            out.write(f"flame-sim: final result {name} was uploaded again with the same bytes (a retry after a "
+                      "lost answer; the hub keeps both copies), saved once\n")
         out.flush()
         if record.status != "executed":
             outputs = {n.node_id: self._output(folder / n.log) for n in record.nodes}
