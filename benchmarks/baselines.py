@@ -3,6 +3,8 @@
 * ``two_post_round_trips``: A POSTs a message to B, B answers 202 and POSTs an acknowledgement back to A; the
   time until A holds the acknowledgement. The receiver runs in a child process, as the receiving node's SDK
   does in the messaging benchmark (two nodes are two processes).
+* ``two_post_throughput``: the same exchange, acknowledged round trips per second with 1 and with ``senders``
+  concurrent senders (coroutines on A's loop): how much concurrency gains on this machine at all.
 * ``put_get``: a PUT of ``size`` bytes then a GET of them (the server consumes the upload as a stream and
   answers the GET from memory).
 """
@@ -13,8 +15,9 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +26,7 @@ from benchmarks.processes import ChildProcess
 from flame_sdk.runtime import EventLoopThread
 
 CHUNK = 256 * 1024
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -95,36 +99,74 @@ def _stop_receiver(state: tuple[EventLoopThread, _Receiver]) -> None:
         loop.stop()
 
 
+class _Sender:
+    """A: POSTs messages to B and waits for each acknowledgement on its own webhook."""
+
+    def __init__(self, session: aiohttp.ClientSession, receiver_url: str, payload: dict[str, object]) -> None:
+        self.session, self.receiver_url, self.payload = session, receiver_url, payload
+        self.acked: dict[str, asyncio.Future[None]] = {}
+        self._numbers = iter(range(1 << 62))
+
+    async def ack(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.acked.pop(body["meta"]["id"]).set_result(None)
+        return web.json_response({"status": "received"})
+
+    async def round_trip(self) -> float:
+        """Seconds until one message is acknowledged."""
+        message_id = f"m{next(self._numbers)}"
+        arrived = self.acked[message_id] = asyncio.get_running_loop().create_future()
+        start = time.perf_counter()
+        async with self.session.post(self.receiver_url, json={**self.payload, "meta": {"id": message_id}}) as resp:
+            await resp.read()
+        await asyncio.wait_for(arrived, 10)
+        return time.perf_counter() - start
+
+
+async def _with_sender(receiver: ChildProcess, payload: dict[str, object],
+                       work: Callable[[_Sender], Awaitable[T]]) -> T:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        sender = _Sender(session, receiver.info, payload)
+        app = web.Application()
+        app.router.add_post("/webhook", sender.ack)
+        async with serve(app) as url:
+            await asyncio.to_thread(receiver.call, _set_ack_url, url + "/webhook")
+            for _ in range(20):  # warm up connections
+                await sender.round_trip()
+            return await work(sender)
+
+
 def two_post_round_trips(count: int, payload: dict[str, object]) -> list[float]:
     """Seconds per message + acknowledgement round trip, ``count`` times in a row (after a warm-up); the
     receiver runs in a child process, as the receiving node's SDK does in the messaging benchmark."""
+
+    async def in_a_row(sender: _Sender) -> list[float]:
+        return [await sender.round_trip() for _ in range(count)]
+
     with ChildProcess(_start_receiver, teardown=_stop_receiver) as receiver:
+        return asyncio.run(_with_sender(receiver, payload, in_a_row))
 
-        async def sender() -> list[float]:
-            acked: dict[str, asyncio.Future[None]] = {}
 
-            async def ack(request: web.Request) -> web.Response:
-                body = await request.json()
-                acked[body["meta"]["id"]].set_result(None)
-                return web.json_response({"status": "received"})
+def two_post_throughput(count: int, senders: int, payload: dict[str, object]) -> tuple[float, float]:
+    """Acknowledged round trips per second with one sender, then with ``senders`` concurrent ones (``count``
+    round trips each time), between the same two processes."""
 
-            app = web.Application()
-            app.router.add_post("/webhook", ack)
-            samples = []
-            async with serve(app) as url, aiohttp.ClientSession() as session:
-                await asyncio.to_thread(receiver.call, _set_ack_url, url + "/webhook")
-                for number in range(count + 20):
-                    message_id = f"m{number}"
-                    arrived = acked[message_id] = asyncio.get_running_loop().create_future()
-                    start = time.perf_counter()
-                    async with session.post(receiver.info, json={**payload, "meta": {"id": message_id}}) as resp:
-                        await resp.read()
-                    await asyncio.wait_for(arrived, 10)
-                    if number >= 20:  # the first ones warm up connections
-                        samples.append(time.perf_counter() - start)
-            return samples
+    async def rates(sender: _Sender) -> tuple[float, float]:
+        async def rate(concurrent: int) -> float:
+            left = iter(range(count))
 
-        return asyncio.run(sender())
+            async def loop() -> None:
+                for _ in left:
+                    await sender.round_trip()
+
+            start = time.perf_counter()
+            await asyncio.gather(*(loop() for _ in range(concurrent)))
+            return count / (time.perf_counter() - start)
+
+        return await rate(1), await rate(senders)
+
+    with ChildProcess(_start_receiver, teardown=_stop_receiver) as receiver:
+        return asyncio.run(_with_sender(receiver, payload, rates))
 
 
 def put_get(sizes: list[int], repeats: int) -> dict[int, float]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -20,6 +21,44 @@ def call_soon_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args:
         fn(*args)
     elif not loop.is_closed():
         loop.call_soon_threadsafe(fn, *args)
+
+
+class _Call(Generic[T]):
+    """One coroutine a foreign thread runs on the loop. The thread sleeps on a plain lock that the task releases
+    when it is done: one wake-up, where ``run_coroutine_threadsafe``'s future takes a condition variable and two
+    callback hops (about a fifth of the cost of a call when several threads call at once)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self.coro = coro
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.task: asyncio.Task[T] | None = None
+        self.cancelled = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: start the task (unless the caller gave up meanwhile)."""
+        if self.cancelled:
+            self.coro.close()
+            self.done.release()
+            return
+        self.task = loop.create_task(self.coro)
+        self.task.add_done_callback(self._finished)
+
+    def _finished(self, _: asyncio.Task[Any]) -> None:
+        self.done.release()
+
+    def cancel(self) -> None:
+        """On the loop: the caller gave up waiting."""
+        if self.task is None:
+            self.cancelled = True
+        else:
+            self.task.cancel()
+
+    def result(self) -> T:
+        """The finished task's result or exception."""
+        if self.task is None or self.task.cancelled():
+            raise concurrent.futures.CancelledError()
+        return self.task.result()
 
 
 class EventLoopThread:
@@ -46,17 +85,25 @@ class EventLoopThread:
         return threading.current_thread() is self._thread
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and return its result (exceptions propagate)."""
+        """Run ``coro`` on the loop and return its result (exceptions propagate; a task cancelled on the loop
+        raises ``concurrent.futures.CancelledError``, an expired ``timeout`` ``TimeoutError`` and cancels it)."""
         if self.in_loop_thread:
             raise RuntimeError("EventLoopThread.run called from its own loop thread; await the coroutine instead")
         if self.loop.is_closed() or not self._thread.is_alive():
             raise RuntimeError("the SDK event loop is closed; create a new FlameCoreSDK object")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        call = _Call(coro)
         try:
-            return future.result(timeout)
+            self.loop.call_soon_threadsafe(call.start, self.loop)
+        except RuntimeError:  # closed meanwhile
+            coro.close()
+            raise RuntimeError("the SDK event loop is closed; create a new FlameCoreSDK object") from None
+        try:
+            if not call.done.acquire(timeout=-1 if timeout is None else timeout):
+                raise TimeoutError(f"the SDK call did not finish within {timeout} s")
         except BaseException:
-            future.cancel()
+            call_soon_on(self.loop, call.cancel)
             raise
+        return call.result()
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule a plain callback on the loop from any thread."""

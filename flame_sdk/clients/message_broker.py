@@ -135,9 +135,11 @@ class MessageBrokerClient:
         return list(node_ids)
 
     # -- sending --------------------------------------------------------------------------------------
-    async def _post(self, recipients: list[str], body: dict[str, Any], bound: float | None) -> None:
-        """One POST of a message, retried on transient answers within ``bound`` seconds (all retries included)."""
-        payload = encode_request(recipients, body)
+    async def _post(self, recipients: list[str], body: dict[str, Any], bound: float | None,
+                    encoded: bytes | None = None) -> None:
+        """One POST of a message (``encoded``: its request body, when already encoded for these recipients),
+        retried on transient answers within ``bound`` seconds (all retries included)."""
+        payload = encode_request(recipients, body) if encoded is None else encoded
         post = self.service.send("POST", self._route(broker_api.MESSAGES), data=payload,
                                  headers={"Content-Type": "application/json"}, deadline=bound, timeout=bound)
         await (post if bound is None else asyncio.wait_for(post, bound))
@@ -168,7 +170,7 @@ class MessageBrokerClient:
             raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
         self._number += 1
         outgoing = Message.outgoing(message, message_category, self.own_id or "", self._number)
-        encode_request(receivers, outgoing.body)  # size and JSON checks before anything is sent
+        encoded = encode_request(receivers, outgoing.body)  # size and JSON checks before anything is sent
         if not receivers:
             return [], []
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -185,7 +187,7 @@ class MessageBrokerClient:
                 else:  # the indefinite last attempt resends with growing intervals
                     extra = max(0, attempt - max_attempts)
                     bound = max(attempt_timeout, min(attempt_timeout * 2**extra, MAX_RESEND_INTERVAL))
-                await self._attempt(outgoing, pending, bound, attempt)
+                await self._attempt(outgoing, pending, bound, attempt, encoded if pending == receivers else None)
                 pending = [r for r in receivers if r not in self.inbox.acked_by(outgoing.id)]
                 if self.run_ended() is not None:
                     break
@@ -198,11 +200,12 @@ class MessageBrokerClient:
                             f"{attempt} attempt(s)", "warn")
         return acked, not_acked
 
-    async def _attempt(self, outgoing: Message, pending: list[str], bound: float, attempt: int) -> None:
+    async def _attempt(self, outgoing: Message, pending: list[str], bound: float, attempt: int,
+                       encoded: bytes | None) -> None:
         """Send to ``pending`` and wait for their acknowledgements, all within ``bound`` seconds."""
         start = time.monotonic()
         try:
-            await self._post(pending, outgoing.body, bound)
+            await self._post(pending, outgoing.body, bound, encoded)
         except (ServiceUnavailableError, asyncio.TimeoutError) as exc:
             self.logger.log(f"attempt {attempt} to send message {outgoing.id} to {pending} failed: "
                             f"{type(exc).__name__} {exc}", "debug")

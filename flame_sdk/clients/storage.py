@@ -69,14 +69,14 @@ async def _slices(content: BytesLike) -> AsyncIterator[memoryview]:
 
 
 class _SealedPayload(aiohttp.payload.Payload):
-    """An upload body: the sealed stream of a payload, produced (and hashed) while it is sent. Its size is known
-    beforehand, so the part and the request carry a Content-Length."""
+    """An upload body: the sealed stream of a payload, produced (and hashed, when ``hashed``) while it is sent. Its
+    size is known beforehand, so the part and the request carry a Content-Length."""
 
-    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+    def __init__(self, chunks: Iterator[bytes], size: int, hashed: bool) -> None:
         super().__init__(chunks, content_type="application/octet-stream")
         self._chunks = chunks
         self._sealed_size = size
-        self._digest = hashlib.sha256()
+        self._digest = hashlib.sha256() if hashed else None
         self.complete = False
 
     @property
@@ -84,15 +84,16 @@ class _SealedPayload(aiohttp.payload.Payload):
         return self._sealed_size
 
     @property
-    def sha256(self) -> str:
-        return self._digest.hexdigest()
+    def sha256(self) -> str | None:
+        return None if self._digest is None else self._digest.hexdigest()
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("a sealed stream is binary")
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         for chunk in self._chunks:
-            self._digest.update(chunk)
+            if self._digest is not None:
+                self._digest.update(chunk)
             await writer.write(chunk)
         self.complete = True
 
@@ -257,17 +258,19 @@ class StorageClient:
     def _route(self, sender: str, recipient: str) -> frames.Route:
         return frames.Route(self.config.analysis_id, sender, recipient)
 
-    async def _upload_sealed(self, pieces: list[BytesLike]) -> frames.SealedRef:
+    async def _upload_sealed(self, pieces: list[BytesLike], recipients: int) -> frames.SealedRef:
         """Seal the payload (``pieces`` one after the other) under a fresh key and store it as is (no
         ``remote_node_id``: the service passes it through unencrypted, and can return it in full). The sealed
-        stream is produced while it is sent, a segment at a time, and hashed on the way."""
+        stream is produced while it is sent, a segment at a time, and hashed on the way when more than one
+        recipient gets the key (each could forge a stream under it; a sole recipient relies on the AEAD)."""
         key = sealing.new_key()
         context = frames.sealed_context(self.config.analysis_id, self.node_id)
         attempts: list[_SealedPayload] = []
         size = parts_size(pieces)
 
         def form() -> aiohttp.FormData:  # called once per attempt: each seals afresh (a new nonce prefix)
-            attempts.append(_SealedPayload(sealing.seal_pieces(key, context, pieces), sealing.sealed_size(size)))
+            attempts.append(_SealedPayload(sealing.seal_pieces(key, context, pieces), sealing.sealed_size(size),
+                                           hashed=recipients > 1))
             return _form(attempts[-1], "data.sealed", {})
 
         answer = await self.service.json("PUT", api.INTERMEDIATE, ok=(200, 201, 204), data_factory=form)
@@ -283,7 +286,7 @@ class StorageClient:
         payload = dump_object(data) if parts_size(pieces) <= api.MAX_DECRYPTABLE_PLAINTEXT else b""
         sealed = None
         if not payload or any(len(header) + len(payload) > api.MAX_DECRYPTABLE_PLAINTEXT for header in inline.values()):
-            sealed = await self._upload_sealed(pieces)
+            sealed = await self._upload_sealed(pieces, len(recipients))
 
         async def save_for(node_id: str) -> dict[str, str]:
             route = self._route(self.node_id, node_id)
@@ -385,15 +388,17 @@ class StorageClient:
                                  f"encrypted {who} for this node ({self.node_id}), or it was modified")
 
     async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytearray:
-        """Download and open a sealed payload as it streams in: hashed and decrypted chunk by chunk into one
-        buffer of the announced size; only a stream whose digest matches the key frame's is returned."""
+        """Download and open a sealed payload as it streams in: decrypted (and hashed, when the key frame has a
+        digest) chunk by chunk into one buffer of the announced size; only an authentic stream whose digest
+        matches the key frame's is returned."""
         opener = sealing.StreamOpener(sealed.key, frames.sealed_context(self.config.analysis_id, sender), sealed.size)
-        digest = hashlib.sha256()
+        digest = None if sealed.sha256 is None else hashlib.sha256()
         tampered: TamperedDataError | None = None
         try:
             async with self.service.stream("GET", api.INTERMEDIATE_OBJECT.format(object_id=sealed.object_id)) as resp:
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    digest.update(chunk)
+                async for chunk in resp.content.iter_any():  # as received: no re-cutting, no joins
+                    if digest is not None:
+                        digest.update(chunk)
                     if tampered is None:
                         try:
                             opener.feed(chunk)
@@ -401,7 +406,7 @@ class StorageClient:
                             tampered = exc
         except ServiceHTTPError as exc:
             raise self._explain(exc, f"sealed global data {sealed.object_id!r}") from None
-        if digest.hexdigest() != sealed.sha256:
+        if digest is not None and digest.hexdigest() != sealed.sha256:
             raise TamperedDataError(f"sealed global data {sealed.object_id} does not match the digest its sender "
                                     f"{sender} announced: it was modified")
         if tampered is not None:

@@ -6,8 +6,9 @@ its hub client, so it can only ever return objects of at most 996 plaintext byte
 tag around them). The SDK therefore uploads one of two frames, each small enough:
 
 * inline (``I``): the header and the pickled payload itself, when the frame fits in 996 bytes;
-* key (``K``): the header plus the id, size, SHA-256 and AES key of a *sealed* object that holds the
-  payload. The sealed object (``flame_sdk.storage.sealed``) is uploaded without ``remote_node_id``, so the service
+* key (``K``): the header plus the id, size and AES key of a *sealed* object that holds the payload, and the
+  SHA-256 of the sealed object when its key went to more than one recipient (null otherwise: only sender and
+  recipient hold the key, so the AEAD alone proves the object is the sender's). The sealed object (``flame_sdk.storage.sealed``) is uploaded without ``remote_node_id``, so the service
   stores and returns it as is; only the key frame goes through the node's encryption.
 
 Both frames carry the analysis, sender and recipient ids, which the recipient compares with its own
@@ -43,12 +44,13 @@ class Route:
 
 @dataclass(frozen=True)
 class SealedRef:
-    """Where the sealed payload lies and how to open it."""
+    """Where the sealed payload lies and how to open it; ``sha256`` of the sealed bytes when other recipients hold
+    the same key (they could forge a stream under it), None when the recipient is the only one."""
 
     object_id: str
     key: bytes
     size: int
-    sha256: str
+    sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,9 @@ def parse_frame(data: bytes | bytearray) -> Frame:
         if kind == INLINE:
             return Frame(route, payload=bytes(data[_PREFIX.size + size :]))
         if kind == KEY:
+            digest = header["sha256"]
             sealed = SealedRef(str(header["object"]), bytes.fromhex(header["key"]), int(header["size"]),
-                               str(header["sha256"]))
+                               None if digest is None else str(digest))
             return Frame(route, sealed=sealed)
     except (ValueError, KeyError, TypeError):
         pass

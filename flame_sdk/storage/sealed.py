@@ -103,24 +103,40 @@ def parse_header(data: bytes | bytearray) -> bytes | None:
     return bytes(data[:HEADER_SIZE])
 
 
+def _tampered(index: int, final: bool) -> TamperedDataError:
+    what = "the final segment is missing or" if final else f"segment {index}"
+    return TamperedDataError(f"sealed data failed authentication ({what} was modified, truncated or reordered, or it "
+                             f"belongs to another object)")
+
+
 class Opener(_SegmentCipher):
     """Incremental decryption of the segments following ``header``; only authenticated plaintext is returned."""
 
     def __init__(self, key: bytes, context: bytes, header: bytes) -> None:
         super().__init__(key, header, context)
-        self._segment = _HEADER.unpack(header)[1] + TAG_SIZE
+        self._segment: int = _HEADER.unpack(header)[1] + TAG_SIZE
         self._buffer = bytearray()
+
+    @property
+    def segment_size(self) -> int:
+        """Bytes of a full ciphertext segment (plaintext and tag)."""
+        return self._segment
 
     def _open(self, data: bytes | memoryview, final: bool) -> bytes:
         index = self._index
         try:
             return self._aead.decrypt(self.nonce(final), data, self._ad)
         except InvalidTag:
-            what = "the final segment is missing or" if final else f"segment {index}"
-            raise TamperedDataError(
-                f"sealed data failed authentication ({what} was modified, truncated or reordered, or it belongs "
-                f"to another object)"
-            ) from None
+            raise _tampered(index, final) from None
+
+    def open_into(self, data: BytesLike, final: bool, out: memoryview) -> None:
+        """Decrypt the next segment straight into ``out`` (its plaintext size); ``out`` holds garbage when this
+        raises, so its owner must discard what it wrote."""
+        index = self._index
+        try:
+            self._aead.decrypt_into(self.nonce(final), data, self._ad, out)
+        except InvalidTag:
+            raise _tampered(index, final) from None
 
     def update(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         self._buffer += data
@@ -179,45 +195,78 @@ def seal(key: bytes, context: bytes, data: BytesLike, segment_size: int = DEFAUL
 
 class StreamOpener:
     """Opens a sealed stream fed in chunks of any size into one preallocated plaintext buffer of ``size`` bytes
-    (the size the sender announced), so neither the whole ciphertext nor a second plaintext copy is held."""
+    (the size the sender announced), so neither the whole ciphertext nor a second plaintext copy is held. Each
+    segment is decrypted straight into its place in that buffer: from the chunk itself when the chunk holds it
+    whole, else from one reused segment-sized staging buffer."""
 
     def __init__(self, key: bytes, context: bytes, size: int) -> None:
         self._key, self._context = key, context
         self._head = bytearray()
         self._opener: Opener | None = None
+        self._stage = bytearray()  # a segment that spans chunks, or the last one seen (it may be the final one)
+        self._fill = 0
         self.plaintext = bytearray(size)
+        self._out = memoryview(self.plaintext)
         self._pos = 0
 
     def feed(self, chunk: BytesLike) -> None:
-        if self._opener is None:
-            self._head += chunk
-            header = parse_header(self._head)
-            if header is None:
-                return
+        with memoryview(chunk) as raw, raw.cast("B") as view:
+            if self._opener is None:
+                view = self._read_header(view)
+                if self._opener is None:
+                    return
+            self._feed(view, self._opener)
+
+    def _read_header(self, view: memoryview) -> memoryview:
+        take = min(HEADER_SIZE - len(self._head), len(view))
+        self._head += view[:take]
+        header = parse_header(self._head)
+        if header is not None:
             self._opener = Opener(self._key, self._context, header)
-            rest, self._head = self._head[HEADER_SIZE:], bytearray()
-            self._put_all(self._opener.update(rest))
-            return
-        self._put_all(self._opener.update(chunk))
+            self._stage = bytearray(self._opener.segment_size)
+        return view[take:]
+
+    def _feed(self, view: memoryview, opener: Opener) -> None:
+        size, pos, end = len(self._stage), 0, len(view)
+        if self._fill and end:
+            if self._fill < size:  # complete the staged segment first
+                take = min(size - self._fill, end)
+                self._stage[self._fill : self._fill + take] = view[:take]
+                self._fill += take
+                pos = take
+            if self._fill == size and pos < end:  # more data follows: it is not the final segment
+                self._open(opener, self._stage, final=False)
+                self._fill = 0
+        while end - pos > size:  # a segment is final only once no more data follows
+            self._open(opener, view[pos : pos + size], final=False)
+            pos += size
+        if pos < end:
+            self._stage[: end - pos] = view[pos:]
+            self._fill = end - pos
+
+    def _open(self, opener: Opener, data: BytesLike, final: bool) -> None:
+        plain = len(data) - TAG_SIZE
+        end = self._pos + plain
+        if end > len(self.plaintext):
+            raise TamperedDataError(f"sealed data has more plaintext than the {len(self.plaintext)} bytes its "
+                                    f"sender announced")
+        opener.open_into(data, final, self._out[self._pos : end])
+        self._pos = end
 
     def finish(self) -> bytearray:
         """The plaintext; TamperedDataError when the stream was cut short or holds another size than announced."""
         if self._opener is None:
             raise TamperedDataError("sealed data is truncated (incomplete header)")
-        self._put_all([self._opener.finalize()])
+        if self._fill < TAG_SIZE:
+            raise TamperedDataError("sealed data is truncated (the final segment is incomplete)")
+        with memoryview(self._stage) as stage:
+            self._open(self._opener, stage[: self._fill], final=True)
+        self._fill = 0
         if self._pos != len(self.plaintext):
             raise TamperedDataError(f"sealed data has {self._pos} plaintext bytes, its sender announced "
                                     f"{len(self.plaintext)}")
+        self._out.release()
         return self.plaintext
-
-    def _put_all(self, plains: list[bytes]) -> None:
-        for plain in plains:
-            end = self._pos + len(plain)
-            if end > len(self.plaintext):
-                raise TamperedDataError(f"sealed data has more plaintext than the {len(self.plaintext)} bytes its "
-                                        f"sender announced")
-            self.plaintext[self._pos : end] = plain
-            self._pos = end
 
 
 def open_sealed(key: bytes, context: bytes, sealed: BytesLike, size: int | None = None) -> bytearray:

@@ -7,7 +7,8 @@ results submitted with ``output_type='pickle'``. ``str`` final results are ``str
 
 Large global payloads travel as *parts* (``dump_parts`` / ``load_parts``): a pickle protocol 5 stream whose
 buffers (numpy arrays, pandas blocks, bytearrays) are kept out of band, so pickling copies none of them and the
-receiver rebuilds them as views into the one buffer it decrypted the payload into. Layout: ``FLP5``, the part
+receiver rebuilds them as views into the one buffer it decrypted the payload into. A ``bytes`` payload itself
+travels out of band too (pickle would copy it into its stream; the receiver's ``bytes`` is its one copy). Layout: ``FLP5``, the part
 count (4 bytes, big-endian) and each part's size (8 bytes each), then the parts, each starting at a multiple of
 64 bytes (zero padding); part 0 is the pickle stream, the others its out-of-band buffers in order.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import pickle
 import struct
-from typing import Any
+from typing import Any, SupportsIndex
 
 from flame_sdk.storage import safe_pickle
 
@@ -74,12 +75,23 @@ def _padding(offset: int) -> int:
     return -offset % PART_ALIGNMENT
 
 
+class _OutOfBandBytes:
+    """Pickles a ``bytes`` object as ``bytes(<out-of-band buffer>)``: the stream does not copy it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[type[bytes], tuple[pickle.PickleBuffer]]:
+        return bytes, (pickle.PickleBuffer(self.data),)
+
+
 def dump_parts(data: Any) -> list[BytesLike]:
     """``data`` as parts (see the module docstring): pieces to send one after the other; the out-of-band buffers
     are views of ``data``'s own memory, not copies."""
     buffers: list[pickle.PickleBuffer] = []
+    top = _OutOfBandBytes(data) if type(data) is bytes else data
     try:
-        stream = pickle.dumps(data, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append)
+        stream = pickle.dumps(top, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append)
         raws: list[BytesLike] = [stream, *(buffer.raw() for buffer in buffers)]
     except (pickle.PicklingError, TypeError, AttributeError, BufferError) as exc:
         raise ValueError(

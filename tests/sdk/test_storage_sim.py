@@ -12,6 +12,7 @@ import pytest
 from flame_sdk import FlameCoreSDK
 from flame_sdk.errors import RoleError, TamperedDataError, UnknownNodeError
 from flame_sdk.sim.run.simulation import SimAnalysis, Simulation
+from flame_sdk.sim.services import hub_storage
 from flame_sdk.sim.services.hub_storage import hub_store
 from tests.conftest import connect_all
 
@@ -137,10 +138,10 @@ def test_third_node_is_refused(nodes):
 
 
 def _flip_middle_bit(sim: Simulation, object_id: str) -> None:
-    stored = hub_store(sim.hub).objects[object_id]
-    content = bytearray(stored.path.read_bytes())
+    store = hub_store(sim.hub)
+    content = bytearray(store.read(object_id))
     content[len(content) // 2] ^= 0x04
-    stored.path.write_bytes(content)
+    store.replace(object_id, bytes(content))
 
 
 @pytest.mark.parametrize("size", [100, 600_000])  # sent inline / sealed
@@ -160,19 +161,23 @@ def _sealed_objects(sim: Simulation, before: set[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_damaged_sealed_payload_on_the_hub_is_detected(sim, nodes, damage):
-    agg, first, _ = nodes
+@pytest.mark.parametrize("recipients", [1, 2])  # the key frame has a digest only for several recipients
+@pytest.mark.parametrize("in_memory_max", [hub_storage.IN_MEMORY_MAX, 0])  # the hub keeps the object in memory / a file
+def test_damaged_sealed_payload_on_the_hub_is_detected(sim, nodes, damage, recipients, in_memory_max, monkeypatch):
+    monkeypatch.setattr(hub_storage, "IN_MEMORY_MAX", in_memory_max)
+    agg, first, second = nodes
     payload = os.urandom(3 * 256 * 1024 + 11)  # four segments
     before = set(hub_store(sim.hub).objects)
-    saved = agg.save_intermediate_data(payload, "global", remote_node_ids=[first.get_id()])
+    saved = agg.save_intermediate_data(payload, "global", remote_node_ids=[first.get_id(), second.get_id()][:recipients])
     object_id = saved[first.get_id()]["id"]
     assert first.get_intermediate_data("global", query=object_id) == payload
     [sealed] = _sealed_objects(sim, before)
+    assert (hub_store(sim.hub).objects[sealed].path is None) == (in_memory_max > 0)
     if damage == "flip":
         _flip_middle_bit(sim, sealed)
     else:
-        stored = hub_store(sim.hub).objects[sealed]
-        stored.path.write_bytes(stored.path.read_bytes()[:-100])
+        store = hub_store(sim.hub)
+        store.replace(sealed, store.read(sealed)[:-100])
     with pytest.raises(TamperedDataError, match="was modified"):
         first.get_intermediate_data("global", query=object_id)
 
@@ -196,10 +201,8 @@ def test_hub_never_holds_plaintext(sim, nodes):
     first.send_intermediate_data([second.get_id()], {"secret": marker.decode()})
     second.await_intermediate_data([first.get_id()], timeout=30)
     needles = (marker, marker.decode().encode("utf-16-le"), pickle.dumps(marker * 1000, protocol=5)[:64])
-    for path in hub_store(sim.hub).files():
-        if "temp" in path.parts:
-            content = path.read_bytes()
-            assert not any(needle in content for needle in needles), f"plaintext found in {path}"
+    for content in hub_store(sim.hub).temp_contents():
+        assert not any(needle in content for needle in needles), "plaintext found in a stored object"
 
 
 def test_global_requires_recipients_and_participants(nodes):

@@ -39,7 +39,8 @@ def test_a_run_is_recorded_and_the_plain_view_appends_lines(tmp_path):
     for node in ("node-0", "node-1", "node-2"):
         changes = [line.split(") ", 1)[1] for line in out if re.match(rf"flame-sim: {node} \(", line)
                    and " aggregator |" not in line]
-        assert [c.split()[0] for c in changes] == ["executing", "executed"], changes
+        # a node that finishes between two of the view's polls (0.2 s) is never seen executing
+        assert [c.split()[0] for c in changes] in (["executing", "executed"], ["executed"]), changes
     assert " 2     42" in run.stdout  # the CSV printed once, as a table
 
     folder = run_folder(tmp_path / "results")

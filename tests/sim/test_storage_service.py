@@ -116,10 +116,10 @@ def test_undecryptable_answers_400_whatever_the_cause(sim, analysis):
                                    params={"node_id": agg}))
     assert status == 400 and "cannot be decrypted" in body["detail"]
     # tampered on the hub
-    stored = hub_store(sim.hub).objects[object_id]
-    content = bytearray(stored.path.read_bytes())
+    store = hub_store(sim.hub)
+    content = bytearray(store.read(object_id))
     content[-1] ^= 1
-    stored.path.write_bytes(content)
+    store.replace(object_id, bytes(content))
     status, body, _ = sim.run(call(analysis, first, "GET", f"/storage/intermediate/{object_id}",
                                    params={"node_id": agg}))
     assert status == 400 and "cannot be decrypted" in body["detail"]
@@ -152,6 +152,13 @@ def test_malformed_ids_answer_422(sim, analysis, path):
 def test_upload_without_file_answers_422(sim, analysis):
     status, body, _ = sim.run(call(analysis, analysis.aggregator_id, "PUT", "/storage/local/", data=b"not multipart"))
     assert status == 422 and body["detail"][0]["loc"] == ["body", "file"]
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=xyz", "multipart/form-data"])
+def test_malformed_form_answers_fastapi_s_400(sim, analysis, content_type):
+    status, body, _ = sim.run(call(analysis, analysis.aggregator_id, "PUT", "/storage/intermediate/",
+                                   data=aiohttp.BytesPayload(b"--abc\r\ngarbage", content_type=content_type)))
+    assert (status, body) == (400, {"detail": "There was an error parsing the body"})
 
 
 # -- point 4: local DP takes one number --------------------------------------------------------------------------

@@ -128,7 +128,7 @@ class AnalysisForwarder:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), cookie_jar=aiohttp.DummyCookieJar())
         try:
-            async with self._session.request(method, f"{self.target}/{tail}", params=query, headers=headers,
+            async with self._session.request(method, f"{self.target}/{tail}", params=query or None, headers=headers,
                                              data=body) as resp:
                 answer = await resp.read()
                 return resp.status, {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}, answer
@@ -205,7 +205,7 @@ class GatewayIngress:
         body = b"" if json_body is None else json.dumps(json_body).encode()
         headers = {"Content-Type": "application/json"} if json_body is not None else {}
         status, out, content = await self._forwarder.forward(method, path[len(analysis_api.PREFIX) + 1:],
-                                                             dict(parse_qsl(query)), headers, body)
+                                                             dict(parse_qsl(query)) if query else {}, headers, body)
         if fault is Fault.DROP_RESPONSE:
             raise aiohttp.ServerDisconnectedError()
         return answer(status, out, content)

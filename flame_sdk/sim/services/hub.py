@@ -26,6 +26,15 @@ from flame_sdk.sim.services.hub_storage import HubStore, storage_routes
 ROUTES_KEPT = 4096
 
 
+async def _outcome(delivery: Awaitable[None]) -> BaseException | None:
+    """What ``gather(..., return_exceptions=True)`` gives for one awaitable."""
+    try:
+        await delivery
+    except Exception as exc:  # noqa: BLE001 - reported as the gather would
+        return exc
+    return None
+
+
 class Hub:
     """State plus its routes. Node services call it as themselves (``caller`` / the ``X-Node-Id`` header)."""
 
@@ -103,6 +112,8 @@ class Hub:
             call = HubCall(request.headers.get(NODE_HEADER, ""), dict(request.match_info), request.query, body,
                            content)
             answer = await self._answer(route, call)
+            if answer.content is not None:
+                return web.Response(body=answer.content, status=answer.status, headers=answer.headers)
             if answer.file is not None:
                 return web.FileResponse(answer.file, status=answer.status, headers=answer.headers)
             return web.json_response(answer.body, status=answer.status, headers=answer.headers)
@@ -162,7 +173,11 @@ class Hub:
             raise HubError(503, f"recipients {absent} have not registered at the hub yet")
         envelope = {"analysis_id": analysis.analysis_id, "sender": sender, "payload": body["payload"],
                     "message_id": body.get("message_id")}  # the payload is passed on, never changed
-        for outcome in await asyncio.gather(*(self._deliver(r, envelope) for r in recipients), return_exceptions=True):
+        if len(recipients) == 1:  # the common case: no gather task around one delivery
+            outcomes: list[BaseException | None] = [await _outcome(self._deliver(recipients[0], envelope))]
+        else:
+            outcomes = await asyncio.gather(*(self._deliver(r, envelope) for r in recipients), return_exceptions=True)
+        for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise HubError(502, f"delivery to a node failed: {outcome!r}")
         return HubAnswer(202, {"delivered": len(recipients)})

@@ -34,11 +34,13 @@ class HubCall:
 
 @dataclass
 class HubAnswer:
-    """The hub's answer: a status and a JSON body, or a file to send."""
+    """The hub's answer: a status and a JSON body, or bytes (``content``, never changed afterwards) or a file to
+    send."""
 
     status: int = 200
     body: Any = None
     file: Path | None = None
+    content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 

@@ -63,6 +63,9 @@ class _LocalReply:
         return self._answer.body
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        if self._answer.content is not None:
+            yield self._answer.content  # immutable bytes: handed over as they are
+            return
         if self._answer.file is None:
             yield jsonlib.dumps(self._answer.body).encode()
             return

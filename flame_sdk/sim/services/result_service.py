@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from flame_sdk.protocol import result_api as api
 from flame_sdk.sim.common import crypto as node_crypto
@@ -38,11 +39,15 @@ from flame_sdk.sim.services.local_store import LocalStore
 from flame_sdk.storage.tags import is_valid_tag
 
 if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
     from flame_sdk.sim.common.platform_model import Deployment
     from flame_sdk.sim.services.service_interfaces import NodeContext
 
 CHUNK = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024
+#: FastAPI's answer to a body it cannot parse as a form (fastapi/routing.py, get_request_handler).
+FORM_ERROR = "There was an error parsing the body"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -73,49 +78,83 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.json_response({"detail": "Method Not Allowed"}, status=405)
 
 
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(CHUNK):
-        yield chunk
+class _FormParts:
+    """The parts of a multipart body as python-multipart reports them (the parser the real service reads forms
+    with, through Starlette): each part's headers and its data as views of the received chunks."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[str | None, str | None, list[memoryview]]] = []
+        self._headers: dict[bytes, bytes] = {}
+        self._field = b""
+        self._value = b""
+        self._chunks: list[memoryview] = []
+        self._size = 0
+        self._name: str | None = None
+        self._filename: str | None = None
+        self._limit: int | None = None
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {"on_part_begin": self._begin, "on_header_field": self._header_field,
+                "on_header_value": self._header_value, "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished, "on_part_data": self._data, "on_part_end": self._end}
+
+    def _begin(self) -> None:
+        self._headers, self._chunks, self._size = {}, [], 0
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name, filename = options.get(b"name"), options.get(b"filename")
+        self._name = None if name is None else name.decode("utf-8", errors="replace")
+        self._filename = None if filename is None else filename.decode("utf-8", errors="replace")
+        self._limit = None if self._name == api.FILE else MAX_FIELD_BYTES
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        self._size += end - start
+        if self._limit is not None and self._size > self._limit:
+            raise HTTPFail(413, f"form field {self._name!r} is larger than {MAX_FIELD_BYTES} bytes")
+        self._chunks.append(memoryview(data)[start:end])
+
+    def _end(self) -> None:
+        self.parts.append((self._name, self._filename, self._chunks))
 
 
-async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes | bytearray] | None]:
-    """Text fields and the ``file`` part (name, content) of a multipart body."""
+async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+    """Text fields and the ``file`` part (name, content) of a multipart body, read as it streams in; a body that is
+    not valid multipart answers FastAPI's 400."""
     fields: dict[str, str] = {}
-    file: tuple[str, bytes | bytearray] | None = None
-    if not request.headers.get("Content-Type", "").lower().startswith("multipart/"):  # cheaper than .content_type
+    file: tuple[str, bytes] | None = None
+    content_type = request.headers.get("Content-Type", "")
+    if not content_type.lower().startswith("multipart/"):
         return fields, file
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
-        name, filename = _disposition(part)
-        data = bytearray()
-        async for chunk in _part_chunks(part):
-            data += chunk
-            if name != "file" and len(data) > MAX_FIELD_BYTES:
-                raise HTTPFail(413, f"form field {name!r} is larger than {MAX_FIELD_BYTES} bytes")
-        if name == "file":
+    _, params = parse_options_header(content_type)
+    form = _FormParts()
+    try:
+        parser = MultipartParser(params[b"boundary"], form.callbacks())
+        async for chunk in request.content.iter_any():
+            parser.write(chunk)
+        parser.finalize()
+    except (KeyError, ValueError, MultipartParseError):  # ValueError: no boundary, a malformed one
+        raise HTTPFail(400, FORM_ERROR) from None
+    for name, filename, chunks in form.parts:
+        data = b"".join(chunks)  # one copy, into immutable bytes
+        if name == api.FILE:
             file = (filename or "", data)
         else:
             fields[name or ""] = data.decode("utf-8", errors="replace")
     return fields, file
 
 
-_SIMPLE_DISPOSITION = re.compile(r'form-data(?:; *(?:name="([^"\\%]*)"|filename="([^"\\%]*)"))*', re.IGNORECASE)
-
-
-def _disposition(part: BodyPartReader) -> tuple[str | None, str | None]:
-    """The part's name and filename, read once. The plain ``name="..."; filename="..."`` that HTTP clients write
-    is read with one expression; anything else (escapes, ``filename*=``) by aiohttp's full parser, whose every
-    ``part.name`` is a parse of a millisecond."""
-    header = part.headers.get("Content-Disposition", "")
-    simple = _SIMPLE_DISPOSITION.fullmatch(header)
-    if simple is not None:
-        return simple.group(1), simple.group(2)
-    return part.name, part.filename
-
-
-def _require_file(file: tuple[str, bytes | bytearray] | None) -> tuple[str, bytes | bytearray]:
+def _require_file(file: tuple[str, bytes] | None) -> tuple[str, bytes]:
     if file is None:
         raise _invalid("missing", ["body", "file"], "Field required", None)
     return file
@@ -299,7 +338,9 @@ class _DeploymentRoutes:
             if sender is None:  # relayed as stored (the real service relays 1024-byte chunks; only speed differs)
                 await response.prepare(request)
                 async for chunk in hub.chunks():
-                    await response.write(chunk)
+                    with memoryview(chunk) as view:  # in pieces: the transport never copies a whole object
+                        for start in range(0, len(view), CHUNK):
+                            await response.write(view[start : start + CHUNK])
                 await response.write_eof()
                 return response
             chunks = _exact_chunks(hub.chunks(), api.DECRYPT_CHUNK)
