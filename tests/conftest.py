@@ -51,3 +51,20 @@ def sdks(analysis: SimAnalysis) -> Iterator[dict[str, FlameCoreSDK]]:
     yield objects
     for sdk in objects.values():
         sdk.close()
+
+
+@pytest.fixture(scope="module")
+def shared(sim: Simulation) -> Iterator[tuple[SimAnalysis, dict[str, FlameCoreSDK]]]:
+    """One analysis with SDK objects for all three nodes, shared by the tests of a module."""
+    analysis = sim.create_analysis()
+    sdks = connect_all(analysis)
+    yield analysis, sdks
+    for sdk in sdks.values():
+        sdk.close()
+
+
+@pytest.fixture
+def nodes(shared: tuple[SimAnalysis, dict[str, FlameCoreSDK]]) -> tuple[FlameCoreSDK, FlameCoreSDK, FlameCoreSDK]:
+    """(aggregator, first data node, second data node) of the ``shared`` analysis."""
+    analysis, sdks = shared
+    return sdks[analysis.aggregator_id], sdks[analysis.data_node_ids[0]], sdks[analysis.data_node_ids[1]]

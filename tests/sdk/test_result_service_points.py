@@ -8,33 +8,14 @@ from __future__ import annotations
 import os
 import pickle
 import uuid
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
-from flame_sdk import FlameCoreSDK
 from flame_sdk.errors import DecryptionLimitError, TamperedDataError, TokenExpiredError, UnknownNodeError
 from flame_sdk.protocol import result_api
-from flame_sdk.sim.run.simulation import SimAnalysis, Simulation
 from flame_sdk.sim.services.local_store import LocalStore
 from flame_sdk.storage.global_frames import Route, inline_frame
-from tests.conftest import connect_all
-
-
-@pytest.fixture(scope="module")
-def shared(sim: Simulation) -> Iterator[tuple[SimAnalysis, dict[str, FlameCoreSDK]]]:
-    analysis = sim.create_analysis()
-    sdks = connect_all(analysis)
-    yield analysis, sdks
-    for sdk in sdks.values():
-        sdk.close()
-
-
-@pytest.fixture
-def nodes(shared) -> tuple[FlameCoreSDK, FlameCoreSDK, FlameCoreSDK]:
-    analysis, sdks = shared
-    return sdks[analysis.aggregator_id], sdks[analysis.data_node_ids[0]], sdks[analysis.data_node_ids[1]]
 
 
 def test_point1_upload_routes_end_in_a_slash(shared, nodes):

@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from flame_sdk import FlameCoreSDK
 from flame_sdk.errors import RoleError, TamperedDataError, UnknownNodeError
 from flame_sdk.sim.run.simulation import SimAnalysis, Simulation
 from flame_sdk.sim.services import hub_storage
 from flame_sdk.sim.services.hub_storage import hub_store
 from tests.conftest import connect_all
-
-
-@pytest.fixture(scope="module")
-def shared(sim: Simulation) -> Iterator[tuple[SimAnalysis, dict[str, FlameCoreSDK]]]:
-    """One analysis with SDK objects for all three nodes, shared by the tests of this module."""
-    analysis = sim.create_analysis()
-    sdks = connect_all(analysis)
-    yield analysis, sdks
-    for sdk in sdks.values():
-        sdk.close()
-
-
-@pytest.fixture
-def nodes(shared) -> tuple[FlameCoreSDK, FlameCoreSDK, FlameCoreSDK]:
-    """(aggregator, first default node, second default node)."""
-    analysis, sdks = shared
-    return sdks[analysis.aggregator_id], sdks[analysis.data_node_ids[0]], sdks[analysis.data_node_ids[1]]
 
 
 def results_by_name(analysis: SimAnalysis) -> dict[str, bytes]:
