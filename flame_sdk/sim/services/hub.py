@@ -19,7 +19,7 @@ from aiohttp import web
 
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.sim.common.platform_model import NODE_HEADER, HubAnalysis, HubNode
-from flame_sdk.sim.services.hub_calls import Content, HubAnswer, HubCall, HubError, HubRoute
+from flame_sdk.sim.services.hub_calls import Content, HubAnswer, HubCall, HubError, HubRoute, joined
 from flame_sdk.sim.services.hub_storage import HubStore, storage_routes
 
 #: Request paths whose route the hub remembers (cleared when full).
@@ -113,7 +113,7 @@ class Hub:
                            content)
             answer = await self._answer(route, call)
             if answer.content is not None:
-                return web.Response(body=answer.content, status=answer.status, headers=answer.headers)
+                return web.Response(body=joined(answer.content), status=answer.status, headers=answer.headers)
             if answer.file is not None:
                 return web.FileResponse(answer.file, status=answer.status, headers=answer.headers)
             return web.json_response(answer.body, status=answer.status, headers=answer.headers)

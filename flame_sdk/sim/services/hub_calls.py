@@ -9,8 +9,22 @@ from pathlib import Path
 from typing import Any
 
 BytesLike = bytes | bytearray | memoryview
-#: The body of an upload: the bytes themselves (in process) or a stream of chunks (over HTTP).
-Content = BytesLike | AsyncIterator[bytes]
+#: A body kept as the pieces it arrived in (bytes, or read-only views of bytes), never joined into one copy.
+Pieces = tuple[bytes | memoryview, ...]
+#: The body of an upload: the bytes themselves or their pieces (in process), or a stream of chunks (over HTTP).
+Content = BytesLike | Pieces | AsyncIterator[bytes]
+
+
+def content_size(content: BytesLike | Pieces) -> int:
+    """Bytes of a body held in memory."""
+    if isinstance(content, tuple):
+        return sum(len(piece) for piece in content)
+    return memoryview(content).nbytes
+
+
+def joined(content: BytesLike | Pieces) -> bytes:
+    """A body held in memory as one bytes object (a copy unless it is bytes already)."""
+    return b"".join(content) if isinstance(content, tuple) else bytes(content)
 
 
 class HubError(Exception):
@@ -40,7 +54,7 @@ class HubAnswer:
     status: int = 200
     body: Any = None
     file: Path | None = None
-    content: bytes | None = None
+    content: bytes | Pieces | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 

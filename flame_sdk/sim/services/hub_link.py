@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import aiohttp
 
 from flame_sdk.sim.common.platform_model import NODE_HEADER
-from flame_sdk.sim.services.hub_calls import BytesLike, HubAnswer
+from flame_sdk.sim.services.hub_calls import BytesLike, HubAnswer, Pieces
 from flame_sdk.sim.services.service_interfaces import HubReply
 
 if TYPE_CHECKING:
@@ -62,9 +62,11 @@ class _LocalReply:
     async def json(self) -> Any:
         return self._answer.body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        if self._answer.content is not None:
-            yield self._answer.content  # immutable bytes: handed over as they are
+    async def chunks(self) -> AsyncIterator[BytesLike]:
+        content = self._answer.content
+        if content is not None:  # immutable bytes, or read-only pieces: handed over as they are
+            for piece in content if isinstance(content, tuple) else (content,):
+                yield piece
             return
         if self._answer.file is None:
             yield jsonlib.dumps(self._answer.body).encode()
@@ -89,7 +91,7 @@ class LocalHubLink:
 
     @asynccontextmanager
     async def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
-                      content: BytesLike | None = None) -> AsyncIterator[HubReply]:
+                      content: BytesLike | Pieces | None = None) -> AsyncIterator[HubReply]:
         # JSON bodies are handed over as they are: the hub copies what it keeps and builds every answer afresh
         yield _LocalReply(await self._hub.call(self._node_id, method, path, params, json, content))
 
@@ -116,16 +118,17 @@ class _HttpReply:
     async def json(self) -> Any:
         return await self._response.json(content_type=None)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[BytesLike]:
         async for chunk in self._response.content.iter_chunked(CHUNK):
             yield chunk
 
 
-async def _slices(content: BytesLike) -> AsyncIterator[memoryview]:
+async def _slices(content: BytesLike | Pieces) -> AsyncIterator[memoryview]:
     """Flow-controlled pieces of an upload (no second copy in the transport)."""
-    with memoryview(content) as view, view.cast("B") as flat:
-        for start in range(0, len(flat), CHUNK):
-            yield flat[start : start + CHUNK]
+    for piece in content if isinstance(content, tuple) else (content,):
+        with memoryview(piece) as view, view.cast("B") as flat:
+            for start in range(0, len(flat), CHUNK):
+                yield flat[start : start + CHUNK]
 
 
 class HttpHubLink:
@@ -137,7 +140,7 @@ class HttpHubLink:
 
     @asynccontextmanager
     async def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
-                      content: BytesLike | None = None) -> AsyncIterator[HubReply]:
+                      content: BytesLike | Pieces | None = None) -> AsyncIterator[HubReply]:
         data = None if content is None else _slices(content)
         async with self._session.request(method, self.hub_url + path, json=json, params=params,
                                          data=data) as response:

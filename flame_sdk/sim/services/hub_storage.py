@@ -28,7 +28,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from flame_sdk.sim.services.hub_calls import Content, HubAnswer, HubCall, HubError, HubRoute
+from flame_sdk.sim.services.hub_calls import (
+    BytesLike,
+    Content,
+    HubAnswer,
+    HubCall,
+    HubError,
+    HubRoute,
+    Pieces,
+    content_size,
+    joined,
+)
 
 if TYPE_CHECKING:
     from flame_sdk.sim.common.platform_model import HubAnalysis
@@ -47,7 +57,7 @@ class StoredObject:
     sender_id: str
     filename: str
     size: int
-    content: bytes | None = None
+    content: bytes | Pieces | None = None
     path: Path | None = None
 
 
@@ -84,7 +94,7 @@ class HubStore:
         """A temp object's bytes. Blocking."""
         stored = self.objects[object_id]
         if stored.content is not None:
-            return stored.content
+            return joined(stored.content)
         return b"" if stored.path is None else stored.path.read_bytes()
 
     def replace(self, object_id: str, content: bytes) -> None:
@@ -122,16 +132,16 @@ def final_results(hub: HubRegistry, analysis_id: str) -> list[tuple[str, bytes]]
     return [(r.filename, r.path.read_bytes()) for r in hub.store.results.get(analysis_id, [])]
 
 
-def _write_whole(path: Path, content: bytes | bytearray | memoryview) -> int:
+def _write_whole(path: Path, content: BytesLike | Pieces) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part")
     try:
         with partial.open("wb") as out:
-            out.write(content)
+            out.writelines(content if isinstance(content, tuple) else (content,))
         partial.rename(path)
     finally:
         partial.unlink(missing_ok=True)
-    return len(memoryview(content).cast("B"))
+    return content_size(content)
 
 
 def _open_partial(path: Path) -> BinaryIO:
@@ -152,7 +162,7 @@ async def _receive(content: Content | None, path: Path) -> int:
     """Store an upload at ``path`` (in worker threads); return its size. A failed upload leaves no file."""
     if content is None:
         content = b""
-    if isinstance(content, (bytes, bytearray, memoryview)):
+    if isinstance(content, (bytes, bytearray, memoryview, tuple)):
         return await asyncio.to_thread(_write_whole, path, content)
     out = await asyncio.to_thread(_open_partial, path)
     size, complete = 0, False
@@ -180,11 +190,13 @@ def storage_routes(hub: HubRegistry, store: HubStore) -> list[HubRoute]:
         object_id = str(uuid.uuid4())
         filename = call.query.get("filename", "data.bin")
         content = call.content
-        if content is None or isinstance(content, (bytes, bytearray, memoryview)):
-            kept = bytes(content or b"")  # a copy unless it is bytes already (immutable: nobody can change it)
-            if len(kept) <= IN_MEMORY_MAX:
+        if content is None or isinstance(content, (bytes, bytearray, memoryview, tuple)):
+            # kept as it came when immutable (bytes, or pieces that are read-only views), else copied
+            kept = content if isinstance(content, tuple) else bytes(content or b"")
+            size = content_size(kept)
+            if size <= IN_MEMORY_MAX:
                 store.objects[object_id] = StoredObject(object_id, analysis.analysis_id, call.caller, filename,
-                                                        len(kept), content=kept)
+                                                        size, content=kept)
                 return HubAnswer(201, {"object_id": object_id})
         path = store.root / "temp" / analysis.analysis_id / object_id
         size = await _receive(content, path)  # a large or streamed upload: a file

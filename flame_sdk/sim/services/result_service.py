@@ -35,6 +35,7 @@ from flame_sdk.protocol import result_api as api
 from flame_sdk.sim.common import crypto as node_crypto
 from flame_sdk.sim.common import laplace
 from flame_sdk.sim.common.keycloak import TokenError, bearer_token
+from flame_sdk.sim.services.hub_calls import BytesLike, Pieces, joined
 from flame_sdk.sim.services.local_store import LocalStore
 from flame_sdk.storage.tags import is_valid_tag
 
@@ -83,11 +84,11 @@ class _FormParts:
     with, through Starlette): each part's headers and its data as views of the received chunks."""
 
     def __init__(self) -> None:
-        self.parts: list[tuple[str | None, str | None, list[memoryview]]] = []
+        self.parts: list[tuple[str | None, str | None, list[bytes | memoryview]]] = []
         self._headers: dict[bytes, bytes] = {}
         self._field = b""
         self._value = b""
-        self._chunks: list[memoryview] = []
+        self._chunks: list[bytes | memoryview] = []
         self._size = 0
         self._name: str | None = None
         self._filename: str | None = None
@@ -122,17 +123,19 @@ class _FormParts:
         self._size += end - start
         if self._limit is not None and self._size > self._limit:
             raise HTTPFail(413, f"form field {self._name!r} is larger than {MAX_FIELD_BYTES} bytes")
-        self._chunks.append(memoryview(data)[start:end])
+        # a view when the chunk is immutable bytes (what aiohttp reads), else a copy: the pieces may be kept
+        self._chunks.append(memoryview(data)[start:end] if isinstance(data, bytes) else bytes(data[start:end]))
 
     def _end(self) -> None:
         self.parts.append((self._name, self._filename, self._chunks))
 
 
-async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, bytes] | None]:
-    """Text fields and the ``file`` part (name, content) of a multipart body, read as it streams in; a body that is
-    not valid multipart answers FastAPI's 400."""
+async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, Pieces] | None]:
+    """Text fields and the ``file`` part (name, content as the pieces it arrived in: views of the received chunks,
+    never joined here) of a multipart body, read as it streams in; a body that is not valid multipart answers
+    FastAPI's 400."""
     fields: dict[str, str] = {}
-    file: tuple[str, bytes] | None = None
+    file: tuple[str, Pieces] | None = None
     content_type = request.headers.get("Content-Type", "")
     if not content_type.lower().startswith("multipart/"):
         return fields, file
@@ -146,15 +149,14 @@ async def _read_form(request: web.Request) -> tuple[dict[str, str], tuple[str, b
     except (KeyError, ValueError, MultipartParseError):  # ValueError: no boundary, a malformed one
         raise HTTPFail(400, FORM_ERROR) from None
     for name, filename, chunks in form.parts:
-        data = b"".join(chunks)  # one copy, into immutable bytes
         if name == api.FILE:
-            file = (filename or "", data)
+            file = (filename or "", tuple(chunks))  # views of bytes: read-only
         else:
-            fields[name or ""] = data.decode("utf-8", errors="replace")
+            fields[name or ""] = b"".join(chunks).decode("utf-8", errors="replace")
     return fields, file
 
 
-def _require_file(file: tuple[str, bytes] | None) -> tuple[str, bytes]:
+def _require_file(file: tuple[str, Pieces] | None) -> tuple[str, Pieces]:
     if file is None:
         raise _invalid("missing", ["body", "file"], "Field required", None)
     return file
@@ -172,7 +174,7 @@ def _service_url(request: web.Request, path: str) -> str:
     return f"{request.scheme}://{request.host}{path}"
 
 
-async def _exact_chunks(stream: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+async def _exact_chunks(stream: AsyncIterator[BytesLike], size: int) -> AsyncIterator[bytes]:
     """Re-cut a byte stream into pieces of exactly ``size`` bytes (the last may be shorter)."""
     buffer = bytearray()
     async for chunk in stream:
@@ -228,7 +230,7 @@ class StorageService:
                                                                        await self.public_key(node_id))
         return cipher
 
-    async def hub_upload(self, path: str, params: dict[str, str], content: bytes | bytearray) -> Any:
+    async def hub_upload(self, path: str, params: dict[str, str], content: bytes | bytearray | Pieces) -> Any:
         async with self.node.hub.request("PUT", path, params=params, content=content) as resp:
             if resp.status >= 400:  # the real service re-raises any hub error as 502
                 raise HTTPFail(502, api.HUB_ERROR.format(status=resp.status))
@@ -303,7 +305,7 @@ class _DeploymentRoutes:
                 raise _invalid("float_parsing", ["body", name], "Input should be a valid number, unable to parse "
                                                                 "string as a number", fields[name]) from None
         try:
-            value = laplace.parse_value(content)
+            value = laplace.parse_value(joined(content))
         except ValueError:
             raise HTTPFail(400, api.LOCAL_DP_NOT_A_NUMBER) from None
         if params["epsilon"] <= 0 or params["sensitivity"] <= 0:  # the service's Laplace mechanism raises: 500
@@ -318,9 +320,10 @@ class _DeploymentRoutes:
         fields, file = await _read_form(request)
         filename, content = _require_file(file)
         recipient = fields.get(api.REMOTE_NODE_ID)
-        if recipient is not None:  # "encryption requested"; without it the file is stored as it is
-            content = node_crypto.encrypt_with(await self.service.cipher(recipient), content)
-        answer = await self.service.hub_upload(self.temp_path, {"filename": filename or "file"}, content)
+        stored: bytes | Pieces = content  # without "encryption requested" the file is stored as it is
+        if recipient is not None:
+            stored = node_crypto.encrypt_with(await self.service.cipher(recipient), joined(content))
+        answer = await self.service.hub_upload(self.temp_path, {"filename": filename or "file"}, stored)
         object_id = answer["object_id"]
         return web.json_response({"url": _service_url(request, f"/intermediate/{object_id}"),
                                   "object_id": object_id})
@@ -367,7 +370,8 @@ class _DeploymentRoutes:
             raise HTTPFail(400, api.INVALID_TAG.format(tag=tag))
         project, object_id = self.deployment.project_id, str(uuid.uuid4())
         local = self.service.local
-        await local.run(local.save, project, self.analysis_id, object_id, filename or "data.bin", tag, content)
+        await local.run(local.save, project, self.analysis_id, object_id, filename or "data.bin", tag,
+                        joined(content))
         return web.json_response({"url": _service_url(request, f"/local/{object_id}")})
 
     async def get_tags(self, request: web.Request) -> web.StreamResponse:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from flame_sdk.sim.common.keycloak import TokenIssuer
     from flame_sdk.sim.common.platform_model import Deployment, NodeSpec
-    from flame_sdk.sim.services.hub_calls import BytesLike
+    from flame_sdk.sim.services.hub_calls import BytesLike, Pieces
     from flame_sdk.sim.services.s3_server import S3Endpoint
 
 
@@ -31,7 +31,7 @@ class HubReply(Protocol):
         """The JSON body."""
         ...
 
-    def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[BytesLike]:
         """The body in chunks."""
         ...
 
@@ -40,7 +40,7 @@ class HubLink(Protocol):
     """The hub as one node's services reach it."""
 
     def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None,
-                content: BytesLike | None = None) -> AbstractAsyncContextManager[HubReply]:
+                content: BytesLike | Pieces | None = None) -> AbstractAsyncContextManager[HubReply]:
         """Send a request as this node; the reply is usable inside the ``async with``."""
         ...
 
