@@ -10,11 +10,11 @@ used once and only for the exchange it was sent in.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 from typing import Any, cast
 
 from flame_sdk.errors import FlameError
 from flame_sdk.protocol.envelope import RESULT_ID
+from flame_sdk.runtime import all_or_none
 from flame_sdk.startup import Components
 from flame_sdk.storage import intermediate_binding as binding
 
@@ -62,20 +62,10 @@ async def await_intermediate_data(components: Components, senders: list[str], me
         async with limit:
             return await storage.get_intermediate_data("global", storage_id, None, "all", sender_id=sender)
 
-    stored = await _all_or_none([fetch(sender, storage_id) for sender, storage_id in storage_ids.items()])
+    stored = await all_or_none([fetch(sender, storage_id) for sender, storage_id in storage_ids.items()])
     data: dict[str, Any] = dict.fromkeys(messages)
     for (sender, storage_id), obj in zip(storage_ids.items(), stored, strict=True):
         bound, data[sender] = binding.unwrap(obj, storage_id, sender)
         components.ledger.accept(storage_id, sender, message_category, bound)
     return data
 
-
-async def _all_or_none(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:
-    """The results of ``coros`` run concurrently, in order; the first failure cancels the others and is raised."""
-    tasks = [asyncio.ensure_future(coro) for coro in coros]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

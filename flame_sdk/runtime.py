@@ -23,6 +23,17 @@ def call_soon_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args:
         loop.call_soon_threadsafe(fn, *args)
 
 
+async def all_or_none(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """The results of ``coros`` run concurrently, in order; the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(coro) for coro in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class _Call(Generic[T]):
     """One coroutine a foreign thread runs on the loop. The thread sleeps on a plain lock that the task releases
     when it is done: one wake-up, where ``run_coroutine_threadsafe``'s future takes a condition variable and two

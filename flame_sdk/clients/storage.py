@@ -9,12 +9,13 @@ larger global payloads travel sealed (``flame_sdk.storage.global_frames``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,7 @@ from flame_sdk.errors import (
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import FlameLogger
 from flame_sdk.protocol import result_api as api
+from flame_sdk.runtime import all_or_none
 from flame_sdk.storage import global_frames as frames
 from flame_sdk.storage import local_dp as dp_mechanism
 from flame_sdk.storage import sealed as sealing
@@ -258,47 +260,58 @@ class StorageClient:
     def _route(self, sender: str, recipient: str) -> frames.Route:
         return frames.Route(self.config.analysis_id, sender, recipient)
 
-    async def _upload_sealed(self, pieces: list[BytesLike], recipients: int) -> frames.SealedRef:
-        """Seal the payload (``pieces`` one after the other) under a fresh key and store it as is (no
-        ``remote_node_id``: the service passes it through unencrypted, and can return it in full). The sealed
-        stream is produced while it is sent, a segment at a time, and hashed on the way when more than one
-        recipient gets the key (each could forge a stream under it; a sole recipient relies on the AEAD)."""
-        key = sealing.new_key()
+    async def _upload_sealed(self, pieces: list[BytesLike], key: bytes, hashed: bool) -> tuple[str, str | None]:
+        """Seal the payload (``pieces`` one after the other) under ``key`` and store it as is (no
+        ``remote_node_id``: the service passes it through unencrypted, and can return it in full); its object id
+        and, when ``hashed``, the SHA-256 of the sealed bytes. The sealed stream is produced while it is sent, a
+        segment at a time, and hashed on the way."""
         context = frames.sealed_context(self.config.analysis_id, self.node_id)
         attempts: list[_SealedPayload] = []
         size = parts_size(pieces)
 
         def form() -> aiohttp.FormData:  # called once per attempt: each seals afresh (a new nonce prefix)
             attempts.append(_SealedPayload(sealing.seal_pieces(key, context, pieces), sealing.sealed_size(size),
-                                           hashed=recipients > 1))
+                                           hashed=hashed))
             return _form(attempts[-1], "data.sealed", {})
 
         answer = await self.service.json("PUT", api.INTERMEDIATE, ok=(200, 201, 204), data_factory=form)
         sent = attempts[-1]
         if not sent.complete:
             raise FlameError("the result service answered before the sealed upload was sent completely")
-        return frames.SealedRef(str(answer["object_id"]), key, size, sent.sha256)
+        return str(answer["object_id"]), sent.sha256
 
     async def _save_global(self, data: Any, recipients: list[str]) -> dict[str, dict[str, str]]:
         pieces = dump_parts(data)  # nothing of data's buffers is copied
         inline = {r: frames.inline_frame(self._route(self.node_id, r), b"") for r in recipients}
         # small data goes inline as one plain pickle; the rest is sealed as parts
         payload = dump_object(data) if parts_size(pieces) <= api.MAX_DECRYPTABLE_PLAINTEXT else b""
-        sealed = None
-        if not payload or any(len(header) + len(payload) > api.MAX_DECRYPTABLE_PLAINTEXT for header in inline.values()):
-            sealed = await self._upload_sealed(pieces, len(recipients))
 
-        async def save_for(node_id: str) -> dict[str, str]:
+        async def save_frame(node_id: str, sealed: frames.SealedRef | None) -> tuple[str, str]:
             route = self._route(self.node_id, node_id)
             frame = frames.key_frame(route, sealed) if sealed else inline[node_id] + payload
             answer = await self._upload(api.INTERMEDIATE, frame, "data.pkl", {api.REMOTE_NODE_ID: node_id})
-            return {"status": "success", "url": answer["url"], "id": str(answer["object_id"])}
+            return answer["url"], str(answer["object_id"])
 
         try:
-            saved = await asyncio.gather(*(save_for(n) for n in recipients))
+            sealed_id = None
+            if payload and all(len(header) + len(payload) <= api.MAX_DECRYPTABLE_PLAINTEXT
+                               for header in inline.values()):
+                saved = await all_or_none([save_frame(n, None) for n in recipients])
+            elif len(recipients) == 1:  # the frame needs neither the object's id nor its digest: both at once
+                key = sealing.new_key()
+                sole = frames.SealedRef(None, key, parts_size(pieces), None)
+                (sealed_id, _), saved_one = await all_or_none([self._upload_sealed(pieces, key, hashed=False),
+                                                               save_frame(recipients[0], sole)])
+                saved = [saved_one]
+            else:  # each frame carries the sealed object's digest: the frames follow its upload
+                key = sealing.new_key()
+                sealed_id, digest = await self._upload_sealed(pieces, key, hashed=True)
+                shared = frames.SealedRef(sealed_id, key, parts_size(pieces), digest)
+                saved = await all_or_none([save_frame(n, shared) for n in recipients])
         except ServiceHTTPError as exc:
             raise self._explain(exc, "global data") from None
-        return dict(zip(recipients, saved, strict=True))
+        return {node_id: {"status": "success", "url": url, "id": frames.storage_id(frame_id, sealed_id)}
+                for node_id, (url, frame_id) in zip(recipients, saved, strict=True)}
 
     async def save_intermediate_data(self, data: Any, location: str, remote_node_ids: list[str] | None = None,
                                      tag: str | None = None) -> dict[str, dict[str, str]] | dict[str, str]:
@@ -326,7 +339,7 @@ class StorageClient:
             if not query:
                 raise ValueError("get_intermediate_data('global') needs query=<storage id> (from "
                                  "save_intermediate_data or the sender's message)")
-            return await self._get_global(check_storage_id(query), sender_id)
+            return await self._get_global(*frames.split_storage_id(query), sender_id)
         if tag is not None:
             answer = await self.service.json("GET", api.LOCAL_TAGGED.format(tag=check_tag(tag)))
             items = sorted(answer["results"], key=lambda item: save_order_key(str(item["filename"])))
@@ -343,14 +356,37 @@ class StorageClient:
         except ServiceHTTPError as exc:
             raise self._explain(exc, f"local data {object_id!r}") from None
 
-    async def _get_global(self, object_id: str, sender_id: str | None) -> Any:
-        if sender_id is not None:
-            if sender_id not in {*self.participant_ids(), self.node_id}:
-                raise UnknownNodeError(f"sender {sender_id} is not a participant of analysis {self.config.analysis_id}")
-            candidates = [sender_id]
-        else:  # the service answers 400 at once for a wrong sender, so trying each participant is cheap
-            candidates = [*self.participant_ids(), self.node_id]
-        path = api.INTERMEDIATE_OBJECT.format(object_id=object_id)
+    async def _get_global(self, frame_id: str, sealed_id: str | None, sender_id: str | None) -> Any:
+        """The payload of a frame id (inline data), or of a key frame id and a sealed object id (sealed data: the
+        sealed object is requested while the key frame is read)."""
+        if sender_id is not None and sender_id not in {*self.participant_ids(), self.node_id}:
+            raise UnknownNodeError(f"sender {sender_id} is not a participant of analysis {self.config.analysis_id}")
+        reading: asyncio.Future[tuple[frames.Frame, str]]
+        if sealed_id is None:  # inline data, or a key frame that names its sealed object (several recipients)
+            frame, sender = await self._read_frame(frame_id, sender_id)
+            if frame.sealed is None:
+                return load_object(frame.payload)
+            if frame.sealed.object_id is None:
+                raise ValueError(f"{frame_id!r} is only the first half of a storage id of sealed global data; pass "
+                                 f"the whole id save_intermediate_data returned (two UUIDs joined by "
+                                 f"{frames.ID_SEPARATOR!r})")
+            sealed_id = frame.sealed.object_id
+            reading = asyncio.get_running_loop().create_future()
+            reading.set_result((frame, sender))
+        else:
+            reading = asyncio.ensure_future(self._read_frame(frame_id, sender_id))
+        try:
+            payload = await self._open_sealed(sealed_id, reading, frame_id)
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+        return load_parts(payload) if is_parts(payload) else load_object(payload)
+
+    async def _read_frame(self, frame_id: str, sender_id: str | None) -> tuple[frames.Frame, str]:
+        """The checked frame stored under ``frame_id`` for this node, and who sent it (``sender_id``, else the
+        participant the service confirms: it answers 400 at once for a wrong sender, so trying each is cheap)."""
+        candidates = [sender_id] if sender_id is not None else [*self.participant_ids(), self.node_id]
+        path = api.INTERMEDIATE_OBJECT.format(object_id=frame_id)
         for candidate in candidates:
             try:
                 # a 200 is the service's proof that ``candidate`` encrypted it for this node
@@ -359,15 +395,12 @@ class StorageClient:
                 if exc.status == 400 and sender_id is None:
                     continue
                 if exc.status == 400:
-                    raise await self._undecryptable(object_id, candidate) from None
-                raise self._explain(exc, f"global data {object_id!r}") from None
+                    raise await self._undecryptable(frame_id, candidate) from None
+                raise self._explain(exc, f"global data {frame_id!r}") from None
             frame = frames.parse_frame(data)
-            frames.check_route(frame.route, self._route(candidate, self.node_id), object_id)
-            if frame.sealed is None:
-                return load_object(frame.payload)
-            payload = await self._open_sealed(frame.sealed, candidate)
-            return load_parts(payload) if is_parts(payload) else load_object(payload)
-        raise await self._undecryptable(object_id, None)
+            frames.check_route(frame.route, self._route(candidate, self.node_id), frame_id)
+            return frame, candidate
+        raise await self._undecryptable(frame_id, None)
 
     async def _undecryptable(self, object_id: str, sender: str | None) -> FlameError:
         """Why the service could not decrypt: an object over its chunk limit, or not from ``sender`` for us."""
@@ -387,34 +420,47 @@ class StorageClient:
         return TamperedDataError(f"this node's result service could not decrypt global data {object_id}: it was not "
                                  f"encrypted {who} for this node ({self.node_id}), or it was modified")
 
-    async def _open_sealed(self, sealed: frames.SealedRef, sender: str) -> bytearray:
-        """Download and open a sealed payload as it streams in: decrypted (and hashed, when the key frame has a
-        digest) chunk by chunk into one buffer of the announced size; only an authentic stream whose digest
-        matches the key frame's is returned."""
-        opener = sealing.StreamOpener(sealed.key, frames.sealed_context(self.config.analysis_id, sender), sealed.size)
-        digest = None if sealed.sha256 is None else hashlib.sha256()
-        tampered: TamperedDataError | None = None
-        try:
-            async with self.service.stream("GET", api.INTERMEDIATE_OBJECT.format(object_id=sealed.object_id)) as resp:
-                async for chunk in resp.content.iter_any():  # as received: no re-cutting, no joins
-                    if digest is not None:
-                        digest.update(chunk)
-                    if tampered is None:
-                        try:
-                            opener.feed(chunk)
-                        except TamperedDataError as exc:  # reported after the digest: a swapped object says so
-                            tampered = exc
-        except ServiceHTTPError as exc:
-            raise self._explain(exc, f"sealed global data {sealed.object_id!r}") from None
+    async def _open_sealed(self, object_id: str, key_frame: Awaitable[tuple[frames.Frame, str]],
+                           frame_id: str) -> bytearray:
+        """Download the sealed object ``object_id`` and open it as it streams in, with the key of ``key_frame``
+        (awaited once the download was requested, so the two overlap; unread, the download waits under the
+        transport's flow control). Decrypted (and hashed, when the key frame has a digest) chunk by chunk into
+        one buffer of the announced size; only an authentic stream whose digest matches the frame's is returned."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                resp = await stack.enter_async_context(
+                    self.service.stream("GET", api.INTERMEDIATE_OBJECT.format(object_id=object_id)))
+            except ServiceHTTPError as exc:
+                raise self._explain(exc, f"sealed global data {object_id!r}") from None
+            frame, sender = await key_frame
+            sealed = frame.sealed
+            if sealed is None:
+                raise TamperedDataError(f"global data {frame_id} holds its payload inline, but its storage id names "
+                                        f"a sealed object {object_id}: the id was altered")
+            if sealed.object_id is not None and sealed.object_id != object_id:
+                raise TamperedDataError(f"the key frame {frame_id} is for sealed object {sealed.object_id}, but the "
+                                        f"storage id names {object_id}: the id was altered")
+            opener = sealing.StreamOpener(sealed.key, frames.sealed_context(self.config.analysis_id, sender),
+                                          sealed.size)
+            digest = None if sealed.sha256 is None else hashlib.sha256()
+            tampered: TamperedDataError | None = None
+            async for chunk in resp.content.iter_any():  # as received: no re-cutting, no joins
+                if digest is not None:
+                    digest.update(chunk)
+                if tampered is None:
+                    try:
+                        opener.feed(chunk)
+                    except TamperedDataError as exc:  # reported after the digest: a swapped object says so
+                        tampered = exc
         if digest is not None and digest.hexdigest() != sealed.sha256:
-            raise TamperedDataError(f"sealed global data {sealed.object_id} does not match the digest its sender "
+            raise TamperedDataError(f"sealed global data {object_id} does not match the digest its sender "
                                     f"{sender} announced: it was modified")
         if tampered is not None:
             raise tampered
         try:
             return opener.finish()
         except TamperedDataError as exc:
-            raise TamperedDataError(f"sealed global data {sealed.object_id}: {exc}") from None
+            raise TamperedDataError(f"sealed global data {object_id}: {exc}") from None
 
     async def get_local_tags(self, filter: str | None = None) -> list[str]:  # noqa: A002 - documented name
         """Tags of this project's local storage in alphabetical order, optionally only those containing

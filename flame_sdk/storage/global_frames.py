@@ -6,15 +6,20 @@ its hub client, so it can only ever return objects of at most 996 plaintext byte
 tag around them). The SDK therefore uploads one of two frames, each small enough:
 
 * inline (``I``): the header and the pickled payload itself, when the frame fits in 996 bytes;
-* key (``K``): the header plus the id, size and AES key of a *sealed* object that holds the payload, and the
-  SHA-256 of the sealed object when its key went to more than one recipient (null otherwise: only sender and
-  recipient hold the key, so the AEAD alone proves the object is the sender's). The sealed object (``flame_sdk.storage.sealed``) is uploaded without ``remote_node_id``, so the service
-  stores and returns it as is; only the key frame goes through the node's encryption.
+* key (``K``): the header plus the size and AES key of a *sealed* object that holds the payload. The sealed
+  object (``flame_sdk.storage.sealed``) is uploaded without ``remote_node_id``, so the service stores and
+  returns it as is; only the key frame goes through the node's encryption. When the key went to more than one
+  recipient, the frame also names the sealed object's id and SHA-256 (each recipient could forge a stream under
+  the shared key); for a sole recipient it names neither (only sender and recipient hold a fresh key, so the
+  AEAD alone proves the object is the sender's), and the two uploads run at the same time.
 
 Both frames carry the analysis, sender and recipient ids, which the recipient compares with its own
 analysis, the sender its result service authenticated (``?node_id=``) and itself, so an object cannot be
 replayed into another analysis or passed off as meant for someone else. Frame layout: ``FLG1``, one kind
 byte, a 2-byte big-endian header length, the header as UTF-8 JSON, then the body (inline payload only).
+
+Storage ids: an inline frame's id is the service's object id (a UUID); sealed data's is
+``<key frame id>.<sealed object id>``, so a recipient requests both objects at once.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from typing import Any
 
 from flame_sdk.errors import TamperedDataError
 from flame_sdk.protocol.result_api import MAX_DECRYPTABLE_PLAINTEXT
+from flame_sdk.storage.tags import check_storage_id
 
 MAGIC = b"FLG1"
 INLINE, KEY = b"I", b"K"
 _PREFIX = struct.Struct(">4scH")
 _CONTEXT = b"flame_sdk/global/v1"
+#: Separates the key frame's id from the sealed object's in the storage id of sealed data.
+ID_SEPARATOR = "."
 
 
 @dataclass(frozen=True)
@@ -44,10 +52,10 @@ class Route:
 
 @dataclass(frozen=True)
 class SealedRef:
-    """Where the sealed payload lies and how to open it; ``sha256`` of the sealed bytes when other recipients hold
-    the same key (they could forge a stream under it), None when the recipient is the only one."""
+    """How to open the sealed payload; with more than one recipient also where it lies and ``sha256`` of the
+    sealed bytes (others hold the same key and could forge a stream under it), else None for both."""
 
-    object_id: str
+    object_id: str | None
     key: bytes
     size: int
     sha256: str | None
@@ -99,9 +107,9 @@ def parse_frame(data: bytes | bytearray) -> Frame:
         if kind == INLINE:
             return Frame(route, payload=bytes(data[_PREFIX.size + size :]))
         if kind == KEY:
-            digest = header["sha256"]
-            sealed = SealedRef(str(header["object"]), bytes.fromhex(header["key"]), int(header["size"]),
-                               None if digest is None else str(digest))
+            digest, object_id = header["sha256"], header["object"]
+            sealed = SealedRef(None if object_id is None else str(object_id), bytes.fromhex(header["key"]),
+                               int(header["size"]), None if digest is None else str(digest))
             return Frame(route, sealed=sealed)
     except (ValueError, KeyError, TypeError):
         pass
@@ -116,3 +124,23 @@ def check_route(found: Route, expected: Route, object_id: str) -> None:
         if got != want:
             raise TamperedDataError(f"global data {object_id} names {what} {got!r}, expected {want!r}: it was "
                                     f"replayed from another transfer")
+
+
+def storage_id(frame_id: str, sealed_id: str | None) -> str:
+    """The storage id a recipient gets: the frame's id, joined by the sealed object's for sealed data."""
+    return frame_id if sealed_id is None else f"{frame_id}{ID_SEPARATOR}{sealed_id}"
+
+
+def split_storage_id(query: object) -> tuple[str, str | None]:
+    """(key or inline frame id, sealed object id or None) of a global storage id; ValueError for anything else."""
+    if isinstance(query, str) and query.count(ID_SEPARATOR) == 1:
+        frame_id, sealed_id = query.split(ID_SEPARATOR)
+        try:
+            return check_storage_id(frame_id), check_storage_id(sealed_id)
+        except ValueError:
+            pass
+    elif not isinstance(query, str) or ID_SEPARATOR not in query:
+        return check_storage_id(query), None
+    raise ValueError(f"{query!r} is not a storage id of global data: that is a UUID, or two UUIDs joined by "
+                     f"{ID_SEPARATOR!r} for sealed data, as save_intermediate_data returned it (its 'id') or a sender's "
+                     f"message carries it")

@@ -12,6 +12,7 @@ from flame_sdk.errors import RoleError, TamperedDataError, UnknownNodeError
 from flame_sdk.sim.run.simulation import SimAnalysis, Simulation
 from flame_sdk.sim.services import hub_storage
 from flame_sdk.sim.services.hub_storage import hub_store
+from flame_sdk.storage.global_frames import ID_SEPARATOR, split_storage_id
 from tests.conftest import connect_all
 
 
@@ -95,7 +96,8 @@ def test_global_round_trip_to_two_recipients(nodes):
     assert set(saved) == {first.get_id(), second.get_id()}
     for node in (first, second):
         answer = saved[node.get_id()]
-        assert answer["status"] == "success" and answer["url"].endswith("/" + answer["id"])
+        frame_id, _ = split_storage_id(answer["id"])
+        assert answer["status"] == "success" and answer["url"].endswith("/" + frame_id)
         got = node.get_intermediate_data("global", query=answer["id"])
         assert got["round"] == 3 and np.array_equal(got["weights"], data["weights"])
 
@@ -126,11 +128,11 @@ def _flip_middle_bit(sim: Simulation, object_id: str) -> None:
 
 
 @pytest.mark.parametrize("size", [100, 600_000])  # sent inline / sealed
-def test_flipped_bit_in_the_object_the_id_names_is_detected(sim, nodes, size):
+def test_flipped_bit_in_the_frame_the_id_names_is_detected(sim, nodes, size):
     agg, first, _ = nodes
     saved = agg.save_intermediate_data(os.urandom(size), "global", remote_node_ids=[first.get_id()])
     object_id = saved[first.get_id()]["id"]
-    _flip_middle_bit(sim, object_id)
+    _flip_middle_bit(sim, split_storage_id(object_id)[0])
     with pytest.raises(TamperedDataError, match="could not decrypt"):
         first.get_intermediate_data("global", query=object_id)
 
@@ -161,6 +163,44 @@ def test_damaged_sealed_payload_on_the_hub_is_detected(sim, nodes, damage, recip
         store.replace(sealed, store.read(sealed)[:-100])
     with pytest.raises(TamperedDataError, match="was modified"):
         first.get_intermediate_data("global", query=object_id)
+
+
+def test_storage_ids_name_the_key_frame_and_the_sealed_object(sim, nodes):
+    """Small data: one UUID (its inline frame). Sealed data: the key frame's UUID and the sealed object's, so the
+    recipient requests both at once; for several recipients the frame also names the object, so its id alone
+    still works."""
+    agg, first, second = nodes
+    small = agg.save_intermediate_data("small", "global", remote_node_ids=[first.get_id()])[first.get_id()]["id"]
+    assert split_storage_id(small)[1] is None
+    big = os.urandom(300_000)
+    for recipients in ([first], [first, second]):
+        before = set(hub_store(sim.hub).objects)
+        saved = agg.save_intermediate_data(big, "global", remote_node_ids=[n.get_id() for n in recipients])
+        frame_id, sealed_id = split_storage_id(saved[first.get_id()]["id"])
+        assert _sealed_objects(sim, before) == [sealed_id]
+        assert first.get_intermediate_data("global", query=saved[first.get_id()]["id"]) == big
+        if len(recipients) == 1:
+            with pytest.raises(ValueError, match="only the first half of a storage id"):
+                first.get_intermediate_data("global", query=frame_id)
+        else:
+            assert first.get_intermediate_data("global", query=frame_id) == big
+
+
+@pytest.mark.parametrize("recipients", [1, 2])
+def test_a_storage_id_with_another_sealed_object_is_refused(nodes, recipients):
+    agg, first, second = nodes
+    to = [first.get_id(), second.get_id()][:recipients]
+    one = agg.save_intermediate_data(os.urandom(200_000), "global", remote_node_ids=to)[first.get_id()]["id"]
+    other = agg.save_intermediate_data(os.urandom(200_000), "global", remote_node_ids=to)[first.get_id()]["id"]
+    swapped = split_storage_id(one)[0] + ID_SEPARATOR + split_storage_id(other)[1]  # type: ignore[operator]
+    with pytest.raises(TamperedDataError, match="altered" if recipients > 1 else "failed authentication"):
+        first.get_intermediate_data("global", query=swapped)
+
+
+@pytest.mark.parametrize("query", ["not-a-uuid", f"{'1' * 32}.nope", f"{'1' * 32}.{'2' * 32}.{'3' * 32}", 7])
+def test_malformed_global_storage_ids_are_refused_before_any_request(nodes, query):
+    with pytest.raises(ValueError, match="not a storage id"):
+        nodes[1].get_intermediate_data("global", query=query)
 
 
 def test_wrong_explicit_sender_is_refused(nodes):
