@@ -2,7 +2,8 @@
 processes (each node is a process of its own, as on the platform).
 
 ``save_intermediate_data(..., 'global')`` on one node, then ``get_intermediate_data('global')`` on the
-recipient (payloads over 996 bytes travel sealed: one sealed upload, one key frame per recipient).
+recipient (payloads over 996 bytes travel sealed: one sealed upload, one key frame per recipient; for one
+recipient the two uploads run at once, and the get requests the key frame and the sealed object at once).
 
 Targets (issue 14):
 * 1 MiB save+get (median; the save timed in the sender's process, the get in the recipient's) <= 3 x a bare
