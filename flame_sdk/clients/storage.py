@@ -283,8 +283,10 @@ class StorageClient:
     async def _save_global(self, data: Any, recipients: list[str]) -> dict[str, dict[str, str]]:
         pieces = dump_parts(data)  # nothing of data's buffers is copied
         inline = {r: frames.inline_frame(self._route(self.node_id, r), b"") for r in recipients}
-        # small data goes inline as one plain pickle; the rest is sealed as parts
-        payload = dump_object(data) if parts_size(pieces) <= api.MAX_DECRYPTABLE_PLAINTEXT else b""
+        size = parts_size(pieces)
+        # small data goes inline as one plain pickle; the rest is sealed as parts under a fresh key
+        payload = dump_object(data) if size <= api.MAX_DECRYPTABLE_PLAINTEXT else b""
+        key = sealing.new_key()
 
         async def save_frame(node_id: str, sealed: frames.SealedRef | None) -> tuple[str, str]:
             route = self._route(self.node_id, node_id)
@@ -298,15 +300,13 @@ class StorageClient:
                                for header in inline.values()):
                 saved = await all_or_none([save_frame(n, None) for n in recipients])
             elif len(recipients) == 1:  # the frame needs neither the object's id nor its digest: both at once
-                key = sealing.new_key()
-                sole = frames.SealedRef(None, key, parts_size(pieces), None)
+                sole = frames.SealedRef(None, key, size, None)
                 (sealed_id, _), saved_one = await all_or_none([self._upload_sealed(pieces, key, hashed=False),
                                                                save_frame(recipients[0], sole)])
                 saved = [saved_one]
             else:  # each frame carries the sealed object's digest: the frames follow its upload
-                key = sealing.new_key()
                 sealed_id, digest = await self._upload_sealed(pieces, key, hashed=True)
-                shared = frames.SealedRef(sealed_id, key, parts_size(pieces), digest)
+                shared = frames.SealedRef(sealed_id, key, size, digest)
                 saved = await all_or_none([save_frame(n, shared) for n in recipients])
         except ServiceHTTPError as exc:
             raise self._explain(exc, "global data") from None
