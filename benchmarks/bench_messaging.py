@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.baselines import two_post_round_trips, two_post_throughput
-from benchmarks.processes import ChildProcess, SimulatorProcess
+from benchmarks.processes import ChildProcess, SimulatorProcess, start_node_sdk, stop_node_sdk
 from benchmarks.report import percentiles, row, target
 from flame_sdk import FlameCoreSDK
 from flame_sdk.sim.run.simulation import SimConfig
@@ -30,16 +30,6 @@ THROUGHPUT_MESSAGES = 600
 CONCURRENT_SENDERS = 8
 AWAITS = 200
 PAYLOAD = {"values": list(range(32))}
-
-
-def _start_node(env: dict[str, str]) -> tuple[FlameCoreSDK, str]:
-    """The child: the receiving node's SDK (it acknowledges on its own)."""
-    sdk = FlameCoreSDK(env=env, silent=True)
-    return sdk, sdk.get_id()
-
-
-def _stop_node(sdk: FlameCoreSDK) -> None:
-    sdk.close()
 
 
 def _send_from_node(sdk: FlameCoreSDK, to: str, category: str) -> None:
@@ -91,7 +81,7 @@ def main() -> None:
         a_id, b_id = sim.node_ids
         a = FlameCoreSDK(env=sim.envs[a_id], silent=True)
         try:
-            with ChildProcess(_start_node, sim.envs[b_id], teardown=_stop_node) as b:
+            with ChildProcess(start_node_sdk, sim.envs[b_id], teardown=stop_node_sdk) as b:
                 for _ in range(20):  # warm up connections
                     a.send_message([b_id], "warmup", PAYLOAD, timeout=10)
                 samples = []

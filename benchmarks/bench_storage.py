@@ -32,7 +32,9 @@ from benchmarks.processes import (
     SimulatorProcess,
     reset_peak_rss,
     run_child,
+    start_node_sdk,
     status_kib,
+    stop_node_sdk,
 )
 from benchmarks.report import failed, row, target
 from flame_sdk import FlameCoreSDK
@@ -53,16 +55,6 @@ def _save_get(sender: FlameCoreSDK, recipient: FlameCoreSDK, payload: Any) -> tu
     end = time.perf_counter()
     assert len(got) == len(payload)
     return middle - start, end - middle
-
-
-def _start_node(env: dict[str, str]) -> tuple[FlameCoreSDK, str]:
-    """The child: the recipient node's SDK."""
-    sdk = FlameCoreSDK(env=env, silent=True)
-    return sdk, sdk.get_id()
-
-
-def _stop_node(sdk: FlameCoreSDK) -> None:
-    sdk.close()
 
 
 def _timed_get(sdk: FlameCoreSDK, storage_id: str, size: int) -> float:
@@ -105,7 +97,7 @@ def main() -> None:
         envs = [sim.envs[n] for n in sim.node_ids]
         sender = FlameCoreSDK(env=envs[0], silent=True)
         try:
-            with ChildProcess(_start_node, envs[1], teardown=_stop_node) as recipient:
+            with ChildProcess(start_node_sdk, envs[1], teardown=stop_node_sdk) as recipient:
                 _save_then_get(sender, recipient, os.urandom(MIB))  # warm up connections and key caches
                 for size_mib in SIZES_MIB:
                     size = size_mib * MIB

@@ -1,7 +1,7 @@
 """Child processes for the benchmarks, with bounded waits: nobody ever waits on a dead child.
 
 * ``ChildProcess``: state set up in a child process, and module-level functions run on it there (an SDK of
-  another node, a bare HTTP receiver);
+  another node: ``start_node_sdk``/``stop_node_sdk``, a bare HTTP receiver);
 * ``SimulatorProcess``: a ``Simulation`` with one analysis in a child process, so the SDK side's time and
   memory are its own (the services get their own interpreter and core, as on a node). The parent gets each
   node's analysis environment, and can run module-level functions ``fn(sim, analysis, *args)`` in the child.
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from flame_sdk import FlameCoreSDK
 from flame_sdk.sim.run.simulation import SimConfig
 
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -91,6 +92,17 @@ def _worker_main(conn: Connection, setup: Callable[..., tuple[Any, Any]], teardo
     finally:
         if teardown is not None:
             teardown(state)
+
+
+def start_node_sdk(env: dict[str, str]) -> tuple[FlameCoreSDK, str]:
+    """A ``ChildProcess`` setup: one node's SDK in the child (it acknowledges messages on its own); info: its id."""
+    sdk = FlameCoreSDK(env=env, silent=True)
+    return sdk, sdk.get_id()
+
+
+def stop_node_sdk(sdk: FlameCoreSDK) -> None:
+    """The teardown of ``start_node_sdk``."""
+    sdk.close()
 
 
 class ChildProcess:
