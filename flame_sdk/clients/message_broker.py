@@ -37,6 +37,10 @@ SUBSCRIPTION_CHECK_INTERVAL = 20.0
 SUBSCRIPTION_CHECK_TIMEOUT = 30.0
 #: Bound on sending one acknowledgement, retries included (seconds); a lost one makes the sender resend.
 ACK_DEADLINE = 60.0
+#: ready_check's first resend comes this soon (seconds); the intervals double up to ``attempt_interval``. A
+#: partner that had not subscribed yet when the first ``ready_check`` reached its broker (which drops it) is
+#: found ready a second later, not an attempt interval (30 s by default) later.
+READY_CHECK_FIRST_INTERVAL = 1.0
 
 
 class MessageBrokerClient:
@@ -323,15 +327,18 @@ class MessageBrokerClient:
         return result
 
     async def ready_check(self, targets: list[str], interval: float, timeout: float | None) -> dict[str, bool]:
-        """Send ``ready_check`` to the targets until each acknowledged, every ``interval`` seconds, within
-        ``timeout`` (None: until the run ends); {node id: ready}."""
+        """Send ``ready_check`` to the targets until each acknowledged, within ``timeout`` (None: until the run
+        ends); {node id: ready}. Attempts are ``READY_CHECK_FIRST_INTERVAL`` seconds apart at first, then twice
+        as far each time, never further than ``interval``."""
         ready = dict.fromkeys(targets, False)
         start = time.monotonic()
+        step = min(interval, READY_CHECK_FIRST_INTERVAL)
         while not all(ready.values()) and self.run_ended() is None:
             remaining = None if timeout is None else timeout - (time.monotonic() - start)
             if remaining is not None and remaining <= 0:
                 break
-            bound = interval if remaining is None else min(interval, remaining)
+            bound = step if remaining is None else min(step, remaining)
+            step = min(interval, 2 * step)
             pending = [n for n, ok in ready.items() if not ok]
             acked, _ = await self.send_message(pending, envelope.READY_CHECK, {}, 1, bound, bound, warn=False)
             ready.update(dict.fromkeys(acked, True))

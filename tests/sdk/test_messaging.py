@@ -10,8 +10,10 @@ import urllib.request
 
 import pytest
 
+from flame_sdk import FlameCoreSDK
 from flame_sdk.errors import MessageTooLargeError, UnknownNodeError
 from flame_sdk.protocol.envelope import MAX_MESSAGE_BYTES
+from tests.waiting import GENEROUS
 
 
 def _roles(analysis, sdks):
@@ -44,6 +46,38 @@ def test_identity_and_roles(analysis, sdks):
 def test_ready_check_all_partners(analysis, sdks):
     agg, _ = _roles(analysis, sdks)
     assert agg.ready_check(timeout=10, attempt_interval=2) == dict.fromkeys(analysis.data_node_ids, True)
+
+
+def test_ready_check_finds_a_partner_that_subscribed_after_the_first_check(sim):
+    """The broker drops a ready_check for an analysis its node has not subscribed to yet; the resend comes
+    seconds later, not after attempt_interval (here far beyond the timeout, so only an early resend passes)."""
+    analysis = sim.create_analysis()
+    late = analysis.data_node_ids[0]
+    reached = threading.Event()
+    inbox = sim.hub.local_inboxes[late]
+
+    async def spy(envelope):
+        if envelope["analysis_id"] == analysis.analysis_id:
+            reached.set()
+        await inbox(envelope)
+
+    sim.hub.local_inboxes[late] = spy
+    agg = FlameCoreSDK(env=analysis.env(analysis.aggregator_id), silent=True)
+    partner = None
+    try:
+        result: dict[str, dict[str, bool]] = {}
+        checking = threading.Thread(target=lambda: result.update(
+            ready=agg.ready_check([late], attempt_interval=3600, timeout=GENEROUS)))
+        checking.start()
+        assert reached.wait(GENEROUS), "the first ready_check never reached the partner's broker"
+        partner = FlameCoreSDK(env=analysis.env(late), silent=True)  # subscribes only now
+        checking.join(GENEROUS + 30)
+        assert result == {"ready": {late: True}}
+    finally:
+        sim.hub.local_inboxes[late] = inbox
+        for sdk in (agg, partner):
+            if sdk is not None:
+                sdk.close()
 
 
 def test_exchange_with_acknowledgements_both_ways(analysis, sdks):
