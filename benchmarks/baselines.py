@@ -5,15 +5,14 @@
   does in the messaging benchmark (two nodes are two processes).
 * ``two_post_throughput``: the same exchange, acknowledged round trips per second with 1 and with ``senders``
   concurrent senders (coroutines on A's loop): how much concurrency gains on this machine at all.
-* ``put_get``: a PUT of ``size`` bytes then a GET of them (the server consumes the upload as a stream and
-  answers the GET from memory).
+* ``BarePutGet``: a PUT of ``size`` bytes then a GET of them, to a server in a child process (it consumes the
+  upload as a stream and answers the GET from memory), one round at a time to interleave with the SDK's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -169,34 +168,86 @@ def two_post_throughput(count: int, senders: int, payload: dict[str, object]) ->
         return asyncio.run(_with_sender(receiver, payload, rates))
 
 
-def put_get(sizes: list[int], repeats: int) -> dict[int, float]:
-    """Median seconds of a PUT then a GET of each size against a minimal loopback server."""
-    blobs = {size: os.urandom(size) for size in sizes}
+class _BlobServer:
+    """The bare storage service: consumes a PUT as a stream, answers a GET of ``size`` bytes from memory."""
 
-    async def put(request: web.Request) -> web.Response:
+    def __init__(self, sizes: list[int]) -> None:
+        self.blobs = {size: os.urandom(size) for size in sizes}
+        self.runner: web.AppRunner | None = None
+
+    async def put(self, request: web.Request) -> web.Response:
         async for _ in request.content.iter_chunked(CHUNK):
             pass
         return web.Response(status=204)
 
-    async def get(request: web.Request) -> web.Response:
-        return web.Response(body=blobs[int(request.match_info["size"])])
+    async def get(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.blobs[int(request.match_info["size"])])
 
-    async def main() -> dict[int, float]:
+    async def start(self) -> str:
         app = web.Application(client_max_size=1024**3)
-        app.router.add_put("/blob", put)
-        app.router.add_get("/blob/{size}", get)
-        timings: dict[int, float] = {}
-        async with serve(app) as url, aiohttp.ClientSession() as session:
-            for size in sizes:
-                samples = []
-                for _ in range(repeats + 1):
-                    start = time.perf_counter()
-                    async with session.put(f"{url}/blob", data=blobs[size]) as resp:
-                        await resp.read()
-                    async with session.get(f"{url}/blob/{size}") as resp:
-                        assert len(await resp.read()) == size
-                    samples.append(time.perf_counter() - start)
-                timings[size] = statistics.median(samples[1:])
-        return timings
+        app.router.add_put("/blob", self.put)
+        app.router.add_get("/blob/{size}", self.get)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
 
-    return asyncio.run(main())
+
+def _start_blob_server(sizes: list[int]) -> tuple[tuple[EventLoopThread, _BlobServer], str]:
+    loop, server = EventLoopThread("bare-storage"), _BlobServer(sizes)
+    return (loop, server), loop.run(server.start(), 30)
+
+
+def _stop_blob_server(state: tuple[EventLoopThread, _BlobServer]) -> None:
+    loop, server = state
+    try:
+        if server.runner is not None:
+            loop.run(server.runner.cleanup(), 30)
+    finally:
+        loop.stop()
+
+
+class BarePutGet:
+    """``with BarePutGet(sizes) as bare: bare.round(size)``: seconds of one PUT then GET of ``size`` bytes, from
+    this process to a minimal server in a child process (the SDK's storage service is another process too).
+    Rounds are meant to be interleaved with the SDK's, so both meet the same machine state (allocator, page
+    cache, neighbours)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self._server = ChildProcess(_start_blob_server, sizes, teardown=_stop_blob_server)
+        self._blobs = {size: os.urandom(size) for size in sizes}
+        self._loop: EventLoopThread | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._url = ""
+
+    def __enter__(self) -> BarePutGet:
+        self._url = self._server.__enter__().info
+        self._loop = EventLoopThread("bare-storage-client")
+
+        async def open_session() -> aiohttp.ClientSession:
+            return aiohttp.ClientSession()
+
+        self._session = self._loop.run(open_session(), 30)
+        return self
+
+    async def _round(self, size: int) -> float:
+        assert self._session is not None
+        start = time.perf_counter()
+        async with self._session.put(f"{self._url}/blob", data=self._blobs[size]) as resp:
+            await resp.read()
+        async with self._session.get(f"{self._url}/blob/{size}") as resp:
+            assert len(await resp.read()) == size
+        return time.perf_counter() - start
+
+    def round(self, size: int) -> float:
+        """Seconds of one PUT+GET of ``size`` bytes (one of the sizes given)."""
+        assert self._loop is not None
+        return self._loop.run(self._round(size), 120)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            if self._session is not None:
+                self._loop.run(self._session.close(), 30)
+            self._loop.stop()
+        self._server.__exit__()
