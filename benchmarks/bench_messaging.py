@@ -6,14 +6,17 @@ Targets (issue 14):
   (``baselines.two_post_round_trips``: message POST, acknowledgement POST back, between two processes) on
   loopback;
 * 8 concurrent senders (threads sharing one SDK object) >= 3 x the acknowledged messages/s of one sender.
-Informative: p99, the await_messages latency once a message landed in the inbox, and the ceiling concurrency has
+Informative: p99, the await_messages latency once a message landed in the inbox, the ceiling concurrency has
 on this machine: the bare two-POST exchange's gain from 8 concurrent senders over one
 (``baselines.two_post_throughput``), with the SDK's gain as a fraction of it (on 2 cores the bare exchange
-gains ~2.5x, so the 3x target is above what plain aiohttp reaches there).
+gains ~2.5x, so the 3x target is above what plain aiohttp reaches there), and the same gain through
+``AsyncFlameCoreSDK`` (8 coroutines on the SDK's own loop, from a third node): what the sync facade's thread
+hand-offs cost under concurrency.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import threading
 import time
@@ -22,14 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from benchmarks.baselines import two_post_round_trips, two_post_throughput
 from benchmarks.processes import ChildProcess, SimulatorProcess, start_node_sdk, stop_node_sdk
 from benchmarks.report import percentiles, row, target
-from flame_sdk import FlameCoreSDK
+from flame_sdk import AsyncFlameCoreSDK, FlameCoreSDK
 from flame_sdk.sim.run.simulation import SimConfig
 
 ROUND_TRIPS = 300
 THROUGHPUT_MESSAGES = 600
 CONCURRENT_SENDERS = 8
 AWAITS = 200
-PAYLOAD = {"values": list(range(32))}
+PAYLOAD: dict[str, object] = {"values": list(range(32))}
 
 
 def _send_from_node(sdk: FlameCoreSDK, to: str, category: str) -> None:
@@ -60,13 +63,36 @@ def _await_latency(a: FlameCoreSDK, b: ChildProcess, a_id: str, b_id: str, categ
 def _throughput(a: FlameCoreSDK, b_id: str, senders: int) -> float:
     """Acknowledged messages per second with ``senders`` threads sending on one SDK object."""
     def send(_: int) -> None:
-        acked, _ = a.send_message([b_id], "throughput", PAYLOAD, timeout=30)
+        acked, _missing = a.send_message([b_id], "throughput", PAYLOAD, timeout=30)
         assert acked == [b_id]
 
     with ThreadPoolExecutor(senders) as pool:
         start = time.perf_counter()
         list(pool.map(send, range(THROUGHPUT_MESSAGES)))
         return THROUGHPUT_MESSAGES / (time.perf_counter() - start)
+
+
+def _async_throughput(env: dict[str, str], to: str, senders: int) -> tuple[float, float]:
+    """Acknowledged messages/s through ``AsyncFlameCoreSDK``: one coroutine sending, then ``senders``."""
+
+    async def rates() -> tuple[float, float]:
+        async with await AsyncFlameCoreSDK.create(silent=True, env=env) as sdk:
+            async def rate(concurrent: int) -> float:
+                left = iter(range(THROUGHPUT_MESSAGES))
+
+                async def sender() -> None:
+                    for _ in left:
+                        acked, _missing = await sdk.send_message([to], "async-throughput", PAYLOAD, timeout=30)
+                        assert acked == [to]
+
+                start = time.perf_counter()
+                await asyncio.gather(*(sender() for _ in range(concurrent)))
+                return THROUGHPUT_MESSAGES / (time.perf_counter() - start)
+
+            await rate(1)  # warm up connections
+            return await rate(1), await rate(senders)
+
+    return asyncio.run(rates())
 
 
 def main() -> None:
@@ -77,8 +103,8 @@ def main() -> None:
     row(f"bare two-POST round trips/s, 1 / {CONCURRENT_SENDERS} concurrent",
         f"{bare_one:8.0f} / {bare_many:.0f} /s = {bare_gain:.2f} x (the ceiling concurrency reaches here)")
     tiny_source = [{"kind": "fhir", "name": "tiny", "resources": []}]
-    with SimulatorProcess(SimConfig(nodes=2, seed=1, node_data=[tiny_source])) as sim:
-        a_id, b_id = sim.node_ids
+    with SimulatorProcess(SimConfig(nodes=3, seed=1, node_data=[tiny_source, tiny_source])) as sim:
+        a_id, b_id, c_id = sim.node_ids
         a = FlameCoreSDK(env=sim.envs[a_id], silent=True)
         try:
             with ChildProcess(start_node_sdk, sim.envs[b_id], teardown=stop_node_sdk) as b:
@@ -103,6 +129,11 @@ def main() -> None:
                        at_most=False, basis=f"3 x one sender's {one:.0f} msg/s")
                 row(f"gain of {CONCURRENT_SENDERS} senders vs the bare exchange's",
                     f"{many / one:.2f} x / {bare_gain:.2f} x = {many / one / bare_gain:.2f} of the bare gain")
+                async_one, async_many = _async_throughput(sim.envs[c_id], b_id, CONCURRENT_SENDERS)
+                b.call(_clear_node)
+                row(f"AsyncFlameCoreSDK acked messages/s, 1 / {CONCURRENT_SENDERS} coroutines",
+                    f"{async_one:8.0f} / {async_many:.0f} msg/s = {async_many / async_one:.2f} x (threads on the sync "
+                    f"facade: {many / one:.2f} x)")
 
                 waits = [_await_latency(a, b, a_id, b_id, f"await-{i}") for i in range(AWAITS)]
                 a.clear_messages("all")
