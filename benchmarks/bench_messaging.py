@@ -9,7 +9,7 @@ Targets (issue 14):
 Informative: p99, the await_messages latency once a message landed in the inbox, the ceiling concurrency has
 on this machine: the bare two-POST exchange's gain from 8 concurrent senders over one
 (``baselines.two_post_throughput``), with the SDK's gain as a fraction of it (on 2 cores the bare exchange
-gains ~2.5x, so the 3x target is above what plain aiohttp reaches there), and the same gain through
+gains ~1.8-2.5x, so the 3x target is above what plain aiohttp reaches there), and the same gain through
 ``AsyncFlameCoreSDK`` (8 coroutines on the SDK's own loop, from a third node): what the sync facade's thread
 hand-offs cost under concurrency.
 """
