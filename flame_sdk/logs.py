@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -24,6 +25,10 @@ class LogRecord:
 
 
 LogSink = Callable[[LogRecord], None]
+
+#: A logger keeps this many of its latest records in ``history`` (every received message adds a debug record,
+#: so an unbounded history grows with the run: about 27 MB per 100,000 messages).
+HISTORY_LIMIT = 10_000
 
 # Loggers of one process share its console (several SDK objects in tests and local runs): a line one logger
 # leaves open (``halt_submission``) is closed before another writes, and its continuation is then printed
@@ -53,7 +58,7 @@ class FlameLogger:
     """
 
     def __init__(self, silent: bool = False, stream_level: int = 20, label: str = "", out: TextIO | None = None,
-                 *, state: RunState | None = None) -> None:
+                 *, state: RunState | None = None, history_limit: int | None = HISTORY_LIMIT) -> None:
         self.state = state if state is not None else RunState()
         self.silent = silent
         self.stream_level = stream_level
@@ -63,7 +68,8 @@ class FlameLogger:
         self._sink: LogSink | None = None
         self._pending: list[LogRecord] = []
         self._held = ""
-        self.history: list[LogRecord] = []
+        #: The latest records, at most ``history_limit`` (None: all), whatever their level.
+        self.history: deque[LogRecord] = deque(maxlen=history_limit)
 
     # -- output ---------------------------------------------------------------------------------
     def attach_sink(self, sink: LogSink) -> None:

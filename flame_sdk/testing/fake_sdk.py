@@ -120,7 +120,7 @@ class FakeFlameSDK:
         self.analysis_id, self.project_id = analysis_id, project_id
         self.unready = set(unready)
         self.state = RunState()
-        self.logger = FlameLogger(silent=silent, label=self.node_id, state=self.state)
+        self.logger = FlameLogger(silent=silent, label=self.node_id, state=self.state, history_limit=None)
         fake_config = NodeConfig(analysis_id, project_id, keycloak_token=FAKE_TOKEN, data_source_token=None,
                                  deployment_name="fake", base_url="http://nginx-fake")
         self.config = NodeConfigView(fake_config, self.state, lambda: NodeIdentity(self.node_id, self.role),

@@ -6,9 +6,10 @@ import io
 
 import pytest
 
-from flame_sdk.logs import FlameLogger, format_message
+from flame_sdk.logs import HISTORY_LIMIT, FlameLogger, format_message
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.run_state import RunState
+from flame_sdk.testing import FakeFlameSDK
 
 
 def test_format_message_variants():
@@ -85,3 +86,21 @@ def test_loggers_sharing_a_console_never_run_lines_together():
         "[node-1] Connecting...", "[node-2] Starting", "[node-2] Waiting...", "[node-1] Connecting...success",
         "[node-2] Waiting...done", "[node-1] Again...ok"]
     assert [r.log for r in one.history] == ["Connecting...success", "Again...ok"]
+
+
+def test_history_keeps_the_latest_records_only_while_streaming_keeps_them_all():
+    logger = FlameLogger(silent=True, stream_level=10, history_limit=3)
+    sent = []
+    logger.attach_sink(sent.append)
+    for i in range(5):
+        logger.log(f"line {i}", "debug")
+    assert [r.log for r in logger.history] == ["line 2", "line 3", "line 4"]
+    assert [r.log for r in sent] == [f"line {i}" for i in range(5)]
+
+
+def test_the_default_history_is_bounded_and_the_fake_sdk_keeps_every_log():
+    assert FlameLogger(silent=True).history.maxlen == HISTORY_LIMIT
+    fake = FakeFlameSDK(silent=True)
+    for i in range(HISTORY_LIMIT + 5):
+        fake.flame_log(f"line {i}")
+    assert len(fake.logs) >= HISTORY_LIMIT + 5 and fake.logs[-1].log == f"line {HISTORY_LIMIT + 4}"
