@@ -180,6 +180,7 @@ class MessageBrokerClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = list(receivers)
         attempt = 0
+        self.inbox.expect_acks(outgoing.id)
         try:
             while pending:
                 attempt += 1

@@ -141,8 +141,17 @@ class Inbox:
         self._notify(message_key(message.sender, message.category))
         return True
 
+    def expect_acks(self, message_id: str) -> None:
+        """Collect acknowledgements of ``message_id`` from now until ``forget_acks``."""
+        self._acks.setdefault(message_id, set())
+
     def add_ack(self, message_id: str, acknowledged_by: str) -> None:
-        self._acks.setdefault(message_id, set()).add(acknowledged_by)
+        """Record an acknowledgement of a message in flight; one of another (a late duplicate after the send
+        ended, or an id this node never sent) is dropped, so acknowledgements cannot pile up."""
+        acked = self._acks.get(message_id)
+        if acked is None:
+            return
+        acked.add(acknowledged_by)
         self._notify(ack_key(message_id))
 
     def acked_by(self, message_id: str) -> set[str]:

@@ -29,6 +29,8 @@ def test_matching_uses_the_index_and_follows_deletes_and_clears() -> None:
 def test_an_arrival_rechecks_only_the_waiters_it_concerns() -> None:
     async def scenario() -> tuple[int, int, bool, bool]:
         inbox = Inbox()
+        inbox.expect_acks("m1")
+        inbox.expect_acks("m2")
         checks = {"x": 0, "ack": 0}
 
         def from_a() -> bool:
@@ -55,6 +57,17 @@ def test_an_arrival_rechecks_only_the_waiters_it_concerns() -> None:
     x_checks, ack_checks, got_x, got_ack = asyncio.run(scenario())
     assert (x_checks, ack_checks) == (1, 1)  # each predicate ran once, when its wait began
     assert got_x and got_ack
+
+
+def test_only_acknowledgements_of_messages_in_flight_are_kept() -> None:
+    inbox = Inbox()
+    inbox.add_ack("never-sent", "b")  # a partner acknowledging an id this node never sent
+    inbox.expect_acks("m1")
+    inbox.add_ack("m1", "b")
+    assert inbox.acked_by("m1") == {"b"} and inbox.acked_by("never-sent") == set()
+    inbox.forget_acks("m1")
+    inbox.add_ack("m1", "c")  # a late duplicate after the send ended
+    assert inbox.acked_by("m1") == set() and not inbox._acks
 
 
 def test_wake_rechecks_everyone_and_a_timeout_returns_the_predicate() -> None:
