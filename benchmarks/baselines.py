@@ -28,15 +28,21 @@ CHUNK = 256 * 1024
 T = TypeVar("T")
 
 
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on a loopback port of the running loop; yield its base URL."""
+async def _listen(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on a loopback port of the running loop: its runner (to clean up) and base URL."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a loopback port of the running loop; yield its base URL."""
+    runner, url = await _listen(app)
     try:
-        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        yield url
     finally:
         await runner.cleanup()
 
@@ -55,11 +61,8 @@ class _Receiver:
         self._session = aiohttp.ClientSession()
         app = web.Application()
         app.router.add_post("/webhook", self._message)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/webhook"  # type: ignore[union-attr]
+        self._runner, base = await _listen(app)
+        self.url = base + "/webhook"
 
     async def _message(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -187,11 +190,8 @@ class _BlobServer:
         app = web.Application(client_max_size=1024**3)
         app.router.add_put("/blob", self.put)
         app.router.add_get("/blob/{size}", self.get)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        self.runner, url = await _listen(app)
+        return url
 
 
 def _start_blob_server(sizes: list[int]) -> tuple[tuple[EventLoopThread, _BlobServer], str]:
