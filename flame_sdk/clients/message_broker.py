@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from flame_sdk.clients.messages import Inbox, Message, WaitKey, ack_key, encode_request, message_key
@@ -37,6 +37,9 @@ SUBSCRIPTION_CHECK_INTERVAL = 20.0
 SUBSCRIPTION_CHECK_TIMEOUT = 30.0
 #: Bound on sending one acknowledgement, retries included (seconds); a lost one makes the sender resend.
 ACK_DEADLINE = 60.0
+#: An acknowledgement request still in flight after this long (seconds) no longer holds up the acknowledgements
+#: queued behind it: they go out meanwhile.
+ACK_STALL = 1.0
 #: ready_check's first resend comes this soon (seconds); the intervals double up to ``attempt_interval``. A
 #: partner that had not subscribed yet when the first ``ready_check`` reached its broker (which drops it) is
 #: found ready a second later, not an attempt interval (30 s by default) later.
@@ -56,6 +59,9 @@ class MessageBrokerClient:
         self.participants: list[dict[str, str]] = []
         self._number = 0
         self._background: set[asyncio.Task[Any]] = set()
+        #: Per node an acknowledgement is in flight to: the metadata of messages to acknowledge with the next one.
+        self._acks_waiting: dict[str, list[dict[str, Any]]] = {}
+        self.ack_stall = ACK_STALL
         self._subscription_check: asyncio.Task[None] | None = None
         self._last_check = time.monotonic()
         self.subscription_check_interval = SUBSCRIPTION_CHECK_INTERVAL
@@ -268,7 +274,8 @@ class MessageBrokerClient:
             if meta["sender"] != own_id or meta["akn_id"] not in partners:
                 return (f"acknowledgement of message {meta['id']} by {meta['akn_id']!r} for {meta['sender']!r}: "
                         f"only partners of analysis {self.config.analysis_id} acknowledge messages of this node")
-            self.inbox.add_ack(meta["id"], meta["akn_id"])
+            for message_id in envelope.acknowledged_ids(body):
+                self.inbox.add_ack(message_id, meta["akn_id"])
             return None
         if meta["sender"] not in partners:
             return (f"message {meta['id']} from {meta['sender']!r}: the sender is not a partner of analysis "
@@ -282,17 +289,46 @@ class MessageBrokerClient:
             self.logger.log(f"received message {meta['id']} ({meta['category']}) from {meta['sender']}", "debug")
             if meta["category"] == envelope.ANALYSIS_FINISHED and self.on_analysis_finished is not None:
                 self.on_analysis_finished()
-        ack = envelope.acknowledgement(meta)
-        task = asyncio.ensure_future(self._send_ack(meta["sender"], ack))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._acknowledge(meta["sender"], dict(meta))  # as it is now: the analyst may mark it read meanwhile
         return None
 
-    async def _send_ack(self, sender: str, ack: dict[str, Any]) -> None:
+    def _acknowledge(self, sender: str, meta: dict[str, Any]) -> None:
+        """Acknowledge a message to its sender at once or, while an acknowledgement to that node is in flight,
+        with the next one: under load, one broker message acknowledges every message that arrived meanwhile."""
+        waiting = self._acks_waiting.get(sender)
+        if waiting is not None:
+            waiting.append(meta)
+            return
+        self._acks_waiting[sender] = []
+        self._in_background(self._send_acks(sender, [meta]))
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` as a task that ``drain`` lets finish."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _send_acks(self, sender: str, batch: list[dict[str, Any]]) -> None:
+        """Acknowledge ``batch``, then what queued meanwhile, until nothing waits. The next batch goes out when
+        the previous request ended, or once it was in flight for ``ack_stall`` seconds."""
         try:
-            await self._post([sender], ack, bound=ACK_DEADLINE)
+            while batch:
+                post = self._in_background(self._post_acks(sender, batch))
+                await asyncio.wait({post}, timeout=self.ack_stall)
+                waiting = self._acks_waiting[sender]
+                batch = waiting[:envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1]
+                del waiting[:len(batch)]
+        finally:
+            self._acks_waiting.pop(sender, None)
+
+    async def _post_acks(self, sender: str, batch: list[dict[str, Any]]) -> None:
+        ids = list(dict.fromkeys(m["id"] for m in batch))  # a resent message may be in it twice
+        try:
+            await self._post([sender], envelope.acknowledgement(batch[0], ids[1:]), bound=ACK_DEADLINE)
         except Exception as exc:  # noqa: BLE001 - the sender sends again when an ack is lost
-            self.logger.log(f"could not acknowledge message {ack['meta']['id']} to {sender}: {exc}", "warn")
+            more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+            self.logger.log(f"could not acknowledge message {ids[0]}{more} to {sender}: {exc}", "warn")
 
     async def await_messages(
         self,

@@ -33,6 +33,11 @@ INTERMEDIATE_DATA = "intermediate_data"
 MAIN_RETURNED = "main_returned"
 #: Body field of an ``intermediate_data`` message: ``{receiver node id: storage id}``.
 RESULT_ID = "result_id"
+#: Body field of an acknowledgement (this SDK's own): ids of further messages it acknowledges besides ``meta.id``.
+#: A receiver sends acknowledgements that queued up while one to the same node was in flight as one message.
+ALSO_ACKNOWLEDGES = "also_acknowledges"
+#: Most message ids one acknowledgement carries (~40 kB of JSON, far below the size cap).
+MAX_IDS_PER_ACKNOWLEDGEMENT = 1000
 
 
 class EnvelopeError(ValueError):
@@ -107,9 +112,23 @@ def validate_incoming(body: Any) -> str | None:
             return f"body.meta.{key} must be a non-empty string"
     if "akn_id" not in meta or not (meta["akn_id"] is None or isinstance(meta["akn_id"], str)):
         return "body.meta.akn_id must be present (null or a node id)"
+    if ALSO_ACKNOWLEDGES in body and meta["akn_id"] is not None:
+        more = body[ALSO_ACKNOWLEDGES]
+        if not isinstance(more, list) or len(more) > MAX_IDS_PER_ACKNOWLEDGEMENT \
+                or not all(isinstance(i, str) and i for i in more):
+            return (f"body.{ALSO_ACKNOWLEDGES} must be a list of at most {MAX_IDS_PER_ACKNOWLEDGEMENT} "
+                    f"non-empty message ids")
     return None
 
 
-def acknowledgement(meta: dict[str, Any]) -> dict[str, Any]:
-    """What a receiver sends back for a message: only its metadata (``akn_id`` set to the receiver)."""
+def acknowledged_ids(body: dict[str, Any]) -> list[str]:
+    """The ids of the messages a (validated) acknowledgement covers: ``meta.id``, then any further ones."""
+    return [body[META]["id"], *body.get(ALSO_ACKNOWLEDGES, ())]
+
+
+def acknowledgement(meta: dict[str, Any], also: list[str] | None = None) -> dict[str, Any]:
+    """What a receiver sends back for a message: only its metadata (``akn_id`` set to the receiver), plus the
+    ids of further messages acknowledged with it (at most ``MAX_IDS_PER_ACKNOWLEDGEMENT``)."""
+    if also:
+        return {META: dict(meta), ALSO_ACKNOWLEDGES: also}
     return {META: dict(meta)}

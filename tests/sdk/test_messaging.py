@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from flame_sdk import FlameCoreSDK
 from flame_sdk.errors import MessageTooLargeError, UnknownNodeError
 from flame_sdk.protocol.envelope import MAX_MESSAGE_BYTES
-from tests.waiting import GENEROUS
+from tests.waiting import GENEROUS, wait_until
 
 
 def _roles(analysis, sdks):
@@ -166,11 +167,95 @@ def test_duplicate_delivery_is_dropped_but_reacknowledged(analysis, sdks):
     assert [m.id for m in receiver.get_messages("read") if m.category == "dup"] == ["dup-1"]
 
 
+def test_acknowledgements_that_queue_behind_one_in_flight_go_out_as_one_message(sim, analysis, sdks):
+    """While a receiver's acknowledgement to a node is in flight, those of further messages from that node wait
+    and then go out together: one broker message acknowledges them all, and every send completes."""
+    agg, analyzers = _roles(analysis, sdks)
+    receiver = analyzers[0]
+    receiver._core._parts.broker.ack_stall = GENEROUS  # the held acknowledgement holds the others up
+    broker = sim.node(receiver.get_id()).broker
+    read_message = broker._read_message
+    acks_sent: list[dict] = []
+    first_held, release = threading.Event(), threading.Event()
+
+    async def holding_the_first_ack(request):
+        body, refusal = await read_message(request)
+        message = (body or {}).get("message") or {}
+        if message.get("meta", {}).get("akn_id") is not None:
+            acks_sent.append(message)
+            if len(acks_sent) == 1:
+                first_held.set()
+                await asyncio.get_running_loop().run_in_executor(None, release.wait, GENEROUS)
+        return body, refusal
+
+    broker._read_message = holding_the_first_ack
+    results: list[tuple[list[str], list[str]]] = []
+
+    def send(n: int) -> None:
+        results.append(agg.send_message([receiver.get_id()], "batched", {"n": n}, timeout=GENEROUS))
+
+    try:
+        first = threading.Thread(target=send, args=(0,))
+        first.start()
+        assert first_held.wait(GENEROUS), "the receiver never acknowledged the first message"
+        others = [threading.Thread(target=send, args=(n,)) for n in range(1, 5)]
+        for thread in others:
+            thread.start()
+        wait_until(lambda: len(receiver.get_messages()) == 5, "all five messages in the receiver's inbox")
+        release.set()
+        for thread in [first, *others]:
+            thread.join(GENEROUS)
+    finally:
+        release.set()
+        broker._read_message = read_message
+    assert sorted(results) == [([receiver.get_id()], [])] * 5
+    assert len(acks_sent) == 2
+    batch = acks_sent[1]
+    ids = [batch["meta"]["id"], *batch["also_acknowledges"]]
+    assert sorted(ids) == sorted(m.id for m in receiver.get_messages() if m.id != acks_sent[0]["meta"]["id"])
+
+
+def test_a_stalled_acknowledgement_does_not_hold_up_the_next(sim, analysis, sdks):
+    """An acknowledgement request that hangs holds those queued behind it up for ``ack_stall`` seconds only."""
+    agg, analyzers = _roles(analysis, sdks)
+    receiver = analyzers[0]
+    receiver._core._parts.broker.ack_stall = 0.2
+    broker = sim.node(receiver.get_id()).broker
+    read_message = broker._read_message
+    release = threading.Event()
+    held: list[str] = []
+
+    async def hanging_first_ack(request):
+        body, refusal = await read_message(request)
+        meta = ((body or {}).get("message") or {}).get("meta", {})
+        if meta.get("akn_id") is not None and not held:
+            held.append(meta["id"])
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, GENEROUS)
+        return body, refusal
+
+    broker._read_message = hanging_first_ack
+    try:
+        first = threading.Thread(target=agg.send_message, args=([receiver.get_id()], "stalled", {"n": 0}),
+                                 kwargs={"timeout": GENEROUS})
+        first.start()
+        wait_until(lambda: held, "the first acknowledgement held")
+        assert agg.send_message([receiver.get_id()], "stalled", {"n": 1}, timeout=GENEROUS) == (
+            [receiver.get_id()], [])
+    finally:
+        release.set()
+        broker._read_message = read_message
+    first.join(GENEROUS)
+
+
 @pytest.mark.parametrize("body, reason", [
     (b"not json", "not valid JSON"),
     (b"[1, 2]", "JSON object"),
     (b'{"meta": {"id": "a", "sender": "b"}}', "category"),
     (b'{"meta": {"id": "a", "sender": "b", "category": "c"}}', "akn_id"),
+    (b'{"meta": {"id": "a", "sender": "b", "category": "c", "akn_id": "d"}, "also_acknowledges": "e"}',
+     "also_acknowledges"),
+    (b'{"meta": {"id": "a", "sender": "b", "category": "c", "akn_id": "d"}, "also_acknowledges": [""]}',
+     "also_acknowledges"),
 ])
 def test_malformed_webhook_body_gets_400(analysis, sdks, body, reason):
     node = analysis.data_node_ids[0]
