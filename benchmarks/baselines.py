@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -149,13 +150,14 @@ def two_post_round_trips(count: int, payload: dict[str, object]) -> list[float]:
         return asyncio.run(_with_sender(receiver, payload, in_a_row))
 
 
-def two_post_throughput(count: int, senders: int, payload: dict[str, object]) -> tuple[float, float]:
-    """Acknowledged round trips per second with one sender, then with ``senders`` concurrent ones (``count``
-    round trips each time), between the same two processes."""
+def two_post_throughput(count: int, senders: int, payload: dict[str, object], rounds: int) -> tuple[float, float]:
+    """Median acknowledged round trips per second with one sender and with ``senders`` concurrent ones (``count``
+    round trips each time, ``rounds`` times alternately after a warm-up at that concurrency), between the same
+    two processes."""
 
     async def rates(sender: _Sender) -> tuple[float, float]:
-        async def rate(concurrent: int) -> float:
-            left = iter(range(count))
+        async def rate(concurrent: int, round_trips: int = count) -> float:
+            left = iter(range(round_trips))
 
             async def loop() -> None:
                 for _ in left:
@@ -163,9 +165,14 @@ def two_post_throughput(count: int, senders: int, payload: dict[str, object]) ->
 
             start = time.perf_counter()
             await asyncio.gather(*(loop() for _ in range(concurrent)))
-            return count / (time.perf_counter() - start)
+            return round_trips / (time.perf_counter() - start)
 
-        return await rate(1), await rate(senders)
+        await rate(senders, 100)
+        ones, manys = [], []
+        for _ in range(rounds):
+            ones.append(await rate(1))
+            manys.append(await rate(senders))
+        return statistics.median(ones), statistics.median(manys)
 
     with ChildProcess(_start_receiver, teardown=_stop_receiver) as receiver:
         return asyncio.run(_with_sender(receiver, payload, rates))
