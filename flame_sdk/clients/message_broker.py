@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from flame_sdk.clients.messages import Inbox, Message, WaitKey, ack_key, encode_request, message_key
@@ -299,28 +299,43 @@ class MessageBrokerClient:
         if waiting is not None:
             waiting.append(meta)
             return
-        self._acks_waiting[sender] = []
-        self._in_background(self._send_acks(sender, [meta]))
+        self._start_acks(sender, [meta])
 
-    def _in_background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coro`` as a task that ``drain`` lets finish."""
-        task = asyncio.ensure_future(coro)
+    def _start_acks(self, sender: str, batch: list[dict[str, Any]]) -> None:
+        queue: list[dict[str, Any]] = []
+        self._acks_waiting[sender] = queue
+        task = asyncio.ensure_future(self._send_acks(sender, queue, batch))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return task
 
-    async def _send_acks(self, sender: str, batch: list[dict[str, Any]]) -> None:
-        """Acknowledge ``batch``, then what queued meanwhile, until nothing waits. The next batch goes out when
-        the previous request ended, or once it was in flight for ``ack_stall`` seconds."""
+    async def _send_acks(self, sender: str, queue: list[dict[str, Any]], batch: list[dict[str, Any]]) -> None:
+        """Acknowledge ``batch``, then what ``queue`` gathered meanwhile, until it stays empty or a stalled
+        request handed the queue on (``_hand_on``)."""
+        loop = asyncio.get_running_loop()
         try:
             while batch:
-                post = self._in_background(self._post_acks(sender, batch))
-                await asyncio.wait({post}, timeout=self.ack_stall)
-                waiting = self._acks_waiting[sender]
-                batch = waiting[:envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1]
-                del waiting[:len(batch)]
+                stall = loop.call_later(self.ack_stall, self._hand_on, sender, queue)
+                try:
+                    await self._post_acks(sender, batch)
+                finally:
+                    stall.cancel()
+                if self._acks_waiting.get(sender) is not queue:
+                    return
+                batch = queue[:envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1]
+                del queue[:len(batch)]
         finally:
-            self._acks_waiting.pop(sender, None)
+            if self._acks_waiting.get(sender) is queue:
+                del self._acks_waiting[sender]
+
+    def _hand_on(self, sender: str, queue: list[dict[str, Any]]) -> None:
+        """An acknowledgement request in flight for ``ack_stall`` seconds: those queued behind it go out now."""
+        if self._acks_waiting.get(sender) is not queue:
+            return
+        del self._acks_waiting[sender]
+        if queue:
+            self._start_acks(sender, queue[:envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1])
+            self._acks_waiting[sender].extend(queue[envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1:])
+            queue.clear()
 
     async def _post_acks(self, sender: str, batch: list[dict[str, Any]]) -> None:
         ids = list(dict.fromkeys(m["id"] for m in batch))  # a resent message may be in it twice
