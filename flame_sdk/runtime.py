@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -21,6 +21,19 @@ def call_soon_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args:
         fn(*args)
     elif not loop.is_closed():
         loop.call_soon_threadsafe(fn, *args)
+
+
+async def bounded(awaitable: Awaitable[T], bound: float | None) -> T:
+    """``await awaitable``, raising ``asyncio.TimeoutError`` after ``bound`` seconds (None: no bound). On Python
+    3.11+ with ``asyncio.timeout`` in the awaiting task itself: ``wait_for`` there runs a coroutine as a task of its
+    own and a future through an extra callback, a loop iteration each on every message's path."""
+    if bound is None:
+        return await awaitable
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is None:  # Python 3.10
+        return await asyncio.wait_for(awaitable, bound)
+    async with timeout(bound):
+        return await awaitable
 
 
 async def all_or_none(coros: list[Coroutine[Any, Any, Any]]) -> list[Any]:

@@ -26,6 +26,7 @@ from flame_sdk.logs import FlameLogger
 from flame_sdk.protocol import broker_api, envelope
 from flame_sdk.protocol.env import gateway_url
 from flame_sdk.protocol.status import UNSUCCESSFUL_STATUSES, AnalysisStatus
+from flame_sdk.runtime import bounded
 
 #: While a wait has no timeout, a warning naming the silent nodes is logged this often (seconds).
 SILENCE_WARNING_INTERVAL = 60.0
@@ -152,7 +153,7 @@ class MessageBrokerClient:
         payload = encode_request(recipients, body) if encoded is None else encoded
         post = self.service.send("POST", self._route(broker_api.MESSAGES), data=payload,
                                  headers={"Content-Type": "application/json"}, deadline=bound, timeout=bound)
-        await (post if bound is None else asyncio.wait_for(post, bound))
+        await bounded(post, bound)
 
     async def send_message(
         self,

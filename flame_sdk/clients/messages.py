@@ -12,6 +12,7 @@ from typing import Any
 
 from flame_sdk.errors import MessageTooLargeError
 from flame_sdk.protocol import envelope
+from flame_sdk.runtime import bounded
 
 
 def _now_text() -> str:
@@ -181,7 +182,7 @@ class Inbox:
                          asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter.woken, timeout)
+            await bounded(waiter.woken, timeout)
             return True
         except asyncio.TimeoutError:
             return predicate()
