@@ -1,8 +1,9 @@
 """The bare operations targets are measured against, on loopback with plain aiohttp (no SDK, no simulator).
 
-* ``two_post_round_trips``: A POSTs a message to B, B answers 202 and POSTs an acknowledgement back to A; the
-  time until A holds the acknowledgement. The receiver runs in a child process, as the receiving node's SDK
-  does in the messaging benchmark (two nodes are two processes).
+* ``BareTwoPost``: A POSTs a message to B, B answers 202 and POSTs an acknowledgement back to A; the time until
+  A holds the acknowledgement, in blocks of round trips meant to be interleaved with the SDK's. The receiver
+  runs in a child process, as the receiving node's SDK does in the messaging benchmark (two nodes are two
+  processes).
 * ``two_post_throughput``: the same exchange, acknowledged round trips per second with 1 and with ``senders``
   concurrent senders (coroutines on A's loop): how much concurrency gains on this machine at all.
 * ``BarePutGet``: a PUT of ``size`` bytes then a GET of them, to a server in a child process (it consumes the
@@ -139,15 +140,60 @@ async def _with_sender(receiver: ChildProcess, payload: dict[str, object],
             return await work(sender)
 
 
-def two_post_round_trips(count: int, payload: dict[str, object]) -> list[float]:
-    """Seconds per message + acknowledgement round trip, ``count`` times in a row (after a warm-up); the
-    receiver runs in a child process, as the receiving node's SDK does in the messaging benchmark."""
+class BareTwoPost:
+    """``with BareTwoPost(payload) as bare: bare.round_trips(n)``: seconds of ``n`` message + acknowledgement
+    round trips in a row, from this process (a loop thread of its own, timed there) to a receiver in a child
+    process. Blocks are meant to be interleaved with the SDK's, so both meet the same machine state: on a
+    shared machine the bare figure alone swings by half between runs."""
 
-    async def in_a_row(sender: _Sender) -> list[float]:
-        return [await sender.round_trip() for _ in range(count)]
+    def __init__(self, payload: dict[str, object]) -> None:
+        self._receiver = ChildProcess(_start_receiver, teardown=_stop_receiver)
+        self._payload = payload
+        self._loop: EventLoopThread | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._sender: _Sender | None = None
 
-    with ChildProcess(_start_receiver, teardown=_stop_receiver) as receiver:
-        return asyncio.run(_with_sender(receiver, payload, in_a_row))
+    def __enter__(self) -> BareTwoPost:
+        self._receiver.__enter__()
+        self._loop = EventLoopThread("bare-two-post-sender")
+        try:
+            self._loop.run(self._open(), 60)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    async def _open(self) -> None:
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self._sender = _Sender(self._session, self._receiver.info, self._payload)
+        app = web.Application()
+        app.router.add_post("/webhook", self._sender.ack)
+        self._runner, url = await _listen(app)
+        await asyncio.to_thread(self._receiver.call, _set_ack_url, url + "/webhook")
+        for _ in range(20):  # warm up connections
+            await self._sender.round_trip()
+
+    async def _in_a_row(self, count: int) -> list[float]:
+        assert self._sender is not None
+        return [await self._sender.round_trip() for _ in range(count)]
+
+    def round_trips(self, count: int) -> list[float]:
+        """Seconds of each of ``count`` round trips in a row."""
+        assert self._loop is not None
+        return self._loop.run(self._in_a_row(count), 120)
+
+    async def _close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            self._loop.run(self._close(), 30)
+            self._loop.stop()
+        self._receiver.__exit__()
 
 
 def two_post_throughput(count: int, senders: int, payload: dict[str, object], rounds: int) -> tuple[float, float]:

@@ -3,8 +3,8 @@ in this process, the receiving node's SDK and the simulator in child processes.
 
 Targets (issue 14):
 * send_message until the receiver's acknowledgement arrived, p50 <= 3 x a bare two-POST round trip
-  (``baselines.two_post_round_trips``: message POST, acknowledgement POST back, between two processes) on
-  loopback;
+  (``baselines.BareTwoPost``: message POST, acknowledgement POST back, between two processes) on loopback, in
+  blocks interleaved with the SDK's;
 * 8 concurrent senders (threads sharing one SDK object) >= 3 x the acknowledged messages/s of one sender.
 Informative: p99, the await_messages latency once a message landed in the inbox, the ceiling concurrency has
 on this machine: the bare two-POST exchange's gain from 8 concurrent senders over one
@@ -21,13 +21,15 @@ import statistics
 import threading
 import time
 
-from benchmarks.baselines import two_post_round_trips, two_post_throughput
+from benchmarks.baselines import BareTwoPost, two_post_throughput
 from benchmarks.processes import ChildProcess, SimulatorProcess, start_node_sdk, stop_node_sdk
 from benchmarks.report import percentiles, row, target
 from flame_sdk import AsyncFlameCoreSDK, FlameCoreSDK
 from flame_sdk.sim.run.simulation import SimConfig
 
 ROUND_TRIPS = 300
+#: The round trips are measured in this many blocks, bare and SDK alternately.
+BLOCKS = 6
 THROUGHPUT_MESSAGES = 600
 #: Throughput is measured this many times for 1 and for 8 senders, alternately; the medians count.
 THROUGHPUT_ROUNDS = 3
@@ -122,9 +124,18 @@ def _async_throughput(env: dict[str, str], to: str, senders: int) -> tuple[float
     return asyncio.run(rates())
 
 
+def _round_trips(a: FlameCoreSDK, b_id: str, count: int) -> list[float]:
+    """Seconds of each of ``count`` acknowledged sends in a row."""
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        acked, _ = a.send_message([b_id], "rt", PAYLOAD, timeout=10)
+        samples.append(time.perf_counter() - start)
+        assert acked == [b_id]
+    return samples
+
+
 def main() -> None:
-    bare = two_post_round_trips(ROUND_TRIPS, PAYLOAD)
-    row("bare two-POST round trip (loopback, two processes)", percentiles(bare))
     bare_one, bare_many = two_post_throughput(THROUGHPUT_MESSAGES, CONCURRENT_SENDERS, PAYLOAD, THROUGHPUT_ROUNDS)
     bare_gain = bare_many / bare_one
     row(f"bare two-POST round trips/s, 1 / {CONCURRENT_SENDERS} concurrent",
@@ -134,15 +145,14 @@ def main() -> None:
         a_id, b_id, c_id = sim.node_ids
         a = FlameCoreSDK(env=sim.envs[a_id], silent=True)
         try:
-            with ChildProcess(start_node_sdk, sim.envs[b_id], teardown=stop_node_sdk) as b:
-                for _ in range(20):  # warm up connections
-                    a.send_message([b_id], "warmup", PAYLOAD, timeout=10)
-                samples = []
-                for _ in range(ROUND_TRIPS):
-                    start = time.perf_counter()
-                    acked, _ = a.send_message([b_id], "rt", PAYLOAD, timeout=10)
-                    samples.append(time.perf_counter() - start)
-                    assert acked == [b_id]
+            with ChildProcess(start_node_sdk, sim.envs[b_id], teardown=stop_node_sdk) as b, \
+                    BareTwoPost(PAYLOAD) as bare_exchange:
+                _round_trips(a, b_id, 20)  # warm up connections
+                samples, bare = [], []
+                for _ in range(BLOCKS):
+                    bare += bare_exchange.round_trips(ROUND_TRIPS // BLOCKS)
+                    samples += _round_trips(a, b_id, ROUND_TRIPS // BLOCKS)
+                row("bare two-POST round trip (interleaved)", percentiles(bare))
                 row("send_message round trip (ack received)", percentiles(samples))
                 bare_p50 = statistics.median(bare)
                 target("send_message with ack, p50", statistics.median(samples) * 1e3, 3 * bare_p50 * 1e3, "ms",
