@@ -236,22 +236,35 @@ class Simulation:
             self.nodes[node.node_id] = node
 
     def stop(self) -> None:
-        if self._loop is not None:
-            try:
-                self.run(self._stop(), timeout=60)
-            finally:
-                self._loop.stop()
-                self._loop = None
-        if self.s3_endpoint is not None:
-            self.s3_endpoint.stop()
-            self.s3_endpoint = None
-        if self._owns_state:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+        """Stop the nodes and the hub, then remove what the simulation wrote (also when stopping failed)."""
+        try:
+            if self._loop is not None:
+                try:
+                    self.run(self._stop(), timeout=60)
+                finally:
+                    self._loop.stop()
+                    self._loop = None
+        finally:
+            if self.s3_endpoint is not None:
+                self.s3_endpoint.stop()
+                self.s3_endpoint = None
+            if self._owns_state:
+                shutil.rmtree(self.state_dir, ignore_errors=True)
 
     async def _stop(self) -> None:
-        for node in self.nodes.values():
-            await node.stop()
-        await self.hub.stop()
+        """Stop every node (one failing does not keep the others running), then the hub; raise the first
+        failure."""
+        failures: list[Exception] = []
+        try:
+            for node in self.nodes.values():
+                try:
+                    await node.stop()
+                except Exception as exc:  # noqa: BLE001 - raised below, once the rest is stopped
+                    failures.append(exc)
+        finally:
+            await self.hub.stop()
+        if failures:
+            raise failures[0]
 
     def __enter__(self) -> Simulation:
         return self.start()
