@@ -106,8 +106,8 @@ def _async_throughput(env: dict[str, str], to: str, senders: int) -> tuple[float
 
     async def rates() -> tuple[float, float]:
         async with await AsyncFlameCoreSDK.create(silent=True, env=env) as sdk:
-            async def rate(concurrent: int) -> float:
-                left = iter(range(THROUGHPUT_MESSAGES))
+            async def rate(concurrent: int, messages: int = THROUGHPUT_MESSAGES) -> float:
+                left = iter(range(messages))
 
                 async def sender() -> None:
                     for _ in left:
@@ -116,9 +116,9 @@ def _async_throughput(env: dict[str, str], to: str, senders: int) -> tuple[float
 
                 start = time.perf_counter()
                 await asyncio.gather(*(sender() for _ in range(concurrent)))
-                return THROUGHPUT_MESSAGES / (time.perf_counter() - start)
+                return messages / (time.perf_counter() - start)
 
-            await rate(1)  # warm up connections
+            await rate(senders, 100)  # warm up connections, as for the threads
             return await rate(1), await rate(senders)
 
     return asyncio.run(rates())
