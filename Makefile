@@ -81,7 +81,7 @@ bench: $(RUNTIME)
 chaos: $(RUNTIME)
 	$(PY) -m benchmarks.chaos
 
-# ruff, mypy (strict on flame_sdk, flame and flamesdk; see pyproject.toml) and the import contracts (import-linter).
+# ruff, mypy (strict on flame_sdk, flame, flamesdk and benchmarks; see pyproject.toml) and the import contracts (import-linter).
 lint: $(LINTING)
 	$(VENV)/bin/ruff check flame_sdk flame flamesdk tests algorithms benchmarks conformance
 	$(VENV)/bin/mypy

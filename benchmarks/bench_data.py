@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import io
 import json
 import random
 import re
@@ -35,7 +36,7 @@ import aiohttp
 from benchmarks.processes import SimulatorProcess, reset_peak_rss, run_child, status_kib
 from benchmarks.report import row, target
 from flame_sdk import FlameCoreSDK
-from flame_sdk.clients.s3_source import DEFAULT_PART_SIZE
+from flame_sdk.clients.s3_source import DEFAULT_PART_SIZE, S3SourceClient
 from flame_sdk.data.bundles import next_link
 from flame_sdk.protocol.data_api import GATEWAY_READ_TIMEOUT_S
 from flame_sdk.sim.data.data_sources import default_data_sources
@@ -113,6 +114,19 @@ async def _bare_s3(env: dict[str, str], source: str) -> tuple[float, int, int]:
 
 
 # -- measurements ---------------------------------------------------------------------------------------
+def _s3_data(sdk: FlameCoreSDK, keys: list[str]) -> dict[str, bytes]:
+    """The objects of the node's one S3 source."""
+    got = sdk.get_s3_data(keys)
+    assert got is not None
+    return got[0]
+
+
+def _s3_client(sdk: FlameCoreSDK, source: str) -> S3SourceClient:
+    client = sdk.get_data_client(source)
+    assert isinstance(client, S3SourceClient)
+    return client
+
+
 def _fhir(sdk: FlameCoreSDK, env: dict[str, str]) -> dict[str, Any]:
     bundle: dict[str, Any] = {}
     for page_size in PAGE_SIZES:
@@ -120,7 +134,9 @@ def _fhir(sdk: FlameCoreSDK, env: dict[str, str]) -> dict[str, Any]:
         pages = asyncio.run(_raw_pages(env, "bench-fhir", query))
         parse = _json_seconds(pages)
         start = time.perf_counter()
-        bundle = sdk.get_fhir_data([query])[0][query]
+        fetched = sdk.get_fhir_data([query])
+        assert fetched is not None
+        bundle = fetched[0][query]
         elapsed = time.perf_counter() - start
         count = len(bundle["entry"])
         row(f"json.loads of the same {len(pages)} pages", f"{count / parse:10,.0f} Observations/s")
@@ -136,6 +152,7 @@ def _fhir_to_csv(sdk: FlameCoreSDK, bundle: dict[str, Any], parse: float) -> Non
     csv = sdk.fhir_to_csv(bundle, col_key_seq="resource.code.coding.code", value_key_seq="resource.valueQuantity.value",
                           input_resource="Observation", row_key_seq="resource.subject.reference")
     elapsed = time.perf_counter() - start
+    assert isinstance(csv, io.StringIO)
     rows = csv.getvalue().count("\n") - 1
     target("fhir_to_csv (Observation -> CSV)", elapsed, CSV_X * parse, "s", at_most=True,
            basis=f"{CSV_X:g} x json.loads of the pages ({count / elapsed:,.0f} Observations/s -> {rows:,} rows; "
@@ -150,7 +167,7 @@ def _s3_synthetic(sdk: FlameCoreSDK, env: dict[str, str], source: str) -> None:
         seconds, objects, size = asyncio.run(_bare_s3(env, source))
         bare.append(seconds)
         start = time.perf_counter()
-        got = sdk.get_s3_data([])[0]
+        got = _s3_data(sdk, [])
         samples.append(time.perf_counter() - start)
         assert len(got) == objects and sum(len(v) for v in got.values()) == size
     name = f"get_s3_data, synthetic dataset ({objects} objects, {size / 1024:.0f} KiB)"
@@ -166,7 +183,7 @@ def _count_requests(sdk: FlameCoreSDK, source: str) -> dict[str, int]:
     def count(model: Any, **_: Any) -> None:
         counts[model.name] = counts.get(model.name, 0) + 1
 
-    sdk.get_data_client(source).boto3_client().meta.events.register("before-call.s3", count)
+    _s3_client(sdk, source).boto3_client().meta.events.register("before-call.s3", count)
     return counts
 
 
@@ -176,7 +193,7 @@ def _s3_folders(sdk: FlameCoreSDK) -> None:
     for label, asked in (("without named keys", []), ("with all keys named", keys)):
         counts.clear()
         start = time.perf_counter()
-        got = sdk.get_s3_data(asked)[0]
+        got = _s3_data(sdk, asked)
         elapsed = time.perf_counter() - start
         assert sorted(got) == keys
         requests = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
@@ -211,7 +228,7 @@ def _read_large(env: dict[str, str]) -> dict[str, Any]:
     """A fresh process: one SDK reads the large object; time, requests and peak RSS."""
     sdk = FlameCoreSDK(env=env, silent=True)
     try:
-        client = sdk.get_data_client("bench-s3")
+        client = _s3_client(sdk, "bench-s3")
         sent: dict[int, float] = {}
         took: list[float] = []
         events = client.boto3_client().meta.events
@@ -220,7 +237,7 @@ def _read_large(env: dict[str, str]) -> dict[str, Any]:
         before = status_kib("VmRSS")
         reset_peak_rss()
         start = time.perf_counter()
-        data = sdk.get_s3_data([LARGE_KEY])[0][LARGE_KEY]
+        data = _s3_data(sdk, [LARGE_KEY])[LARGE_KEY]
         seconds = time.perf_counter() - start
         peak = status_kib("VmHWM") - before
         return {"seconds": seconds, "bytes": len(data), "requests": len(took), "slowest": max(took),

@@ -48,12 +48,19 @@ REPEATS = {1: 31, 16: 5, 64: 3}
 MEMORY_MIB = 64
 
 
+def _storage_id(saved: dict[str, dict[str, str]] | dict[str, str], recipient: str) -> str:
+    """The id a global save_intermediate_data gave the object for ``recipient``."""
+    entry = saved[recipient]
+    assert isinstance(entry, dict)
+    return entry["id"]
+
+
 def _save_get(sender: FlameCoreSDK, recipient: FlameCoreSDK, payload: Any) -> tuple[float, float]:
     """Both SDKs in this process (the memory measurement)."""
     start = time.perf_counter()
     saved = sender.save_intermediate_data(payload, "global", remote_node_ids=[recipient.get_id()])
     middle = time.perf_counter()
-    got = recipient.get_intermediate_data("global", query=saved[recipient.get_id()]["id"])
+    got = recipient.get_intermediate_data("global", query=_storage_id(saved, recipient.get_id()))
     end = time.perf_counter()
     assert len(got) == len(payload)
     return middle - start, end - middle
@@ -73,7 +80,7 @@ def _save_then_get(sender: FlameCoreSDK, recipient: ChildProcess, payload: bytes
     start = time.perf_counter()
     saved = sender.save_intermediate_data(payload, "global", remote_node_ids=[recipient.info])
     save = time.perf_counter() - start
-    return save, recipient.call(_timed_get, saved[recipient.info]["id"], len(payload))
+    return save, recipient.call(_timed_get, _storage_id(saved, recipient.info), len(payload))
 
 
 def _peak_memory(envs: list[dict[str, str]], kind: str) -> dict[str, float]:
