@@ -33,6 +33,7 @@ from flame_sdk.protocol.broker_api import AGGREGATOR, NODE_ID, NODE_TYPE
 from flame_sdk.protocol.envelope import ANALYSIS_FINISHED, INTERMEDIATE_DATA, READ, UNREAD
 from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.run_state import RunState
+from flame_sdk.runtime import bounded
 from flame_sdk.startup import Components, Startup
 from flame_sdk.tokens import TokenHolder
 
@@ -335,7 +336,7 @@ class AsyncFlameCoreSDK:
         """
         po = self._parts.po
         try:
-            await asyncio.wait_for(self._state.reported.wait(), timeout)
+            await bounded(self._state.reported.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         finally:

@@ -23,16 +23,19 @@ def call_soon_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args:
         loop.call_soon_threadsafe(fn, *args)
 
 
+#: ``asyncio.timeout`` (Python 3.11+), else None.
+_TIMEOUT: Callable[[float], Any] | None = getattr(asyncio, "timeout", None)
+
+
 async def bounded(awaitable: Awaitable[T], bound: float | None) -> T:
     """``await awaitable``, raising ``asyncio.TimeoutError`` after ``bound`` seconds (None: no bound). On Python
     3.11+ with ``asyncio.timeout`` in the awaiting task itself: ``wait_for`` there runs a coroutine as a task of its
     own and a future through an extra callback, a loop iteration each on every message's path."""
     if bound is None:
         return await awaitable
-    timeout = getattr(asyncio, "timeout", None)
-    if timeout is None:  # Python 3.10
+    if _TIMEOUT is None:  # Python 3.10
         return await asyncio.wait_for(awaitable, bound)
-    async with timeout(bound):
+    async with _TIMEOUT(bound):
         return await awaitable
 
 

@@ -122,7 +122,7 @@ class MessageBrokerClient:
 
         async def check() -> None:
             try:
-                await asyncio.wait_for(self.ensure_subscribed(), SUBSCRIPTION_CHECK_TIMEOUT)
+                await bounded(self.ensure_subscribed(), SUBSCRIPTION_CHECK_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - checked again when deliveries stay quiet
                 self.logger.log(f"could not check the webhook subscription at the message broker: {exc!r}", "warn")
 

@@ -9,7 +9,7 @@ from flame_sdk.errors import FlameError, ServiceHTTPError, TokenExpiredError
 from flame_sdk.http import ServiceClient
 from flame_sdk.logs import LogRecord
 from flame_sdk.protocol import po_api
-from flame_sdk.runtime import call_soon_on
+from flame_sdk.runtime import bounded, call_soon_on
 
 #: Pause before re-sending a record after the PO service stayed unreachable for a whole retry deadline.
 RESEND_PAUSE = 2.0
@@ -63,6 +63,6 @@ class POClient:
     async def flush(self, timeout: float) -> bool:
         """Wait until every queued record was sent; False if ``timeout`` passed first."""
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await bounded(self._queue.join(), timeout)
             return True
         return False
