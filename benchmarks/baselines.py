@@ -4,7 +4,7 @@
   A holds the acknowledgement, in blocks of round trips meant to be interleaved with the SDK's. The receiver
   runs in a child process, as the receiving node's SDK does in the messaging benchmark (two nodes are two
   processes).
-* ``two_post_throughput``: the same exchange, acknowledged round trips per second with 1 and with ``senders``
+* ``BareTwoPost.throughputs``: the same exchange, acknowledged round trips per second with 1 and with ``senders``
   concurrent senders (coroutines on A's loop): how much concurrency gains on this machine at all.
 * ``BarePutGet``: a PUT of ``size`` bytes then a GET of them, to a server in a child process (it consumes the
   upload as a stream and answers the GET from memory), one round at a time to interleave with the SDK's.
@@ -16,9 +16,6 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -27,7 +24,6 @@ from benchmarks.processes import ChildProcess
 from flame_sdk.runtime import EventLoopThread
 
 CHUNK = 256 * 1024
-T = TypeVar("T")
 
 
 async def _listen(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -37,16 +33,6 @@ async def _listen(app: web.Application) -> tuple[web.AppRunner, str]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Serve ``app`` on a loopback port of the running loop; yield its base URL."""
-    runner, url = await _listen(app)
-    try:
-        yield url
-    finally:
-        await runner.cleanup()
 
 
 class _Receiver:
@@ -127,19 +113,6 @@ class _Sender:
         return time.perf_counter() - start
 
 
-async def _with_sender(receiver: ChildProcess, payload: dict[str, object],
-                       work: Callable[[_Sender], Awaitable[T]]) -> T:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        sender = _Sender(session, receiver.info, payload)
-        app = web.Application()
-        app.router.add_post("/webhook", sender.ack)
-        async with serve(app) as url:
-            await asyncio.to_thread(receiver.call, _set_ack_url, url + "/webhook")
-            for _ in range(20):  # warm up connections
-                await sender.round_trip()
-            return await work(sender)
-
-
 class BareTwoPost:
     """``with BareTwoPost(payload) as bare: bare.round_trips(n)``: seconds of ``n`` message + acknowledgement
     round trips in a row, from this process (a loop thread of its own, timed there) to a receiver in a child
@@ -183,6 +156,33 @@ class BareTwoPost:
         assert self._loop is not None
         return self._loop.run(self._in_a_row(count), 120)
 
+    async def _rate(self, concurrent: int, count: int) -> float:
+        sender = self._sender
+        assert sender is not None
+        left = iter(range(count))
+
+        async def loop() -> None:
+            for _ in left:
+                await sender.round_trip()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(concurrent)))
+        return count / (time.perf_counter() - start)
+
+    async def _rates(self, count: int, senders: int, rounds: int) -> tuple[float, float]:
+        await self._rate(senders, 100)  # warm up at that concurrency
+        ones, manys = [], []
+        for _ in range(rounds):
+            ones.append(await self._rate(1, count))
+            manys.append(await self._rate(senders, count))
+        return statistics.median(ones), statistics.median(manys)
+
+    def throughputs(self, count: int, senders: int, rounds: int) -> tuple[float, float]:
+        """Median round trips per second with one sender and with ``senders`` concurrent ones (coroutines on
+        this side's loop; ``count`` round trips each time, ``rounds`` times alternately after a warm-up)."""
+        assert self._loop is not None
+        return self._loop.run(self._rates(count, senders, rounds), 600)
+
     async def _close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -194,34 +194,6 @@ class BareTwoPost:
             self._loop.run(self._close(), 30)
             self._loop.stop()
         self._receiver.__exit__()
-
-
-def two_post_throughput(count: int, senders: int, payload: dict[str, object], rounds: int) -> tuple[float, float]:
-    """Median acknowledged round trips per second with one sender and with ``senders`` concurrent ones (``count``
-    round trips each time, ``rounds`` times alternately after a warm-up at that concurrency), between the same
-    two processes."""
-
-    async def rates(sender: _Sender) -> tuple[float, float]:
-        async def rate(concurrent: int, round_trips: int = count) -> float:
-            left = iter(range(round_trips))
-
-            async def loop() -> None:
-                for _ in left:
-                    await sender.round_trip()
-
-            start = time.perf_counter()
-            await asyncio.gather(*(loop() for _ in range(concurrent)))
-            return round_trips / (time.perf_counter() - start)
-
-        await rate(senders, 100)
-        ones, manys = [], []
-        for _ in range(rounds):
-            ones.append(await rate(1))
-            manys.append(await rate(senders))
-        return statistics.median(ones), statistics.median(manys)
-
-    with ChildProcess(_start_receiver, teardown=_stop_receiver) as receiver:
-        return asyncio.run(_with_sender(receiver, payload, rates))
 
 
 class _BlobServer:

@@ -8,7 +8,7 @@ Targets (issue 14):
 * 8 concurrent senders (threads sharing one SDK object) >= 3 x the acknowledged messages/s of one sender.
 Informative: p99, the await_messages latency once a message landed in the inbox, the ceiling concurrency has
 on this machine: the bare two-POST exchange's gain from 8 concurrent senders over one
-(``baselines.two_post_throughput``), with the SDK's gain as a fraction of it (on 2 cores the bare exchange
+(``baselines.BareTwoPost.throughputs``), with the SDK's gain as a fraction of it (on 2 cores the bare exchange
 gains ~1.8-2.5x, so the 3x target is above what plain aiohttp reaches there), and the same gain through
 ``AsyncFlameCoreSDK`` (8 coroutines on the SDK's own loop, from a third node): what the sync facade's thread
 hand-offs cost under concurrency.
@@ -21,7 +21,7 @@ import statistics
 import threading
 import time
 
-from benchmarks.baselines import BareTwoPost, two_post_throughput
+from benchmarks.baselines import BareTwoPost
 from benchmarks.processes import ChildProcess, SimulatorProcess, start_node_sdk, stop_node_sdk
 from benchmarks.report import percentiles, row, target
 from flame_sdk import AsyncFlameCoreSDK, FlameCoreSDK
@@ -136,45 +136,47 @@ def _round_trips(a: FlameCoreSDK, b_id: str, count: int) -> list[float]:
 
 
 def main() -> None:
-    bare_one, bare_many = two_post_throughput(THROUGHPUT_MESSAGES, CONCURRENT_SENDERS, PAYLOAD, THROUGHPUT_ROUNDS)
-    bare_gain = bare_many / bare_one
-    row(f"bare two-POST round trips/s, 1 / {CONCURRENT_SENDERS} concurrent",
-        f"{bare_one:8.0f} / {bare_many:.0f} /s = {bare_gain:.2f} x (the ceiling concurrency reaches here)")
-    tiny_source = [{"kind": "fhir", "name": "tiny", "resources": []}]
-    with SimulatorProcess(SimConfig(nodes=3, seed=1, node_data=[tiny_source, tiny_source])) as sim:
-        a_id, b_id, c_id = sim.node_ids
-        a = FlameCoreSDK(env=sim.envs[a_id], silent=True)
-        try:
-            with ChildProcess(start_node_sdk, sim.envs[b_id], teardown=stop_node_sdk) as b, \
-                    BareTwoPost(PAYLOAD) as bare_exchange:
-                _round_trips(a, b_id, 20)  # warm up connections
-                samples, bare = [], []
-                for _ in range(BLOCKS):
-                    bare += bare_exchange.round_trips(ROUND_TRIPS // BLOCKS)
-                    samples += _round_trips(a, b_id, ROUND_TRIPS // BLOCKS)
-                row("bare two-POST round trip (interleaved)", percentiles(bare))
-                row("send_message round trip (ack received)", percentiles(samples))
-                bare_p50 = statistics.median(bare)
-                target("send_message with ack, p50", statistics.median(samples) * 1e3, 3 * bare_p50 * 1e3, "ms",
-                       at_most=True, basis=f"3 x bare two-POST round trip p50 {bare_p50 * 1e3:.2f} ms")
+    with BareTwoPost(PAYLOAD) as bare_exchange:
+        bare_one, bare_many = bare_exchange.throughputs(THROUGHPUT_MESSAGES, CONCURRENT_SENDERS, THROUGHPUT_ROUNDS)
+        bare_gain = bare_many / bare_one
+        row(f"bare two-POST round trips/s, 1 / {CONCURRENT_SENDERS} concurrent",
+            f"{bare_one:8.0f} / {bare_many:.0f} /s = {bare_gain:.2f} x (the ceiling concurrency reaches here)")
+        tiny_source = [{"kind": "fhir", "name": "tiny", "resources": []}]
+        with SimulatorProcess(SimConfig(nodes=3, seed=1, node_data=[tiny_source, tiny_source])) as sim:
+            a_id, b_id, c_id = sim.node_ids
+            a = FlameCoreSDK(env=sim.envs[a_id], silent=True)
+            try:
+                with ChildProcess(start_node_sdk, sim.envs[b_id], teardown=stop_node_sdk) as b:
+                    _round_trips(a, b_id, 20)  # warm up connections
+                    samples, bare = [], []
+                    for _ in range(BLOCKS):
+                        bare += bare_exchange.round_trips(ROUND_TRIPS // BLOCKS)
+                        samples += _round_trips(a, b_id, ROUND_TRIPS // BLOCKS)
+                    row("bare two-POST round trip (interleaved)", percentiles(bare))
+                    row("send_message round trip (ack received)", percentiles(samples))
+                    bare_p50 = statistics.median(bare)
+                    target("send_message with ack, p50", statistics.median(samples) * 1e3, 3 * bare_p50 * 1e3, "ms",
+                           at_most=True, basis=f"3 x bare two-POST round trip p50 {bare_p50 * 1e3:.2f} ms")
+                    _throughput_rows(a, b, b_id, sim.envs[c_id], bare_gain)
+                    waits = [_await_latency(a, b, a_id, b_id, f"await-{i}") for i in range(AWAITS)]
+                    a.clear_messages("all")
+                    row("await_messages latency after arrival", percentiles(waits))
+            finally:
+                a.close()
 
-                one, many = _throughputs(a, b, b_id, CONCURRENT_SENDERS)
-                row(f"acked messages/s, 1 sender (median of {THROUGHPUT_ROUNDS})", f"{one:8.0f} msg/s")
-                target(f"acked messages/s, {CONCURRENT_SENDERS} concurrent senders (median)", many, 3 * one, "msg/s",
-                       at_most=False, basis=f"3 x one sender's {one:.0f} msg/s")
-                row(f"gain of {CONCURRENT_SENDERS} senders vs the bare exchange's",
-                    f"{many / one:.2f} x / {bare_gain:.2f} x = {many / one / bare_gain:.2f} of the bare gain")
-                async_one, async_many = _async_throughput(sim.envs[c_id], b_id, CONCURRENT_SENDERS)
-                b.call(_clear_node)
-                row(f"AsyncFlameCoreSDK acked messages/s, 1 / {CONCURRENT_SENDERS} coroutines",
-                    f"{async_one:8.0f} / {async_many:.0f} msg/s = {async_many / async_one:.2f} x (threads on the sync "
-                    f"facade: {many / one:.2f} x)")
 
-                waits = [_await_latency(a, b, a_id, b_id, f"await-{i}") for i in range(AWAITS)]
-                a.clear_messages("all")
-                row("await_messages latency after arrival", percentiles(waits))
-        finally:
-            a.close()
+def _throughput_rows(a: FlameCoreSDK, b: ChildProcess, b_id: str, async_env: dict[str, str], bare_gain: float) -> None:
+    one, many = _throughputs(a, b, b_id, CONCURRENT_SENDERS)
+    row(f"acked messages/s, 1 sender (median of {THROUGHPUT_ROUNDS})", f"{one:8.0f} msg/s")
+    target(f"acked messages/s, {CONCURRENT_SENDERS} concurrent senders (median)", many, 3 * one, "msg/s",
+           at_most=False, basis=f"3 x one sender's {one:.0f} msg/s")
+    row(f"gain of {CONCURRENT_SENDERS} senders vs the bare exchange's",
+        f"{many / one:.2f} x / {bare_gain:.2f} x = {many / one / bare_gain:.2f} of the bare gain")
+    async_one, async_many = _async_throughput(async_env, b_id, CONCURRENT_SENDERS)
+    b.call(_clear_node)
+    row(f"AsyncFlameCoreSDK acked messages/s, 1 / {CONCURRENT_SENDERS} coroutines",
+        f"{async_one:8.0f} / {async_many:.0f} msg/s = {async_many / async_one:.2f} x (threads on the sync "
+        f"facade: {many / one:.2f} x)")
 
 
 if __name__ == "__main__":
