@@ -13,7 +13,7 @@ import pytest
 
 from flame_sdk import FlameCoreSDK
 from flame_sdk.errors import MessageTooLargeError, UnknownNodeError
-from flame_sdk.protocol.envelope import MAX_MESSAGE_BYTES
+from flame_sdk.protocol.envelope import MAX_IDS_PER_ACKNOWLEDGEMENT, MAX_MESSAGE_BYTES
 from tests.waiting import GENEROUS, wait_until
 
 
@@ -167,52 +167,99 @@ def test_duplicate_delivery_is_dropped_but_reacknowledged(analysis, sdks):
     assert [m.id for m in receiver.get_messages("read") if m.category == "dup"] == ["dup-1"]
 
 
+class _HeldAcks:
+    """Records the acknowledgements a node's simulated broker is asked to send; holds the first one in the broker
+    until ``release`` is set (or the block ends)."""
+
+    def __init__(self, sim, node_id: str) -> None:
+        self.broker = sim.node(node_id).broker
+        self.read_message = self.broker._read_message
+        self.sent: list[dict] = []
+        self.first_held, self.release = threading.Event(), threading.Event()
+
+    async def _read(self, request):
+        body, refusal = await self.read_message(request)
+        message = (body or {}).get("message") or {}
+        if message.get("meta", {}).get("akn_id") is not None:
+            self.sent.append(message)
+            if len(self.sent) == 1:
+                self.first_held.set()
+                await asyncio.get_running_loop().run_in_executor(None, self.release.wait, GENEROUS)
+        return body, refusal
+
+    def __enter__(self) -> _HeldAcks:
+        self.broker._read_message = self._read
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.broker._read_message = self.read_message
+
+
+def _acknowledged_ids(ack: dict) -> list[str]:
+    return [ack["meta"]["id"], *ack.get("also_acknowledges", [])]
+
+
 def test_acknowledgements_that_queue_behind_one_in_flight_go_out_as_one_message(sim, analysis, sdks):
     """While a receiver's acknowledgement to a node is in flight, those of further messages from that node wait
     and then go out together: one broker message acknowledges them all, and every send completes."""
     agg, analyzers = _roles(analysis, sdks)
     receiver = analyzers[0]
     receiver._core._parts.broker.ack_stall = GENEROUS  # the held acknowledgement holds the others up
-    broker = sim.node(receiver.get_id()).broker
-    read_message = broker._read_message
-    acks_sent: list[dict] = []
-    first_held, release = threading.Event(), threading.Event()
-
-    async def holding_the_first_ack(request):
-        body, refusal = await read_message(request)
-        message = (body or {}).get("message") or {}
-        if message.get("meta", {}).get("akn_id") is not None:
-            acks_sent.append(message)
-            if len(acks_sent) == 1:
-                first_held.set()
-                await asyncio.get_running_loop().run_in_executor(None, release.wait, GENEROUS)
-        return body, refusal
-
-    broker._read_message = holding_the_first_ack
     results: list[tuple[list[str], list[str]]] = []
 
     def send(n: int) -> None:
         results.append(agg.send_message([receiver.get_id()], "batched", {"n": n}, timeout=GENEROUS))
 
-    try:
+    with _HeldAcks(sim, receiver.get_id()) as acks:
         first = threading.Thread(target=send, args=(0,))
         first.start()
-        assert first_held.wait(GENEROUS), "the receiver never acknowledged the first message"
+        assert acks.first_held.wait(GENEROUS), "the receiver never acknowledged the first message"
         others = [threading.Thread(target=send, args=(n,)) for n in range(1, 5)]
         for thread in others:
             thread.start()
         wait_until(lambda: len(receiver.get_messages()) == 5, "all five messages in the receiver's inbox")
-        release.set()
+        acks.release.set()
         for thread in [first, *others]:
             thread.join(GENEROUS)
-    finally:
-        release.set()
-        broker._read_message = read_message
     assert sorted(results) == [([receiver.get_id()], [])] * 5
-    assert len(acks_sent) == 2
-    batch = acks_sent[1]
-    ids = [batch["meta"]["id"], *batch["also_acknowledges"]]
-    assert sorted(ids) == sorted(m.id for m in receiver.get_messages() if m.id != acks_sent[0]["meta"]["id"])
+    assert len(acks.sent) == 2
+    first_id = acks.sent[0]["meta"]["id"]
+    assert sorted(_acknowledged_ids(acks.sent[1])) == sorted(m.id for m in receiver.get_messages() if m.id != first_id)
+
+
+@pytest.mark.parametrize("handed_on", [False, True], ids=["after the held one", "handed on while it hangs"])
+def test_more_queued_acknowledgements_than_one_message_carries_go_out_in_several(sim, analysis, sdks, handed_on):
+    """1,500 acknowledgements queued behind a held one go out as 1,001 ids (meta.id and 1,000 more), then 499,
+    whether the held request ended or a stall handed the queue on."""
+    agg, analyzers = _roles(analysis, sdks)
+    receiver, sender = analyzers[0], analysis.aggregator_id
+    client = receiver._core._parts.broker
+    client.ack_stall = GENEROUS
+    url = analysis.deployments[receiver.get_id()].analysis_api_url + "/webhook"
+
+    def deliver(n: int) -> None:
+        meta = {"type": "outgoing", "category": "split", "id": f"split-{n}", "akn_id": None, "status": "unread",
+                "sender": sender, "created_at": "2026-01-01 00:00:00.000000", "arrived_at": None, "number": n}
+        assert _post(url, json.dumps({"meta": meta}).encode())[0] == 200
+
+    async def hand_on() -> None:
+        client._hand_on(sender, client._acks_waiting[sender])
+
+    queued = MAX_IDS_PER_ACKNOWLEDGEMENT + 500
+    with _HeldAcks(sim, receiver.get_id()) as acks:
+        deliver(0)
+        assert acks.first_held.wait(GENEROUS), "the receiver never acknowledged the first message"
+        for n in range(1, queued + 1):
+            deliver(n)
+        if handed_on:
+            receiver._loop.run(hand_on(), GENEROUS)
+        else:
+            acks.release.set()
+        wait_until(lambda: len(acks.sent) == 3, "the queued acknowledgements sent")
+    assert [len(_acknowledged_ids(ack)) for ack in acks.sent] == [1, MAX_IDS_PER_ACKNOWLEDGEMENT + 1, 499]
+    assert sorted(i for ack in acks.sent for i in _acknowledged_ids(ack)) == sorted(
+        f"split-{n}" for n in range(queued + 1))
 
 
 def test_a_stalled_acknowledgement_does_not_hold_up_the_next(sim, analysis, sdks):
@@ -220,30 +267,13 @@ def test_a_stalled_acknowledgement_does_not_hold_up_the_next(sim, analysis, sdks
     agg, analyzers = _roles(analysis, sdks)
     receiver = analyzers[0]
     receiver._core._parts.broker.ack_stall = 0.2
-    broker = sim.node(receiver.get_id()).broker
-    read_message = broker._read_message
-    release = threading.Event()
-    held: list[str] = []
-
-    async def hanging_first_ack(request):
-        body, refusal = await read_message(request)
-        meta = ((body or {}).get("message") or {}).get("meta", {})
-        if meta.get("akn_id") is not None and not held:
-            held.append(meta["id"])
-            await asyncio.get_running_loop().run_in_executor(None, release.wait, GENEROUS)
-        return body, refusal
-
-    broker._read_message = hanging_first_ack
-    try:
+    with _HeldAcks(sim, receiver.get_id()) as acks:
         first = threading.Thread(target=agg.send_message, args=([receiver.get_id()], "stalled", {"n": 0}),
                                  kwargs={"timeout": GENEROUS})
         first.start()
-        wait_until(lambda: held, "the first acknowledgement held")
+        assert acks.first_held.wait(GENEROUS), "the receiver never acknowledged the first message"
         assert agg.send_message([receiver.get_id()], "stalled", {"n": 1}, timeout=GENEROUS) == (
             [receiver.get_id()], [])
-    finally:
-        release.set()
-        broker._read_message = read_message
     first.join(GENEROUS)
 
 
