@@ -30,7 +30,9 @@ _TIMEOUT: Callable[[float], Any] | None = getattr(asyncio, "timeout", None)
 async def bounded(awaitable: Awaitable[T], bound: float | None) -> T:
     """``await awaitable``, raising ``asyncio.TimeoutError`` after ``bound`` seconds (None: no bound). On Python
     3.11+ with ``asyncio.timeout`` in the awaiting task itself: ``wait_for`` there runs a coroutine as a task of its
-    own and a future through an extra callback, a loop iteration each on every message's path."""
+    own and a future through an extra callback (a loop iteration each on every message's path), and on 3.11 it
+    swallows a cancellation that arrives as the awaited thing finishes (CPython gh-86296: a simulated PO watch
+    loop kept running and stopping the simulator hung)."""
     if bound is None:
         return await awaitable
     if _TIMEOUT is None:  # Python 3.10

@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from flame_sdk.protocol.status import AnalysisStatus, is_final
+from flame_sdk.runtime import bounded
 from flame_sdk.sim.common.keycloak import TokenIssuer
 from flame_sdk.sim.common.platform_model import HubAnalysis
 from flame_sdk.sim.run import result_files
@@ -133,7 +134,7 @@ async def _serve_hub(topology: Topology, host: str, port: int, results: Path | N
                     code = _verdict(analysis, names, hub_store(hub).results.get(topology.analysis_id, []))
                     break
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), WATCH_INTERVAL)
+                await bounded(stop.wait(), WATCH_INTERVAL)
     finally:
         await _save_new_results(topology, hub, results, saved)
         await runner.cleanup()

@@ -41,6 +41,7 @@ from yarl import URL
 
 from flame_sdk.protocol import data_api
 from flame_sdk.protocol.s3_gateway import kong_normalized_path, minio_answer, nginx_forwarded_path
+from flame_sdk.runtime import bounded
 from flame_sdk.sim.common.keycloak import TokenError, bearer_token
 from flame_sdk.sim.data.data_sources import DataSourceSpec, parse_data_sources
 from flame_sdk.sim.services.fhir_server import FhirError, FhirStore, operation_outcome
@@ -215,7 +216,7 @@ class DataService:
                 status = self.pending_faults.pop(0)
                 return _kong_message(status, f"injected fault (HTTP {status})")
             try:
-                return await asyncio.wait_for(self._answer(request, source, tail), self.read_timeout)
+                return await bounded(self._answer(request, source, tail), self.read_timeout)
             except TimeoutError:
                 return web.Response(status=504, text=data_api.NGINX_GATEWAY_TIMEOUT_PAGE, content_type="text/html")
 

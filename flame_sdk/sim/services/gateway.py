@@ -27,6 +27,7 @@ from yarl import URL
 
 from flame_sdk.protocol import analysis_api, broker_api, data_api, gateway_api, po_api, result_api
 from flame_sdk.protocol.gateway_api import Upstream
+from flame_sdk.runtime import bounded
 from flame_sdk.sim.common.faults import Fault, fault_status
 from flame_sdk.sim.common.platform_model import PEER_HEADER, Deployment
 from flame_sdk.sim.services.service_auth import po_auth
@@ -181,7 +182,7 @@ class GatewayIngress:
         """``method path`` with a JSON body as the node's broker or PO sends it; raises what aiohttp raises for a
         broken connection (``aiohttp.ServerDisconnectedError``) or a timeout (``asyncio.TimeoutError``)."""
         answer = self._answer(method, path, json_body)
-        yield await (answer if timeout is None else asyncio.wait_for(answer, timeout))
+        yield await bounded(answer, timeout)
 
     async def _answer(self, method: str, url_path: str, json_body: Any) -> IngressResponse:
         path, _, query = url_path.partition("?")
