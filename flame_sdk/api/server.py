@@ -26,6 +26,12 @@ from flame_sdk.tokens import TokenHolder, token_problem
 #: failed the node, would be lost; the real PO gives one ``/healthz`` read 5 s (httpx' default timeout,
 #: PrivateAIM/node-pod-orchestration ``src/status/status.py``, ``_get_internal_deployment_status``).
 FINAL_LOGS_WAIT = 3.0
+#: Longest wait (seconds) for in-flight requests when the API stops (aiohttp's default is 60 s). aiohttp also
+#: waits this long for a connection it accepted just as it stopped listening: that connection's handler waits
+#: for a first request that never comes while the node's broker or PO keeps the connection open (seen as a
+#: 30 s ``close()`` timeout, about once in 15 runs of the messaging tests). The longest handler, ``/healthz``
+#: with a final status, takes at most ``FINAL_LOGS_WAIT``.
+SHUTDOWN_TIMEOUT = 5.0
 
 
 def _bad_request(reason: str) -> web.Response:
@@ -68,7 +74,7 @@ class AnalysisAPI:
         return app
 
     async def start(self, host: str, port: int) -> None:
-        self.runner = web.AppRunner(self.app(), access_log=None)
+        self.runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self.runner.setup()
         await web.TCPSite(self.runner, host, port).start()
 

@@ -33,7 +33,7 @@ from flame_sdk.sim.run.seed import s3_endpoint
 from flame_sdk.sim.run.topology import SECRET_VAR, Topology, TopologyError, load_topology
 from flame_sdk.sim.services.hub import Hub
 from flame_sdk.sim.services.hub_storage import StoredResult, hub_store
-from flame_sdk.sim.services.node_stack import SimNode
+from flame_sdk.sim.services.node_stack import SHUTDOWN_TIMEOUT, SimNode
 from flame_sdk.sim.services.s3_server import S3Endpoint
 
 #: How long a node stack waits for the hub to answer before it gives up.
@@ -97,7 +97,7 @@ def _stop_event() -> asyncio.Event:
 
 
 async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

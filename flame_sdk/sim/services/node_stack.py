@@ -28,6 +28,10 @@ from flame_sdk.sim.services.service_interfaces import HubLink, Ingress
 if TYPE_CHECKING:
     from flame_sdk.sim.services.hub import Hub
 
+#: Longest wait (seconds) for in-flight requests when a node's servers stop (aiohttp's default is 60 s, also spent
+#: on a connection accepted just as the server stopped listening, whose handler waits for a first request).
+SHUTDOWN_TIMEOUT = 5.0
+
 
 class SimNode:
     """Node-level state and services. Runs on the simulator's event loop."""
@@ -97,7 +101,7 @@ class SimNode:
         return await self.hub.json(method, path, **kwargs)
 
     async def _serve(self, app: web.Application, port: int = 0) -> int:
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         site = web.TCPSite(runner, self.host, port)
         await site.start()
