@@ -16,6 +16,8 @@ import asyncio
 import os
 import statistics
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -24,6 +26,7 @@ from benchmarks.processes import ChildProcess
 from flame_sdk.runtime import EventLoopThread
 
 CHUNK = 256 * 1024
+T = TypeVar("T")
 
 
 async def _listen(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -89,6 +92,57 @@ def _stop_receiver(state: tuple[EventLoopThread, _Receiver]) -> None:
         loop.stop()
 
 
+class _BareClient:
+    """This process's side of a bare baseline: a server in a child process (``ChildProcess``), a loop thread of
+    its own with one aiohttp session, timed there; ``_open``/``_close`` add what a baseline needs beside them."""
+
+    def __init__(self, server: ChildProcess, loop_name: str) -> None:
+        self._server = server
+        self._loop_name = loop_name
+        self._loop: EventLoopThread | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def __enter__(self: _Client) -> _Client:
+        self._server.__enter__()
+        self._loop = EventLoopThread(self._loop_name)
+        try:
+            self._loop.run(self._start(), 60)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        self._session = aiohttp.ClientSession()  # its pool (100 connections) is never the limit here
+        await self._open(self._session)
+
+    async def _open(self, session: aiohttp.ClientSession) -> None:
+        """What the baseline sets up on its loop once the server runs (its URL: ``self._server.info``)."""
+
+    async def _close(self) -> None:
+        """What the baseline tears down on its loop before the session closes."""
+
+    async def _stop(self) -> None:
+        await self._close()
+        if self._session is not None:
+            await self._session.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        assert self._loop is not None
+        return self._loop.run(coro, timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None:
+            try:
+                self._loop.run(self._stop(), 30)
+            finally:
+                self._loop.stop()
+        self._server.__exit__()
+
+
+_Client = TypeVar("_Client", bound=_BareClient)
+
+
 class _Sender:
     """A: POSTs messages to B and waits for each acknowledgement on its own webhook."""
 
@@ -113,37 +167,24 @@ class _Sender:
         return time.perf_counter() - start
 
 
-class BareTwoPost:
+class BareTwoPost(_BareClient):
     """``with BareTwoPost(payload) as bare: bare.round_trips(n)``: seconds of ``n`` message + acknowledgement
     round trips in a row, from this process (a loop thread of its own, timed there) to a receiver in a child
     process. Blocks are meant to be interleaved with the SDK's, so both meet the same machine state: on a
     shared machine the bare figure alone swings by half between runs."""
 
     def __init__(self, payload: dict[str, object]) -> None:
-        self._receiver = ChildProcess(_start_receiver, teardown=_stop_receiver)
+        super().__init__(ChildProcess(_start_receiver, teardown=_stop_receiver), "bare-two-post-sender")
         self._payload = payload
-        self._loop: EventLoopThread | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._sender: _Sender | None = None
 
-    def __enter__(self) -> BareTwoPost:
-        self._receiver.__enter__()
-        self._loop = EventLoopThread("bare-two-post-sender")
-        try:
-            self._loop.run(self._open(), 60)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    async def _open(self) -> None:
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        self._sender = _Sender(self._session, self._receiver.info, self._payload)
+    async def _open(self, session: aiohttp.ClientSession) -> None:
+        self._sender = _Sender(session, self._server.info, self._payload)
         app = web.Application()
         app.router.add_post("/webhook", self._sender.ack)
         self._runner, url = await _listen(app)
-        await asyncio.to_thread(self._receiver.call, _set_ack_url, url + "/webhook")
+        await asyncio.to_thread(self._server.call, _set_ack_url, url + "/webhook")
         for _ in range(20):  # warm up connections
             await self._sender.round_trip()
 
@@ -153,8 +194,7 @@ class BareTwoPost:
 
     def round_trips(self, count: int) -> list[float]:
         """Seconds of each of ``count`` round trips in a row."""
-        assert self._loop is not None
-        return self._loop.run(self._in_a_row(count), 120)
+        return self._run(self._in_a_row(count), 120)
 
     async def _rate(self, concurrent: int, count: int) -> float:
         sender = self._sender
@@ -180,20 +220,11 @@ class BareTwoPost:
     def throughputs(self, count: int, senders: int, rounds: int) -> tuple[float, float]:
         """Median round trips per second with one sender and with ``senders`` concurrent ones (coroutines on
         this side's loop; ``count`` round trips each time, ``rounds`` times alternately after a warm-up)."""
-        assert self._loop is not None
-        return self._loop.run(self._rates(count, senders, rounds), 600)
+        return self._run(self._rates(count, senders, rounds), 600)
 
     async def _close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None:
-            self._loop.run(self._close(), 30)
-            self._loop.stop()
-        self._receiver.__exit__()
 
 
 class _BlobServer:
@@ -233,46 +264,26 @@ def _stop_blob_server(state: tuple[EventLoopThread, _BlobServer]) -> None:
         loop.stop()
 
 
-class BarePutGet:
+class BarePutGet(_BareClient):
     """``with BarePutGet(sizes) as bare: bare.round(size)``: seconds of one PUT then GET of ``size`` bytes, from
     this process to a minimal server in a child process (the SDK's storage service is another process too).
     Rounds are meant to be interleaved with the SDK's, so both meet the same machine state (allocator, page
     cache, neighbours)."""
 
     def __init__(self, sizes: list[int]) -> None:
-        self._server = ChildProcess(_start_blob_server, sizes, teardown=_stop_blob_server)
+        super().__init__(ChildProcess(_start_blob_server, sizes, teardown=_stop_blob_server), "bare-storage-client")
         self._blobs = {size: os.urandom(size) for size in sizes}
-        self._loop: EventLoopThread | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._url = ""
-
-    def __enter__(self) -> BarePutGet:
-        self._url = self._server.__enter__().info
-        self._loop = EventLoopThread("bare-storage-client")
-
-        async def open_session() -> aiohttp.ClientSession:
-            return aiohttp.ClientSession()
-
-        self._session = self._loop.run(open_session(), 30)
-        return self
 
     async def _round(self, size: int) -> float:
         assert self._session is not None
+        url = self._server.info
         start = time.perf_counter()
-        async with self._session.put(f"{self._url}/blob", data=self._blobs[size]) as resp:
+        async with self._session.put(f"{url}/blob", data=self._blobs[size]) as resp:
             await resp.read()
-        async with self._session.get(f"{self._url}/blob/{size}") as resp:
+        async with self._session.get(f"{url}/blob/{size}") as resp:
             assert len(await resp.read()) == size
         return time.perf_counter() - start
 
     def round(self, size: int) -> float:
         """Seconds of one PUT+GET of ``size`` bytes (one of the sizes given)."""
-        assert self._loop is not None
-        return self._loop.run(self._round(size), 120)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None:
-            if self._session is not None:
-                self._loop.run(self._session.close(), 30)
-            self._loop.stop()
-        self._server.__exit__()
+        return self._run(self._round(size), 120)
