@@ -16,7 +16,7 @@ from aiohttp import web
 
 from flame_sdk.logs import FlameLogger
 from flame_sdk.protocol import analysis_api as api
-from flame_sdk.protocol.envelope import validate_incoming
+from flame_sdk.protocol.envelope import unbundle, validate_incoming
 from flame_sdk.protocol.status import STATUS_VALUES, is_final
 from flame_sdk.run_state import RunState
 from flame_sdk.tokens import TokenHolder, token_problem
@@ -101,10 +101,11 @@ class AnalysisAPI:
             return _bad_request(f"not a message broker message: {error}")
         if self.on_message is None:
             return web.json_response({"error": "the message broker client is not connected"}, status=503)
-        refusal = self.on_message(body)
-        if refusal is not None:
-            self.logger.log(f"refused a webhook delivery: {refusal}", "warn")
-            return web.json_response({"error": refusal}, status=403)
+        for message in unbundle(body):  # messages bundled by the sender: all of one sender, to this node
+            refusal = self.on_message(message)
+            if refusal is not None:
+                self.logger.log(f"refused a webhook delivery: {refusal}", "warn")
+                return web.json_response({"error": refusal}, status=403)
         return web.json_response(api.RECEIVED)
 
     async def token_refresh(self, request: web.Request) -> web.Response:

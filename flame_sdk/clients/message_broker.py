@@ -7,7 +7,9 @@ subscription either. So the SDK copes itself: a message is sent again, with the 
 duplicate and acknowledge it again), until every receiver acknowledged it or the caller's bound is reached;
 when the caller allows an indefinite wait the resending goes on, with backoff, until the run ends. No single
 request or wait is unbounded. The subscription is checked at startup and whenever deliveries went quiet
-during a wait, and renewed if the broker lost it.
+during a wait, and renewed if the broker lost it. Messages to the same receivers, and acknowledgements to the
+same node, go one request at a time (``flame_sdk.clients.lanes``): those sent meanwhile travel together in the
+next broker message (``also_carries``, ``also_acknowledges`` in ``flame_sdk.protocol.envelope``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from flame_sdk.clients.lanes import Lanes
 from flame_sdk.clients.messages import Inbox, Message, WaitKey, ack_key, encode_request, message_key
 from flame_sdk.config import NodeConfig, NodeIdentity
 from flame_sdk.errors import AnalysisError, FlameError, ServiceUnavailableError, UnknownNodeError
@@ -38,9 +41,9 @@ SUBSCRIPTION_CHECK_INTERVAL = 20.0
 SUBSCRIPTION_CHECK_TIMEOUT = 30.0
 #: Bound on sending one acknowledgement, retries included (seconds); a lost one makes the sender resend.
 ACK_DEADLINE = 60.0
-#: An acknowledgement request still in flight after this long (seconds) no longer holds up the acknowledgements
-#: queued behind it: they go out meanwhile.
-ACK_STALL = 1.0
+#: A message or acknowledgement request still in flight after this long (seconds) no longer holds up those queued
+#: behind it for the same node(s): they go out meanwhile.
+STALL = 1.0
 #: ready_check's first resend comes this soon (seconds); the intervals double up to ``attempt_interval``. A
 #: partner that had not subscribed yet when the first ``ready_check`` reached its broker (which drops it) is
 #: found ready a second later, not an attempt interval (30 s by default) later.
@@ -60,15 +63,24 @@ class MessageBrokerClient:
         self.participants: list[dict[str, str]] = []
         self._number = 0
         self._background: set[asyncio.Task[Any]] = set()
-        #: Per node an acknowledgement is in flight to: the metadata of messages to acknowledge with the next one.
-        self._acks_waiting: dict[str, list[dict[str, Any]]] = {}
-        self.ack_stall = ACK_STALL
+        #: Messages, one request per set of receivers at a time; those sent meanwhile go out bundled.
+        self.sends: Lanes[tuple[str, ...], tuple[dict[str, Any], bytes]] = Lanes(
+            self._post_messages, stall=STALL, max_items=envelope.MAX_MESSAGES_PER_BUNDLE,
+            max_bytes=envelope.MAX_BUNDLE_BYTES, spawn=self._spawn)
+        #: Acknowledgements (a message's meta), one request per sender at a time; those due meanwhile go together.
+        self.acks: Lanes[str, dict[str, Any]] = Lanes(
+            self._post_acks, stall=STALL, max_items=envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1, spawn=self._spawn)
         self._subscription_check: asyncio.Task[None] | None = None
         self._last_check = time.monotonic()
         self.subscription_check_interval = SUBSCRIPTION_CHECK_INTERVAL
         self.on_analysis_finished: Callable[[], None] | None = None
         #: Returns the final run status once the run ended (finished, failed, stopped), else None.
         self.run_ended: Callable[[], AnalysisStatus | None] = lambda: None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _route(self, template: str) -> str:
         return broker_api.route(template, self.config.analysis_id)
@@ -216,14 +228,24 @@ class MessageBrokerClient:
                        encoded: bytes | None) -> None:
         """Send to ``pending`` and wait for their acknowledgements, all within ``bound`` seconds."""
         start = time.monotonic()
+        if encoded is None:
+            encoded = encode_request(pending, outgoing.body)
         try:
-            await self._post(pending, outgoing.body, bound, encoded)
+            await self.sends.send(tuple(pending), (outgoing.body, encoded), len(encoded), bound)
         except (ServiceUnavailableError, asyncio.TimeoutError) as exc:
             self.logger.log(f"attempt {attempt} to send message {outgoing.id} to {pending} failed: "
                             f"{type(exc).__name__} {exc}", "debug")
         remaining = bound - (time.monotonic() - start)
         if remaining > 0:
             await self._wait_acks(outgoing.id, pending, remaining)
+
+    async def _post_messages(self, receivers: tuple[str, ...], messages: list[tuple[dict[str, Any], bytes]],
+                             bound: float) -> None:
+        """One broker request carrying ``messages`` (body and its encoded request each) to ``receivers``."""
+        if len(messages) == 1:
+            await self._post(list(receivers), messages[0][0], bound, messages[0][1])
+        else:
+            await self._post(list(receivers), envelope.bundle([body for body, _ in messages]), bound)
 
     async def _wait_acks(self, message_id: str, receivers: list[str], bound: float | None) -> None:
         def done() -> bool:
@@ -263,7 +285,7 @@ class MessageBrokerClient:
 
     # -- receiving ------------------------------------------------------------------------------------
     def receive(self, body: dict[str, Any]) -> str | None:
-        """Handle one webhook delivery (already validated): store, dedup, acknowledge.
+        """Handle one message of a webhook delivery (already validated and unbundled): store, dedup, acknowledge.
 
         Returns why the delivery was refused (a sender or acknowledger that is not a partner), else None.
         """
@@ -290,58 +312,16 @@ class MessageBrokerClient:
             self.logger.log(f"received message {meta['id']} ({meta['category']}) from {meta['sender']}", "debug")
             if meta["category"] == envelope.ANALYSIS_FINISHED and self.on_analysis_finished is not None:
                 self.on_analysis_finished()
-        self._acknowledge(meta["sender"], dict(meta))  # as it is now: the analyst may mark it read meanwhile
+        # as it is now (the analyst may mark it read meanwhile); acknowledgements due while one to the sender is in
+        # flight go out together with the next
+        self.acks.submit(meta["sender"], dict(meta), 0, ACK_DEADLINE)
         return None
 
-    def _acknowledge(self, sender: str, meta: dict[str, Any]) -> None:
-        """Acknowledge a message to its sender at once or, while an acknowledgement to that node is in flight,
-        with the next one: under load, one broker message acknowledges every message that arrived meanwhile."""
-        waiting = self._acks_waiting.get(sender)
-        if waiting is not None:
-            waiting.append(meta)
-            return
-        self._start_acks(sender, [meta])
-
-    def _start_acks(self, sender: str, batch: list[dict[str, Any]]) -> None:
-        queue: list[dict[str, Any]] = []
-        self._acks_waiting[sender] = queue
-        task = asyncio.ensure_future(self._send_acks(sender, queue, batch))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _send_acks(self, sender: str, queue: list[dict[str, Any]], batch: list[dict[str, Any]]) -> None:
-        """Acknowledge ``batch``, then what ``queue`` gathered meanwhile, until it stays empty or a stalled
-        request handed the queue on (``_hand_on``)."""
-        loop = asyncio.get_running_loop()
-        try:
-            while batch:
-                stall = loop.call_later(self.ack_stall, self._hand_on, sender, queue)
-                try:
-                    await self._post_acks(sender, batch)
-                finally:
-                    stall.cancel()
-                if self._acks_waiting.get(sender) is not queue:
-                    return
-                batch = queue[:envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1]
-                del queue[:len(batch)]
-        finally:
-            if self._acks_waiting.get(sender) is queue:
-                del self._acks_waiting[sender]
-
-    def _hand_on(self, sender: str, queue: list[dict[str, Any]]) -> None:
-        """An acknowledgement request in flight for ``ack_stall`` seconds: those queued behind it go out now."""
-        if self._acks_waiting.get(sender) is not queue:
-            return
-        del self._acks_waiting[sender]
-        if queue:
-            self._start_acks(sender, queue[:envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1])
-            self._acks_waiting[sender].extend(queue[envelope.MAX_IDS_PER_ACKNOWLEDGEMENT + 1:])
-            queue.clear()
-
-    async def _post_acks(self, sender: str, batch: list[dict[str, Any]]) -> None:
+    async def _post_acks(self, sender: str, batch: list[dict[str, Any]], bound: float) -> None:
+        """One acknowledgement request for the messages ``batch`` holds the meta of; failures are logged."""
         ids = list(dict.fromkeys(m["id"] for m in batch))  # a resent message may be in it twice
         try:
-            await self._post([sender], envelope.acknowledgement(batch[0], ids[1:]), bound=ACK_DEADLINE)
+            await self._post([sender], envelope.acknowledgement(batch[0], ids[1:]), bound=bound)
         except Exception as exc:  # noqa: BLE001 - the sender sends again when an ack is lost
             more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
             self.logger.log(f"could not acknowledge message {ids[0]}{more} to {sender}: {exc}", "warn")

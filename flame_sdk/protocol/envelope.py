@@ -38,6 +38,13 @@ RESULT_ID = "result_id"
 ALSO_ACKNOWLEDGES = "also_acknowledges"
 #: Most message ids one acknowledgement carries (~40 kB of JSON, far below the size cap).
 MAX_IDS_PER_ACKNOWLEDGEMENT = 1000
+#: ``meta`` field of a message (this SDK's own): further messages to the same receivers that travel with it. A
+#: sender sends messages that queued up while one to the same receivers was in flight as one broker message.
+ALSO_CARRIES = "also_carries"
+#: Most messages one broker message carries, and the most JSON bytes of messages bundled into one (a larger
+#: message travels alone).
+MAX_MESSAGES_PER_BUNDLE = 100
+MAX_BUNDLE_BYTES = 256 * 1024
 
 
 class EnvelopeError(ValueError):
@@ -112,6 +119,8 @@ def validate_incoming(body: Any) -> str | None:
             return f"body.meta.{key} must be a non-empty string"
     if "akn_id" not in meta or not (meta["akn_id"] is None or isinstance(meta["akn_id"], str)):
         return "body.meta.akn_id must be present (null or a node id)"
+    if ALSO_CARRIES in meta:
+        return _bundle_problem(meta)
     if ALSO_ACKNOWLEDGES in body and meta["akn_id"] is not None:
         more = body[ALSO_ACKNOWLEDGES]
         if not isinstance(more, list) or len(more) > MAX_IDS_PER_ACKNOWLEDGEMENT \
@@ -119,6 +128,42 @@ def validate_incoming(body: Any) -> str | None:
             return (f"body.{ALSO_ACKNOWLEDGES} must be a list of at most {MAX_IDS_PER_ACKNOWLEDGEMENT} "
                     f"non-empty message ids")
     return None
+
+
+def _bundle_problem(meta: dict[str, Any]) -> str | None:
+    more = meta[ALSO_CARRIES]
+    if meta["akn_id"] is not None:
+        return f"an acknowledgement carries no messages (body.meta.{ALSO_CARRIES})"
+    if not isinstance(more, list) or len(more) >= MAX_MESSAGES_PER_BUNDLE:
+        return f"body.meta.{ALSO_CARRIES} must be a list of at most {MAX_MESSAGES_PER_BUNDLE - 1} messages"
+    for index, message in enumerate(more):
+        where = f"body.meta.{ALSO_CARRIES}[{index}]"
+        inner = message.get(META) if isinstance(message, dict) else None
+        if isinstance(inner, dict) and ALSO_CARRIES in inner:
+            return f"{where} must carry no further messages"
+        problem = validate_incoming(message)
+        if problem is not None:
+            return where + problem.removeprefix("body")
+        assert isinstance(inner, dict)
+        if inner["akn_id"] is not None or inner["sender"] != meta["sender"]:
+            return f"{where} must be a message (akn_id null) from the same sender"
+    return None
+
+
+def bundle(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """One broker message carrying ``messages`` (all to the same receivers): the first, whose ``meta`` lists the
+    others under ``also_carries``."""
+    first = messages[0]
+    if len(messages) == 1:
+        return first
+    return {**first, META: {**first[META], ALSO_CARRIES: messages[1:]}}
+
+
+def unbundle(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages a (validated) broker message carries, in the order they were sent: itself, then any it
+    carries (taken out of its ``meta``)."""
+    more: list[dict[str, Any]] = body[META].pop(ALSO_CARRIES, [])
+    return [body, *more]
 
 
 def acknowledged_ids(body: dict[str, Any]) -> list[str]:

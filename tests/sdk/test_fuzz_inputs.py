@@ -66,7 +66,8 @@ def node_api(sim):
 @given(route=st.sampled_from(["/webhook", "/partner_status", "/token_refresh"]),
        body=json_values.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=200)
        | st.builds(lambda meta: json.dumps({"meta": meta}).encode(), st.dictionaries(
-           st.sampled_from(["id", "sender", "category", "akn_id", "number", "status"]), json_values, max_size=6)))
+           st.sampled_from(["id", "sender", "category", "akn_id", "number", "status", "also_carries"]), json_values,
+           max_size=7)))
 def test_the_embedded_api_answers_every_body_without_a_500(node_api, route, body):
     assert _post(node_api + route, body) in (200, 400, 403, 503)
     with urllib.request.urlopen(node_api + "/healthz", timeout=30) as resp:
@@ -93,6 +94,15 @@ def test_message_bodies_and_categories_are_sent_or_refused_clearly(message, cate
 def test_incoming_bodies_are_validated_without_exceptions(body):
     reason = envelope.validate_incoming(body)
     assert reason is None or isinstance(reason, str)
+
+
+@FUZZ
+@given(texts=st.lists(st.text(max_size=20), min_size=1, max_size=5))
+def test_a_bundle_unbundles_into_the_messages_it_carries(texts):
+    messages = [Message.outgoing({"t": t}, "c", "node-a", n).body for n, t in enumerate(texts)]
+    wire = json.loads(envelope.encode_request(["node-b"], envelope.bundle(messages)))["message"]
+    assert envelope.validate_incoming(wire) is None
+    assert envelope.unbundle(wire) == messages
 
 
 @FUZZ

@@ -167,27 +167,28 @@ def test_duplicate_delivery_is_dropped_but_reacknowledged(analysis, sdks):
     assert [m.id for m in receiver.get_messages("read") if m.category == "dup"] == ["dup-1"]
 
 
-class _HeldAcks:
-    """Records the acknowledgements a node's simulated broker is asked to send; holds the first one in the broker
-    until ``release`` is set (or the block ends)."""
+class _Held:
+    """Records the acknowledgements (or, with ``messages``, the messages) a node's simulated broker is asked to
+    send; holds the first one in the broker until ``release`` is set (or the block ends)."""
 
-    def __init__(self, sim, node_id: str) -> None:
+    def __init__(self, sim, node_id: str, messages: bool = False) -> None:
         self.broker = sim.node(node_id).broker
         self.read_message = self.broker._read_message
+        self.messages = messages
         self.sent: list[dict] = []
         self.first_held, self.release = threading.Event(), threading.Event()
 
     async def _read(self, request):
         body, refusal = await self.read_message(request)
         message = (body or {}).get("message") or {}
-        if message.get("meta", {}).get("akn_id") is not None:
+        if (message.get("meta", {}).get("akn_id") is None) is self.messages:
             self.sent.append(message)
             if len(self.sent) == 1:
                 self.first_held.set()
                 await asyncio.get_running_loop().run_in_executor(None, self.release.wait, GENEROUS)
         return body, refusal
 
-    def __enter__(self) -> _HeldAcks:
+    def __enter__(self) -> _Held:
         self.broker._read_message = self._read
         return self
 
@@ -205,13 +206,13 @@ def test_acknowledgements_that_queue_behind_one_in_flight_go_out_as_one_message(
     and then go out together: one broker message acknowledges them all, and every send completes."""
     agg, analyzers = _roles(analysis, sdks)
     receiver = analyzers[0]
-    receiver._core._parts.broker.ack_stall = GENEROUS  # the held acknowledgement holds the others up
+    receiver._core._parts.broker.acks.stall = GENEROUS  # the held acknowledgement holds the others up
     results: list[tuple[list[str], list[str]]] = []
 
     def send(n: int) -> None:
         results.append(agg.send_message([receiver.get_id()], "batched", {"n": n}, timeout=GENEROUS))
 
-    with _HeldAcks(sim, receiver.get_id()) as acks:
+    with _Held(sim, receiver.get_id()) as acks:
         first = threading.Thread(target=send, args=(0,))
         first.start()
         assert acks.first_held.wait(GENEROUS), "the receiver never acknowledged the first message"
@@ -235,7 +236,7 @@ def test_more_queued_acknowledgements_than_one_message_carries_go_out_in_several
     agg, analyzers = _roles(analysis, sdks)
     receiver, sender = analyzers[0], analysis.aggregator_id
     client = receiver._core._parts.broker
-    client.ack_stall = GENEROUS
+    client.acks.stall = GENEROUS
     url = analysis.deployments[receiver.get_id()].analysis_api_url + "/webhook"
 
     def deliver(n: int) -> None:
@@ -244,10 +245,10 @@ def test_more_queued_acknowledgements_than_one_message_carries_go_out_in_several
         assert _post(url, json.dumps({"meta": meta}).encode())[0] == 200
 
     async def hand_on() -> None:
-        client._hand_on(sender, client._acks_waiting[sender])
+        client.acks._hand_on(sender, client.acks._lanes[sender])
 
     queued = MAX_IDS_PER_ACKNOWLEDGEMENT + 500
-    with _HeldAcks(sim, receiver.get_id()) as acks:
+    with _Held(sim, receiver.get_id()) as acks:
         deliver(0)
         assert acks.first_held.wait(GENEROUS), "the receiver never acknowledged the first message"
         for n in range(1, queued + 1):
@@ -263,11 +264,11 @@ def test_more_queued_acknowledgements_than_one_message_carries_go_out_in_several
 
 
 def test_a_stalled_acknowledgement_does_not_hold_up_the_next(sim, analysis, sdks):
-    """An acknowledgement request that hangs holds those queued behind it up for ``ack_stall`` seconds only."""
+    """An acknowledgement request that hangs holds those queued behind it up for ``stall`` seconds only."""
     agg, analyzers = _roles(analysis, sdks)
     receiver = analyzers[0]
-    receiver._core._parts.broker.ack_stall = 0.2
-    with _HeldAcks(sim, receiver.get_id()) as acks:
+    receiver._core._parts.broker.acks.stall = 0.2
+    with _Held(sim, receiver.get_id()) as acks:
         first = threading.Thread(target=agg.send_message, args=([receiver.get_id()], "stalled", {"n": 0}),
                                  kwargs={"timeout": GENEROUS})
         first.start()
@@ -275,6 +276,77 @@ def test_a_stalled_acknowledgement_does_not_hold_up_the_next(sim, analysis, sdks
         assert agg.send_message([receiver.get_id()], "stalled", {"n": 1}, timeout=GENEROUS) == (
             [receiver.get_id()], [])
     first.join(GENEROUS)
+
+
+def test_messages_sent_while_one_is_in_flight_go_out_as_one_broker_message(sim, analysis, sdks):
+    """While a message to some receivers is in flight, further messages to the same receivers wait and then go
+    out in one broker message; the receiver gets each as sent, in order, and acknowledges them all."""
+    agg, analyzers = _roles(analysis, sdks)
+    receivers = [a.get_id() for a in analyzers]
+    agg._core._parts.broker.sends.stall = GENEROUS  # the held message holds the others up
+    results: list[tuple[list[str], list[str]]] = []
+
+    def send(n: int) -> None:
+        results.append(agg.send_message(receivers, "bundled", {"n": n, "text": "é" * n}, timeout=GENEROUS))
+
+    with _Held(sim, agg.get_id(), messages=True) as sent:
+        first = threading.Thread(target=send, args=(0,))
+        first.start()
+        assert sent.first_held.wait(GENEROUS), "the first message never reached the broker"
+        others = [threading.Thread(target=send, args=(n,)) for n in range(1, 5)]
+        for thread in others:
+            thread.start()
+        wait_until(lambda: len(agg._core._parts.broker.sends._lanes[tuple(receivers)].queue) == 4,
+                   "four messages queued behind the held one")
+        sent.release.set()
+        for thread in [first, *others]:
+            thread.join(GENEROUS)
+    assert sorted(results) == [(receivers, [])] * 5
+    assert [1 + len(m["meta"].get("also_carries", [])) for m in sent.sent] == [1, 4]
+    for analyzer in analyzers:
+        got = analyzer.await_messages([agg.get_id()], "bundled", timeout=GENEROUS)[agg.get_id()]
+        assert [m.body["n"] for m in got] == [0, 1, 2, 3, 4] and [m.body["text"] for m in got] == [
+            "é" * n for n in range(5)]
+        assert all("also_carries" not in m.meta and m.sender == agg.get_id() for m in got)
+
+
+def test_a_stalled_message_does_not_hold_up_the_next(sim, analysis, sdks):
+    """A message request that hangs holds those queued behind it for the same receivers up for ``stall`` seconds
+    only."""
+    agg, analyzers = _roles(analysis, sdks)
+    receiver = analyzers[0].get_id()
+    agg._core._parts.broker.sends.stall = 0.2
+    with _Held(sim, agg.get_id(), messages=True) as sent:
+        first = threading.Thread(target=agg.send_message, args=([receiver], "stalled", {"n": 0}),
+                                 kwargs={"timeout": GENEROUS})
+        first.start()
+        assert sent.first_held.wait(GENEROUS), "the first message never reached the broker"
+        assert agg.send_message([receiver], "stalled", {"n": 1}, timeout=GENEROUS) == ([receiver], [])
+    first.join(GENEROUS)
+
+
+_META = '"meta": {"id": "a", "sender": "b", "category": "c", "akn_id": null'
+
+
+def _bundle(*inner: str) -> bytes:
+    return ('{' + _META + ', "also_carries": [' + ", ".join(inner) + ']}}').encode()
+
+
+@pytest.mark.parametrize("body, reason", [
+    (('{' + _META[:-4] + '"d", "also_carries": []}}').encode(), "an acknowledgement carries no messages"),
+    (('{' + _META + ', "also_carries": {}}}').encode(), "must be a list of at most 99 messages"),
+    (_bundle(*['{' + _META + '}}'] * 100), "must be a list of at most 99 messages"),
+    (_bundle('[]'), "also_carries[0] must be a JSON object"),
+    (_bundle('{"meta": {"id": "x", "sender": "b", "category": "c"}}'), "also_carries[0].meta.akn_id"),
+    (_bundle('{' + _META + '}}', '{' + _META.replace('"b"', '"other"') + '}}'), "from the same sender"),
+    (_bundle('{' + _META[:-4] + '"d"}}'), "from the same sender"),
+    (_bundle(_bundle('{' + _META + '}}').decode()), "must carry no further messages"),
+])
+def test_malformed_bundle_gets_400(analysis, sdks, body, reason):
+    node = analysis.data_node_ids[0]
+    status, answer = _post(analysis.deployments[node].analysis_api_url + "/webhook", body)
+    assert status == 400 and reason in answer["error"], answer
+    assert sdks[node].get_messages() == []
 
 
 @pytest.mark.parametrize("body, reason", [
