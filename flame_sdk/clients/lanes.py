@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from flame_sdk.runtime import bounded
@@ -38,11 +38,8 @@ class _Item(Generic[T]):
         return self.outcome is not None and self.outcome.done()
 
 
-@dataclass(eq=False)
-class _Lane(Generic[T]):
-    """The queue of one destination while a request to it is in flight."""
-
-    queue: deque[_Item[T]] = field(default_factory=deque)
+#: The queue of one destination while a request to it is in flight (its identity tells a lane handed on apart).
+_Lane = deque
 
 
 class Lanes(Generic[K, T]):
@@ -57,7 +54,7 @@ class Lanes(Generic[K, T]):
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._spawn = spawn
-        self._lanes: dict[K, _Lane[T]] = {}
+        self._lanes: dict[K, _Lane[_Item[T]]] = {}
 
     async def send(self, key: K, value: T, size: int, bound: float) -> None:
         """Send ``value`` and return once the request carrying it succeeded; raises what that request raised, or
@@ -66,7 +63,7 @@ class Lanes(Generic[K, T]):
         lane = self._lanes.get(key)
         if lane is not None:
             outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            lane.queue.append(_Item(value, size, time.monotonic() + bound, outcome))
+            lane.append(_Item(value, size, time.monotonic() + bound, outcome))
             await bounded(outcome, bound)  # giving up cancels ``outcome``: the item is skipped if still queued
             return
         lane = self._lanes[key] = _Lane()
@@ -79,56 +76,56 @@ class Lanes(Generic[K, T]):
         """Send ``value`` in the background (nobody waits for the outcome: ``post`` deals with failures). Queued
         items go out with it: what arrives before the request starts rides along."""
         lane = self._lanes.get(key)
-        if lane is not None:
-            lane.queue.append(_Item(value, size, time.monotonic() + bound))
-            return
-        lane = self._lanes[key] = _Lane()
-        lane.queue.append(_Item(value, size, time.monotonic() + bound))
-        self._spawn(self._flush(key, lane))
+        idle = lane is None
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        lane.append(_Item(value, size, time.monotonic() + bound))
+        if idle:
+            self._spawn(self._flush(key, lane))
 
-    async def _request(self, key: K, lane: _Lane[T], values: list[T], bound: float) -> None:
+    async def _request(self, key: K, lane: _Lane[_Item[T]], values: list[T], bound: float) -> None:
         stall = asyncio.get_running_loop().call_later(self.stall, self._hand_on, key, lane)
         try:
             await self._post(key, values, bound)
         finally:
             stall.cancel()
 
-    def _after_request(self, key: K, lane: _Lane[T]) -> None:
+    def _after_request(self, key: K, lane: _Lane[_Item[T]]) -> None:
         """The request in flight on ``lane`` ended: what queued behind it goes out next, else the lane closes."""
         if self._lanes.get(key) is not lane:
             return  # handed on meanwhile
-        if any(not item.abandoned for item in lane.queue):
+        if any(not item.abandoned for item in lane):
             self._spawn(self._flush(key, lane))
         else:
             del self._lanes[key]
 
-    def _hand_on(self, key: K, lane: _Lane[T]) -> None:
+    def _hand_on(self, key: K, lane: _Lane[_Item[T]]) -> None:
         """The request on ``lane`` is in flight for ``stall`` seconds: the queue goes out on a lane of its own."""
         if self._lanes.get(key) is not lane:
             return
         del self._lanes[key]
-        if lane.queue:
-            fresh = self._lanes[key] = _Lane(lane.queue)
-            lane.queue = deque()
+        if lane:
+            fresh = self._lanes[key] = _Lane(lane)
+            lane.clear()
             self._spawn(self._flush(key, fresh))
 
-    def _take(self, lane: _Lane[T]) -> list[_Item[T]]:
+    def _take(self, lane: _Lane[_Item[T]]) -> list[_Item[T]]:
         """The next request's items: queued ones in order, within ``max_items`` and ``max_bytes``."""
         taken: list[_Item[T]] = []
         total = 0
-        while lane.queue:
-            item = lane.queue[0]
+        while lane:
+            item = lane[0]
             if item.abandoned:
-                lane.queue.popleft()
+                lane.popleft()
                 continue
             if taken and (len(taken) >= self.max_items
                           or self.max_bytes is not None and total + item.size > self.max_bytes):
                 break
-            taken.append(lane.queue.popleft())
+            taken.append(lane.popleft())
             total += item.size
         return taken
 
-    async def _flush(self, key: K, lane: _Lane[T]) -> None:
+    async def _flush(self, key: K, lane: _Lane[_Item[T]]) -> None:
         """Send what queues on ``lane`` until it stays empty or the lane was handed on."""
         try:
             while self._lanes.get(key) is lane and (batch := self._take(lane)):
@@ -145,7 +142,7 @@ class Lanes(Generic[K, T]):
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
-                _settle(list(lane.queue), asyncio.CancelledError())
+                _settle(list(lane), asyncio.CancelledError())
 
 
 def _settle(items: list[_Item[Any]], error: BaseException | None) -> None:
