@@ -14,18 +14,18 @@ GENEROUS = 60.0
 
 
 class _Destination:
-    """Records each request; the request that ``hold`` names waits until ``release`` is set."""
+    """Records each request; with ``hold_first`` the first one waits until ``release`` is set."""
 
     def __init__(self, fail: Exception | None = None) -> None:
         self.requests: list[list[str]] = []
-        self.hold: set[int] = set()
+        self.hold_first = False
         self.held = asyncio.Event()
         self.release = asyncio.Event()
         self.fail = fail
 
     async def post(self, key: str, items: list[str], bound: float) -> None:
         self.requests.append(items)
-        if len(self.requests) - 1 in self.hold:
+        if self.hold_first and len(self.requests) == 1:
             self.held.set()
             await self.release.wait()
         if self.fail is not None:
@@ -42,6 +42,14 @@ def _lanes(destination: _Destination, **limits: Any) -> tuple[Lanes[str, str], s
     return Lanes(destination.post, spawn=spawn, **limits), tasks
 
 
+async def _holding(destination: _Destination, lanes: Lanes[str, str], value: str = "m0") -> asyncio.Future[None]:
+    """Send ``value`` to "b"; return (its send running) once the destination holds that request."""
+    destination.hold_first = True
+    first = asyncio.ensure_future(lanes.send("b", value, 1, GENEROUS))
+    await destination.held.wait()
+    return first
+
+
 def _run(scenario: Coroutine[Any, Any, None]) -> None:
     asyncio.run(asyncio.wait_for(scenario, GENEROUS))
 
@@ -49,10 +57,8 @@ def _run(scenario: Coroutine[Any, Any, None]) -> None:
 def test_a_lone_item_goes_out_at_once_and_those_sent_meanwhile_together_next() -> None:
     async def scenario() -> None:
         destination = _Destination()
-        destination.hold = {0}
         lanes, _ = _lanes(destination)
-        first = asyncio.ensure_future(lanes.send("b", "m0", 1, GENEROUS))
-        await destination.held.wait()
+        first = await _holding(destination, lanes)
         others = [asyncio.ensure_future(lanes.send("b", f"m{n}", 1, GENEROUS)) for n in range(1, 5)]
         elsewhere = asyncio.ensure_future(lanes.send("c", "c0", 1, GENEROUS))  # another destination: not held up
         await elsewhere
@@ -69,10 +75,8 @@ def test_a_lone_item_goes_out_at_once_and_those_sent_meanwhile_together_next() -
 def test_requests_carry_at_most_max_items_and_max_bytes() -> None:
     async def scenario() -> None:
         destination = _Destination()
-        destination.hold = {0}
         lanes, _ = _lanes(destination, max_items=3, max_bytes=10)
-        first = asyncio.ensure_future(lanes.send("b", "first", 1, GENEROUS))
-        await destination.held.wait()
+        first = await _holding(destination, lanes, "first")
         sizes = {"a": 4, "b": 4, "c": 4, "d": 1, "e": 1, "f": 1, "g": 1, "huge": 50, "h": 1}
         sends = [asyncio.ensure_future(lanes.send("b", name, size, GENEROUS)) for name, size in sizes.items()]
         await asyncio.sleep(0)
@@ -99,10 +103,8 @@ def test_submitted_items_go_out_in_the_background_with_those_queued_before_it_st
 def test_a_stalled_request_hands_the_queue_on() -> None:
     async def scenario() -> None:
         destination = _Destination()
-        destination.hold = {0}
         lanes, tasks = _lanes(destination, stall=0.05)
-        first = asyncio.ensure_future(lanes.send("b", "stuck", 1, GENEROUS))
-        await destination.held.wait()
+        first = await _holding(destination, lanes, "stuck")
         queued = [asyncio.ensure_future(lanes.send("b", f"m{n}", 1, GENEROUS)) for n in range(2)]
         await asyncio.gather(*queued)  # went out while the first still hangs
         assert not first.done()
@@ -119,10 +121,8 @@ def test_a_stalled_request_hands_the_queue_on() -> None:
 def test_a_failed_request_fails_every_item_it_carried() -> None:
     async def scenario() -> None:
         destination = _Destination(fail=ConnectionError("broker gone"))
-        destination.hold = {0}
         lanes, tasks = _lanes(destination)
-        first = asyncio.ensure_future(lanes.send("b", "m0", 1, GENEROUS))
-        await destination.held.wait()
+        first = await _holding(destination, lanes)
         queued = [asyncio.ensure_future(lanes.send("b", f"m{n}", 1, GENEROUS)) for n in (1, 2)]
         await asyncio.sleep(0)
         destination.release.set()
@@ -138,10 +138,8 @@ def test_a_failed_request_fails_every_item_it_carried() -> None:
 def test_an_item_whose_caller_gave_up_while_queued_is_not_sent() -> None:
     async def scenario() -> None:
         destination = _Destination()
-        destination.hold = {0}
         lanes, _ = _lanes(destination)
-        first = asyncio.ensure_future(lanes.send("b", "m0", 1, GENEROUS))
-        await destination.held.wait()
+        first = await _holding(destination, lanes)
         with pytest.raises(asyncio.TimeoutError):
             await lanes.send("b", "gave-up", 1, 0.01)
         cancelled = asyncio.ensure_future(lanes.send("b", "cancelled", 1, GENEROUS))
@@ -159,10 +157,8 @@ def test_an_item_whose_caller_gave_up_while_queued_is_not_sent() -> None:
 def test_only_abandoned_items_behind_a_request_close_the_lane() -> None:
     async def scenario() -> None:
         destination = _Destination()
-        destination.hold = {0}
         lanes, _ = _lanes(destination)
-        first = asyncio.ensure_future(lanes.send("b", "m0", 1, GENEROUS))
-        await destination.held.wait()
+        first = await _holding(destination, lanes)
         with pytest.raises(asyncio.TimeoutError):
             await lanes.send("b", "gave-up", 1, 0.01)
         destination.release.set()

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 
@@ -197,6 +198,21 @@ class _Held:
         self.broker._read_message = self.read_message
 
 
+def _five_sends(held: _Held, send: Callable[[int], None], queued: Callable[[], bool], what: str) -> None:
+    """Send 0 in a thread; once the broker holds what ``held`` holds, sends 1-4 in threads; once ``queued()``,
+    release the held request and wait for all five sends."""
+    first = threading.Thread(target=send, args=(0,))
+    first.start()
+    assert held.first_held.wait(GENEROUS), "the broker never got the request to hold"
+    others = [threading.Thread(target=send, args=(n,)) for n in range(1, 5)]
+    for thread in others:
+        thread.start()
+    wait_until(queued, what)
+    held.release.set()
+    for thread in [first, *others]:
+        thread.join(GENEROUS)
+
+
 def _acknowledged_ids(ack: dict) -> list[str]:
     return [ack["meta"]["id"], *ack.get("also_acknowledges", [])]
 
@@ -213,16 +229,7 @@ def test_acknowledgements_that_queue_behind_one_in_flight_go_out_as_one_message(
         results.append(agg.send_message([receiver.get_id()], "batched", {"n": n}, timeout=GENEROUS))
 
     with _Held(sim, receiver.get_id()) as acks:
-        first = threading.Thread(target=send, args=(0,))
-        first.start()
-        assert acks.first_held.wait(GENEROUS), "the receiver never acknowledged the first message"
-        others = [threading.Thread(target=send, args=(n,)) for n in range(1, 5)]
-        for thread in others:
-            thread.start()
-        wait_until(lambda: len(receiver.get_messages()) == 5, "all five messages in the receiver's inbox")
-        acks.release.set()
-        for thread in [first, *others]:
-            thread.join(GENEROUS)
+        _five_sends(acks, send, lambda: len(receiver.get_messages()) == 5, "all five messages in the receiver's inbox")
     assert sorted(results) == [([receiver.get_id()], [])] * 5
     assert len(acks.sent) == 2
     first_id = acks.sent[0]["meta"]["id"]
@@ -289,18 +296,9 @@ def test_messages_sent_while_one_is_in_flight_go_out_as_one_broker_message(sim, 
     def send(n: int) -> None:
         results.append(agg.send_message(receivers, "bundled", {"n": n, "text": "é" * n}, timeout=GENEROUS))
 
+    lanes = agg._core._parts.broker.sends._lanes
     with _Held(sim, agg.get_id(), messages=True) as sent:
-        first = threading.Thread(target=send, args=(0,))
-        first.start()
-        assert sent.first_held.wait(GENEROUS), "the first message never reached the broker"
-        others = [threading.Thread(target=send, args=(n,)) for n in range(1, 5)]
-        for thread in others:
-            thread.start()
-        wait_until(lambda: len(agg._core._parts.broker.sends._lanes[tuple(receivers)].queue) == 4,
-                   "four messages queued behind the held one")
-        sent.release.set()
-        for thread in [first, *others]:
-            thread.join(GENEROUS)
+        _five_sends(sent, send, lambda: len(lanes[tuple(receivers)]) == 4, "four messages queued behind the held one")
     assert sorted(results) == [(receivers, [])] * 5
     assert [1 + len(m["meta"].get("also_carries", [])) for m in sent.sent] == [1, 4]
     for analyzer in analyzers:
