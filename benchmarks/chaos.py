@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks.report import row
 from flame_sdk import FlameCoreSDK
+from flame_sdk.protocol.status import AnalysisStatus
 from flame_sdk.sim.run.simulation import SimAnalysis, SimConfig, Simulation
 from flame_sdk.sim.services.po_lifecycle import REAL_HEALTH_TIMEOUT, PoLimits
 
@@ -121,8 +122,8 @@ flame.await_messages(partners, "never-sent")
 
 
 def dead_node_named() -> None:
-    """Kill one node's process; time until every partner's run failed with a log naming the dead node. The PO
-    waits for ``/healthz`` as long as the real one (10 s), not the simulator's default allowance for load."""
+    """Kill one running node's process; time until every partner's run failed with a log naming the dead node. The
+    PO waits for ``/healthz`` as long as the real one (10 s), not the simulator's default allowance for load."""
     limits = PoLimits(health_timeout=REAL_HEALTH_TIMEOUT)
     with tempfile.TemporaryDirectory() as folder, Simulation(SimConfig(nodes=3, seed=23, po_limits=limits)) as sim:
         script = Path(folder) / "waiter.py"
@@ -136,6 +137,11 @@ def dead_node_named() -> None:
             for line in procs[victim].stdout or []:
                 if "READY" in line:
                     break
+            # a node that dies before the PO's first answered /healthz counts as a slow start (the real PO restarts
+            # it; the simulator waits up to its startup limit): kill it once the PO has seen it running
+            seen_running = time.monotonic() + 60
+            while analysis.po_status(victim) != AnalysisStatus.EXECUTING and time.monotonic() < seen_running:
+                time.sleep(0.1)
             killed = time.monotonic()
             procs[victim].kill()
             others = [n for n in analysis.node_ids if n != victim]
